@@ -1,0 +1,103 @@
+"""The verb set every backend (local process, QEMU, VirtualBox) implements.
+
+The runtime drives a backend only through these verbs; the decision core (host_bridge.core) never
+touches one. A backend owns one task's execution environment: a process tree (local) or a VM.
+Errors are raised as BackendError with a message a volunteer or admin can act on; ``temporary``
+says whether BOINC should retry later (temporary exit) or fail the task.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+class VMState(enum.Enum):
+    """Where the task's environment is. Backends report it from ``poll()``."""
+
+    ABSENT = "absent"  # nothing created yet, or cleaned up
+    CREATED = "created"  # created, not started
+    RUNNING = "running"
+    PAUSED = "paused"  # stopped in memory (SIGSTOP / QMP stop / VBox pause)
+    SAVED = "saved"  # state saved to disk, nothing running (VM-level checkpoint)
+    EXITED = "exited"  # the task's main program ended (exit_code set)
+    FAILED = "failed"  # the environment died unexpectedly (error set)
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    state: VMState
+    exit_code: int | None = None  # when EXITED: the program's exit status (negative: killed by signal)
+    cpu_time: float = 0.0  # CPU seconds used by the task's environment in this run (process tree / VM)
+    error: str = ""  # when FAILED: what happened, for the volunteer
+
+
+class BackendError(Exception):
+    """A backend operation failed. ``temporary``: retrying later may work (BOINC temporary exit)."""
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a backend needs to run one task (built from the job file by the runtime).
+
+    ``argv`` is the program and its arguments as seen inside the environment; ``share`` is the host
+    directory shared with the guest (for the local backend, also the working directory).
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    share: Path
+    stdin: str | None = None  # file names relative to the share
+    stdout: str | None = None
+    stderr: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    nthreads: int = 1
+    memory_mb: int = 0  # VM backends: RAM; 0 = backend default
+    network: bool = False
+    image: str | None = None  # VM backends: disk image / kernel, host path
+    priority: int | None = None  # nice value for local processes (None: inherit)
+    owner_tag: str = ""  # slot + result: lets a restarted bridge find its own VM
+    extra: tuple[tuple[str, str], ...] = ()  # backend-specific settings from the job file
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One task's execution environment. Every verb is idempotent where that makes sense
+    (pause when paused, poweroff when absent, cleanup twice)."""
+
+    name: str
+
+    def create(self, task: TaskSpec) -> None: ...
+    def start(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def checkpoint(self) -> bool:
+        """Save the environment's state so that ``restore`` can resume it after the bridge exits.
+        Returns False where the backend has no VM-level checkpoint (the app's own checkpoint is then
+        what survives)."""
+        ...
+
+    def restore(self) -> bool:
+        """Resume from a state saved by ``checkpoint`` (or reattach to our own still-running VM);
+        False if there is nothing to restore."""
+        ...
+
+    def poweroff(self) -> None: ...
+    def poll(self) -> BackendStatus: ...
+    def copy_in(self, src: Path, name: str) -> None:
+        """Copy the host file ``src`` into the environment's share as ``name``."""
+        ...
+
+    def copy_out(self, name: str, dest: Path) -> None:
+        """Copy ``name`` from the share to the host path ``dest`` (never following guest links)."""
+        ...
+
+    def cleanup(self) -> None:
+        """Remove everything this task created (processes, VM, overlays), leaving the share's outputs."""
+        ...

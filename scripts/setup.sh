@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh Debian 12 machine of this kind: system packages, a .venv at
+# the repository root with the project installed, and the C guest SDK built. Safe to re-run: it only
+# installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+APT_PACKAGES=(
+  libboinc-app7        # the real BOINC API library the bridge binds with cffi
+  boinc-client         # a real BOINC client for the end-to-end tests
+  qemu-system-x86      # real VMs (QEMU backend)
+  qemu-utils           # qemu-img (overlays)
+  busybox-static       # the test VM's userland
+  cpio                 # initramfs
+  xz-utils             # unpacking the kernel
+  gcc g++ gfortran make pkg-config   # the C SDK and the C / C++ / Fortran test programs
+  python3-venv
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(cat pyproject.toml setup.py guest_sdk/python/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing the project into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+# The cffi shim for BOINC's C++-only calls is compiled by the editable install; rebuild it if its
+# source changed since.
+.venv/bin/python -m host_bridge.boinc._shim_build --inplace-if-stale >/dev/null
+
+echo "setup: building the C guest SDK"
+make -s -C guest_sdk/c >/dev/null
+echo "setup: done ($ROOT)"
