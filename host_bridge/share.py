@@ -1,0 +1,460 @@
+"""Hostile-input-safe access to the folder shared with the guest.
+
+This module is the only reader of guest-controlled files on the host. The guest (a VM, or the local
+process tree) can put anything at any name in the share: a symbolic link to a host file, a hard link to a
+host file, a FIFO that would block a reader forever, a device node, a sparse file of many GiB, a
+directory. Every access here therefore:
+
+- goes through one directory file descriptor of the share, opened once (``Share``), with names that are a
+  single path component (``safe_name``), so that no path is ever re-resolved through the share's parents;
+- opens files with ``O_NOFOLLOW | O_NONBLOCK`` and checks ``fstat`` before reading: only a regular file
+  with one link and at most ``max_bytes`` bytes is read, and it is read with a bound (at most
+  ``max_bytes + 1`` bytes, in case it grows after ``fstat``);
+- writes by temporary file + ``fsync`` + ``rename`` inside the share, creating the temporary with
+  ``O_EXCL | O_NOFOLLOW`` after unlinking whatever the guest left there, so a link planted at the target
+  or the temporary name is replaced, never followed.
+
+A refused file raises ``GuestFileRefused`` with a short stable ``reason`` ("symlink", "not a regular
+file", "hard link", "too large", "bad name") and a message for the volunteer or admin. ``RefusalLog``
+logs each distinct (name, reason) once, so a hostile guest cannot flood the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "GuestFileRefused",
+    "RefusalLog",
+    "Share",
+    "read_guest_file",
+    "safe_name",
+]
+
+MAX_NAME_BYTES = 255
+_CHUNK = 1 << 20
+
+_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+
+_ADVICE = (
+    "The bridge never follows links or reads special files from the shared folder; the task's app or VM "
+    "image put it there (a bug or a hostile app): report it to the project if it keeps happening."
+)
+
+_REASON_TEXT = {
+    "symlink": "it is a symbolic link",
+    "not a regular file": "it is not a regular file",
+    "hard link": "it is a hard link (it has more than one name, possibly a host file's)",
+    "too large": "it is larger than allowed",
+    "bad name": "the name is not a plain file name (1..255 bytes of UTF-8, no '/', NUL, control "
+    "characters, '.' or '..')",
+    "share": "the shared folder itself is not a real directory",
+}
+
+
+def _show(name: object) -> str:
+    text = repr(name)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class GuestFileRefused(Exception):
+    """A file (or name) in the share was refused. ``reason`` is short and stable; ``name`` the name."""
+
+    def __init__(self, name: object, reason: str, detail: str = "") -> None:
+        self.name = name
+        self.reason = reason
+        why = _REASON_TEXT.get(reason, reason)
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"guest file {_show(name)} in the shared folder refused: {why}{extra}. {_ADVICE}")
+
+
+def safe_name(name: str) -> str:
+    """Return ``name`` if it is a plain file name the guest may use, else raise GuestFileRefused("bad name").
+
+    A plain name is one path component: 1..255 bytes of UTF-8, no NUL, no '/', not '.' or '..', no
+    control characters (C0, DEL, C1). Surrogate-escaped bytes (non-UTF-8 names) are refused.
+    """
+    if not isinstance(name, str):
+        raise GuestFileRefused(name, "bad name", f"a {type(name).__name__}, not a string")
+    try:
+        encoded = name.encode("utf-8", "strict")
+    except UnicodeEncodeError:
+        raise GuestFileRefused(name, "bad name", "not valid UTF-8") from None
+    if not 1 <= len(encoded) <= MAX_NAME_BYTES:
+        raise GuestFileRefused(name, "bad name", f"{len(encoded)} bytes, must be 1..{MAX_NAME_BYTES}")
+    if name in (".", "..") or "/" in name or "\0" in name:
+        raise GuestFileRefused(name, "bad name", "not a single path component")
+    for ch in name:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            raise GuestFileRefused(name, "bad name", f"control character U+{code:04X}")
+    return name
+
+
+class RefusalLog:
+    """Log each distinct (name, reason) refusal once, then only count it.
+
+    At most ``max_distinct`` distinct keys are remembered and logged; after that one line says further
+    refusals are only counted (a guest inventing new names cannot flood the log either).
+    """
+
+    def __init__(self, log: logging.Logger | None = None, *, max_distinct: int = 32) -> None:
+        self._log = log or logger
+        self._max = max_distinct
+        self._counts: dict[tuple[str, str], int] = {}
+        self._overflow = 0
+        self._lock = threading.Lock()
+
+    def report(self, refused: GuestFileRefused) -> bool:
+        """Record a refusal; return True if it was logged now (first time for its (name, reason))."""
+        key = (_show(refused.name), refused.reason)
+        with self._lock:
+            if key in self._counts:
+                self._counts[key] += 1
+                return False
+            if len(self._counts) >= self._max:
+                self._overflow += 1
+                if self._overflow == 1:
+                    self._log.warning(
+                        "more than %d distinct refused guest files: further refusals are only counted",
+                        self._max,
+                    )
+                return False
+            self._counts[key] = 1
+        self._log.warning("%s", refused)
+        return True
+
+    @property
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values()) + self._overflow
+
+
+def _check_regular(st: os.stat_result, name: str, max_bytes: int | None) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise GuestFileRefused(name, "symlink")
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "a special file"
+        )
+        raise GuestFileRefused(name, "not a regular file", kind)
+    if st.st_nlink != 1:
+        raise GuestFileRefused(name, "hard link", f"{st.st_nlink} links")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise GuestFileRefused(name, "too large", f"{st.st_size} bytes, at most {max_bytes} allowed")
+
+
+class Share:
+    """The shared folder, held by one directory file descriptor for its whole life.
+
+    Every name passed to a method must be a plain file name (``safe_name``). The share itself must be a
+    real directory, not a symbolic link.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise GuestFileRefused(
+                    str(self.path), "share", "a symbolic link or not a directory; the slot is damaged"
+                ) from None
+            raise
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    # -- housekeeping -------------------------------------------------------------------------------------
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"shared folder {self.path} is closed")
+        return self._fd
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> Share:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Share({str(self.path)!r})"
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def lstat(self, name: str) -> os.stat_result | None:
+        """The entry's own metadata (links not followed), or None if absent."""
+        try:
+            return os.stat(safe_name(name), dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def exists(self, name: str) -> bool:
+        """Whether anything (file, link, directory...) is at ``name`` in the share."""
+        return self.lstat(name) is not None
+
+    def _open_guest(self, name: str, max_bytes: int | None) -> tuple[int, os.stat_result] | None:
+        """Open a guest file for reading after the checks; None if absent. Caller closes the fd."""
+        safe_name(name)
+        # Pre-check without opening: a device node is never opened (opening some has side effects).
+        try:
+            pre = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        _check_regular(pre, name, max_bytes)
+        try:
+            fd = os.open(name, _O_READ, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # replaced by a link since the pre-check
+                raise GuestFileRefused(name, "symlink") from None
+            raise
+        try:
+            st = os.fstat(fd)  # authoritative: this is the file we will read
+            _check_regular(st, name, max_bytes)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def read(self, name: str, max_bytes: int) -> bytes | None:
+        """The content of the regular file ``name`` (at most ``max_bytes`` bytes), None if absent."""
+        opened = self._open_guest(name, max_bytes)
+        if opened is None:
+            return None
+        fd, _st = opened
+        try:
+            chunks: list[bytes] = []
+            total = 0
+            while total <= max_bytes:
+                try:
+                    chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - total))
+                except BlockingIOError:  # cannot happen for a regular file; never wait
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            if total > max_bytes:
+                raise GuestFileRefused(name, "too large", f"grew past {max_bytes} bytes while read")
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def copy_out(self, name: str, dest: Path | str, max_bytes: int) -> int:
+        """Copy the guest file ``name`` to the host path ``dest``, whole or not at all.
+
+        The copy goes to a temporary file next to ``dest``, is fsynced and renamed over ``dest``.
+        Returns the number of bytes copied. Raises FileNotFoundError if ``name`` is absent.
+        """
+        dest = Path(dest)
+        opened = self._open_guest(name, max_bytes)
+        if opened is None:
+            raise FileNotFoundError(
+                errno.ENOENT, f"output {name!r} not found in the shared folder {self.path}", str(dest)
+            )
+        src, _st = opened
+        tmp = dest.parent / f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            out = os.open(tmp, _O_CREATE, 0o644)
+            try:
+                total = 0
+                while True:
+                    chunk = os.read(src, min(_CHUNK, max_bytes + 1 - total))
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise GuestFileRefused(name, "too large", f"grew past {max_bytes} bytes while copied")
+                    _write_all(out, chunk)
+                os.fsync(out)
+            finally:
+                os.close(out)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+            return total
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        finally:
+            os.close(src)
+
+    # -- writing ------------------------------------------------------------------------------------------
+    def _create_temp(self, name: str) -> tuple[int, str]:
+        """Create a fresh temporary file in the share for ``name``: ``.NAME.tmp`` (the protocol's temp
+        name) after removing whatever is there, or a unique name if the guest keeps one in the way."""
+        candidates = [f".{name}.tmp"] if len(name) + 5 <= MAX_NAME_BYTES else []
+        candidates += [f".bridge.{os.getpid()}.{threading.get_ident()}.{i}.tmp" for i in range(3)]
+        last: OSError | None = None
+        for tmp in candidates:
+            try:
+                os.unlink(tmp, dir_fd=self.fd)
+            except FileNotFoundError:
+                pass
+            except OSError as e:  # a directory planted at the temp name: try the next name
+                last = e
+                continue
+            try:
+                return os.open(tmp, _O_CREATE, 0o644, dir_fd=self.fd), tmp
+            except FileExistsError as e:  # re-created by the guest in between
+                last = e
+                continue
+        raise OSError(
+            errno.EEXIST,
+            f"cannot create a temporary file for {name!r} in the shared folder {self.path}: {last}",
+        )
+
+    def _replace_with(self, name: str, chunks: Iterable[bytes]) -> int:
+        safe_name(name)
+        fd, tmp = self._create_temp(name)
+        total = 0
+        try:
+            try:
+                for chunk in chunks:
+                    _write_all(fd, chunk)
+                    total += len(chunk)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            except IsADirectoryError:
+                raise GuestFileRefused(name, "not a regular file", "a directory is in the way") from None
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR):
+                    raise GuestFileRefused(name, "not a regular file", "a directory is in the way") from None
+                raise
+            os.fsync(self.fd)
+            return total
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=self.fd)
+            raise
+
+    def write_atomic(self, name: str, data: bytes) -> None:
+        """Replace ``name`` in the share by ``data``: temp file + fsync + rename, no link followed."""
+        self._replace_with(name, (data,))
+
+    def copy_in(self, src: Path | str, name: str) -> int:
+        """Copy the host file ``src`` into the share as ``name`` (replacing whatever the guest left there,
+        without following it). Returns the number of bytes copied."""
+        with open(src, "rb") as f:
+            return self._replace_with(name, iter(lambda: f.read(_CHUNK), b""))
+
+    def clear(self, names: Iterable[str]) -> None:
+        """Remove ``names`` from the share if present (a link is removed, never followed; a directory
+        planted at one of the names is removed with its content, without following links)."""
+        for name in names:
+            safe_name(name)
+            try:
+                os.unlink(name, dir_fd=self.fd)
+            except FileNotFoundError:
+                continue
+            except (IsADirectoryError, PermissionError):
+                st = self.lstat(name)
+                if st is None or not stat.S_ISDIR(st.st_mode):
+                    raise
+                shutil.rmtree(name, dir_fd=self.fd)
+
+    # -- the local backend's standard streams ------------------------------------------------------------
+    def open_input(self, name: str) -> int:
+        """Open ``name`` for reading as a child's stdin (regular file, no link). Caller closes it."""
+        opened = self._open_guest(name, None)
+        if opened is None:
+            raise FileNotFoundError(
+                errno.ENOENT, f"input {name!r} not found in the shared folder {self.path}"
+            )
+        fd, _st = opened
+        os.set_blocking(fd, True)
+        return fd
+
+    def open_append(self, name: str) -> int:
+        """Open (create) ``name`` for appending, as a child's stdout / stderr. Caller closes it."""
+        pre = self.lstat(name)
+        if pre is not None:
+            _check_regular(pre, name, None)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags | os.O_NOCTTY, 0o644, dir_fd=self.fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise GuestFileRefused(name, "symlink") from None
+            if e.errno == errno.EISDIR:
+                raise GuestFileRefused(name, "not a regular file", "a directory") from None
+            raise
+        try:
+            _check_regular(os.fstat(fd), name, None)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def names(self) -> Iterator[str]:
+        """The names in the share (no metadata read)."""
+        with os.scandir(self.fd) as it:
+            for entry in it:
+                yield entry.name
+
+
+def read_guest_file(share: Path | str, name: str, max_bytes: int) -> bytes | None:
+    """Read the guest file ``name`` from the share (see ``Share.read``); None if absent."""
+    with Share(share) as s:
+        return s.read(name, max_bytes)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

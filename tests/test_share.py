@@ -1,0 +1,279 @@
+"""Hostile-input safety of host_bridge.share: links, hard links, FIFOs, devices, huge files, bad names."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from host_bridge.share import GuestFileRefused, RefusalLog, Share, read_guest_file, safe_name
+
+STATUS = "boinc_status.msgpack"
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    d = tmp_path / "share"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def host_secret(tmp_path: Path) -> Path:
+    p = tmp_path / "host_secret.txt"
+    p.write_bytes(b"host secret\n")
+    return p
+
+
+def refused(reason: str, fn, *args):
+    with pytest.raises(GuestFileRefused) as info:
+        fn(*args)
+    assert info.value.reason == reason, str(info.value)
+    return info.value
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+def test_read_regular_and_absent(share: Path) -> None:
+    (share / STATUS).write_bytes(b"abc")
+    assert read_guest_file(share, STATUS, 10) == b"abc"
+    assert read_guest_file(share, "missing", 10) is None
+    with Share(share) as s:
+        assert s.read(STATUS, 3) == b"abc"
+        assert s.exists(STATUS)
+        assert not s.exists("missing")
+
+
+def test_symlink_at_status_name_refused(share: Path, host_secret: Path) -> None:
+    (share / STATUS).symlink_to(host_secret)
+    err = refused("symlink", read_guest_file, share, STATUS, 1 << 20)
+    assert STATUS in str(err) and "report it" in str(err)
+    assert host_secret.read_bytes() == b"host secret\n"
+
+
+def test_dangling_and_dir_symlink_refused(share: Path, tmp_path: Path) -> None:
+    (share / "a").symlink_to(tmp_path / "nowhere")
+    (share / "b").symlink_to(tmp_path)
+    with Share(share) as s:
+        refused("symlink", s.read, "a", 100)
+        refused("symlink", s.read, "b", 100)
+
+
+def test_hard_link_refused(share: Path, host_secret: Path) -> None:
+    os.link(host_secret, share / STATUS)
+    refused("hard link", read_guest_file, share, STATUS, 1 << 20)
+    assert host_secret.read_bytes() == b"host secret\n"
+
+
+def test_fifo_refused_without_blocking(share: Path) -> None:
+    os.mkfifo(share / STATUS)
+    result: list[object] = []
+
+    def reader() -> None:
+        try:
+            read_guest_file(share, STATUS, 100)
+            result.append("read")
+        except GuestFileRefused as e:
+            result.append(e.reason)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(timeout=5)
+    if t.is_alive():  # unblock the reader so the test process does not hang, then fail
+        fd = os.open(share / STATUS, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        pytest.fail("reading a FIFO blocked")
+    assert result == ["not a regular file"]
+
+
+def test_device_refused(share: Path) -> None:
+    if os.geteuid() == 0:
+        os.mknod(share / STATUS, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null
+        refused("not a regular file", read_guest_file, share, STATUS, 100)
+        os.unlink(share / STATUS)
+    (share / STATUS).symlink_to("/dev/zero")
+    refused("symlink", read_guest_file, share, STATUS, 100)
+
+
+def test_directory_and_socket_refused(share: Path) -> None:
+    import socket
+
+    (share / STATUS).mkdir()
+    refused("not a regular file", read_guest_file, share, STATUS, 100)
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(share / "sock"))
+        refused("not a regular file", read_guest_file, share, "sock", 100)
+    finally:
+        sock.close()
+
+
+def test_huge_sparse_file_refused_fast(share: Path) -> None:
+    with open(share / STATUS, "wb") as f:
+        f.truncate(1 << 30)
+    t0 = time.monotonic()
+    err = refused("too large", read_guest_file, share, STATUS, 1 << 20)
+    assert time.monotonic() - t0 < 1.0
+    assert "1073741824" in str(err)
+    (share / "exact").write_bytes(b"x" * 100)
+    assert read_guest_file(share, "exact", 100) == b"x" * 100
+    refused("too large", read_guest_file, share, "exact", 99)
+
+
+def test_share_itself_must_be_a_directory(tmp_path: Path, share: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(share)
+    refused("share", Share, link)
+    f = tmp_path / "file"
+    f.write_bytes(b"")
+    refused("share", Share, f)
+
+
+def test_share_held_by_fd_survives_swap(tmp_path: Path, share: Path, host_secret: Path) -> None:
+    """Renaming the share and planting a link in its place does not redirect an open Share."""
+    (share / STATUS).write_bytes(b"mine")
+    with Share(share) as s:
+        share.rename(tmp_path / "moved")
+        share.symlink_to(host_secret.parent)
+        assert s.read(STATUS, 10) == b"mine"
+        assert s.read("host_secret.txt", 100) is None
+
+
+# -- names -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        "../etc/passwd",
+        "a/b",
+        "/abs",
+        "nul\0byte",
+        "ctl\x01",
+        "del\x7f",
+        "c1\x85",
+        "x" * 10_000,
+        "é" * 128,  # 256 bytes of UTF-8
+        b"caf\xe9".decode("utf-8", "surrogateescape"),
+    ],
+)
+def test_bad_names_refused(name: str, share: Path) -> None:
+    refused("bad name", safe_name, name)
+    with Share(share) as s:
+        refused("bad name", s.read, name, 10)
+        refused("bad name", s.write_atomic, name, b"x")
+
+
+def test_good_names() -> None:
+    for name in ["a", "boinc_status.msgpack", "résultat.txt", "x" * 255, "日本"]:
+        assert safe_name(name) == name
+    refused("bad name", safe_name, b"bytes")
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+def test_write_atomic_over_planted_symlink(share: Path, host_secret: Path) -> None:
+    name = "boinc_control.msgpack"
+    (share / name).symlink_to(host_secret)
+    (share / f".{name}.tmp").symlink_to(host_secret)  # at the temp name too
+    with Share(share) as s:
+        s.write_atomic(name, b"control bytes")
+    assert host_secret.read_bytes() == b"host secret\n"
+    assert not (share / name).is_symlink()
+    assert (share / name).read_bytes() == b"control bytes"
+    assert not (share / f".{name}.tmp").exists()
+
+
+def test_write_atomic_directory_at_temp_name_uses_another(share: Path) -> None:
+    name = "boinc_control.msgpack"
+    (share / f".{name}.tmp").mkdir()
+    with Share(share) as s:
+        s.write_atomic(name, b"v2")
+        assert s.read(name, 10) == b"v2"
+        (share / "dir").mkdir()
+        refused("not a regular file", s.write_atomic, "dir", b"x")
+    assert sorted(p.name for p in share.iterdir()) == [f".{name}.tmp", name, "dir"]
+
+
+def test_copy_in_replaces_link_without_following(share: Path, host_secret: Path, tmp_path: Path) -> None:
+    src = tmp_path / "input.dat"
+    src.write_bytes(b"input" * 1000)
+    (share / "in.dat").symlink_to(host_secret)
+    with Share(share) as s:
+        assert s.copy_in(src, "in.dat") == 5000
+    assert (share / "in.dat").read_bytes() == b"input" * 1000
+    assert host_secret.read_bytes() == b"host secret\n"
+
+
+def test_copy_out(share: Path, tmp_path: Path, host_secret: Path) -> None:
+    out = tmp_path / "slot"
+    out.mkdir()
+    (share / "result.txt").write_bytes(b"r" * 3000)
+    with Share(share) as s:
+        assert s.copy_out("result.txt", out / "result.txt", 1 << 20) == 3000
+        assert (out / "result.txt").read_bytes() == b"r" * 3000
+        # a link at the copy-back name: refused, host file untouched, destination untouched
+        (share / "up.txt").symlink_to(host_secret)
+        refused("symlink", s.copy_out, "up.txt", out / "up.txt", 1 << 20)
+        assert not (out / "up.txt").exists()
+        os.link(host_secret, share / "hl.txt")
+        refused("hard link", s.copy_out, "hl.txt", out / "hl.txt", 1 << 20)
+        with pytest.raises(FileNotFoundError, match=r"absent\.txt"):
+            s.copy_out("absent.txt", out / "x", 10)
+    assert host_secret.read_bytes() == b"host secret\n"
+    assert sorted(p.name for p in out.iterdir()) == ["result.txt"]
+
+
+def test_copy_out_partial_never_visible(share: Path, tmp_path: Path) -> None:
+    """A too-large output leaves the previous destination whole and no temporary behind."""
+    out = tmp_path / "slot"
+    out.mkdir()
+    (out / "result.txt").write_bytes(b"old complete output")
+    with open(share / "result.txt", "wb") as f:
+        f.truncate(5000)
+    with Share(share) as s:
+        refused("too large", s.copy_out, "result.txt", out / "result.txt", 4096)
+    assert (out / "result.txt").read_bytes() == b"old complete output"
+    assert sorted(p.name for p in out.iterdir()) == ["result.txt"]
+
+
+def test_clear(share: Path, host_secret: Path) -> None:
+    (share / "a").write_bytes(b"1")
+    (share / "b").symlink_to(host_secret.parent)
+    (share / "c").mkdir()
+    (share / "c" / "inner").symlink_to(host_secret)
+    with Share(share) as s:
+        s.clear(["a", "b", "c", "absent"])
+    assert list(share.iterdir()) == []
+    assert host_secret.read_bytes() == b"host secret\n"
+
+
+def test_open_append_refuses_link(share: Path, host_secret: Path) -> None:
+    (share / "stdout.txt").symlink_to(host_secret)
+    with Share(share) as s:
+        refused("symlink", s.open_append, "stdout.txt")
+        fd = s.open_append("stderr.txt")
+        os.write(fd, b"x")
+        os.close(fd)
+    assert (share / "stderr.txt").read_bytes() == b"x"
+    assert host_secret.read_bytes() == b"host secret\n"
+
+
+# -- logging ---------------------------------------------------------------------------------------------
+def test_refusal_log_once_per_name_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+    log = RefusalLog(logging.getLogger("test.refusals"), max_distinct=3)
+    with caplog.at_level(logging.WARNING, logger="test.refusals"):
+        for _ in range(1000):
+            log.report(GuestFileRefused(STATUS, "symlink"))
+        log.report(GuestFileRefused(STATUS, "too large"))
+        for i in range(100):
+            log.report(GuestFileRefused(f"n{i}", "bad name"))
+    assert log.counts[(repr(STATUS), "symlink")] == 1000
+    assert log.total == 1101
+    # symlink once, too large once, one bad name, then one "only counted" line
+    assert len(caplog.records) == 4
+    assert "only counted" in caplog.records[-1].getMessage()
