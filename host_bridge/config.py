@@ -1,0 +1,27 @@
+"""The bridge's configuration: one frozen object built by the CLI from BOINC's arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+WatchMode = Literal["auto", "events", "poll"]
+
+
+@dataclass(frozen=True)
+class Config:
+    slot_dir: Path
+    job_file: str = "job.xml"  # logical name (resolved through BOINC's soft links) or a path
+    nthreads: int | None = None  # --nthreads from BOINC; None: from init data / 1
+    trickle_period: float = 0.0  # --trickle X: send a "cpu_time" trickle-up every X seconds (BOINC wrapper)
+    extra_args: tuple[str, ...] = ()  # unknown arguments, appended where a task says append_cmdline_args
+    watch_mode: WatchMode = "auto"
+    standalone: bool = False  # force standalone (no BOINC client)
+    tick: float = 0.1  # the main loop's longest sleep (s)
+    report_interval: float = 1.0  # status refresh to the client without guest news (s)
+    backend_poll_interval: float = 0.5  # how often the backend is polled (s)
+    heartbeat_timeout: float = 0.0  # guest silent this long while running -> hung (0: off)
+    finish_grace: float = 10.0
+    stop_grace: float = 5.0  # SIGTERM -> SIGKILL grace when stopping a task (s)
+    progress: bool = False  # draw a live progress line on stdout (demo)

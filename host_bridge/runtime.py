@@ -1,0 +1,778 @@
+"""The bridge's main loop: run the job's tasks one after the other, each through a backend.
+
+For each task: prepare the share, start the backend, then tick: gather the inputs (the client's
+requests, the backend's state, the newest guest status), ask ``core.decide`` what to do, and apply the
+actions. The loop sleeps in ``ShareWatcher.wait`` so a guest update wakes it at once. Nothing here ends
+the process: ``Runtime.run`` returns an ``Outcome`` and the CLI acts on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from boinc_guest import protocol as P
+
+from . import core
+from .backends.base import Backend, BackendError, BackendStatus, TaskSpec, VMState
+from .boinc.api import AppInitData, BoincApiBase
+from .config import Config
+from .exitcodes import ERR_XML_PARSE, ExitCode
+from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
+from .share import GuestFileRefused, RefusalLog, Share, safe_name
+from .slot import expand_macros, resolve_logical
+from .state import BridgeState, load_state, save_state
+from .watch import ShareWatcher
+
+log = logging.getLogger(__name__)
+
+SHARE_DIR = "shared"  # the share inside the slot, for VM tasks and VMwrapper-style local tasks
+FRACTION_FILE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the bridge ends. kind: finish | temporary_exit | quit | abort | lost_client."""
+
+    kind: str
+    status: int = 0
+    message: str = ""
+    delay: float = 0.0
+    is_notice: bool = False
+
+
+BackendFactory = Callable[[TaskDesc, TaskSpec], Backend]
+
+
+def default_backend_factory(desc: TaskDesc, spec: TaskSpec) -> Backend:
+    """Local process unless the task names a VM."""
+    vm = (getattr(desc, "virtualmachine", None) or "").strip()
+    qemu_tags = any(getattr(desc, t, None) for t in ("vm_kernel", "vm_disk_image"))
+    if qemu_tags or vm.lower() == "qemu":
+        from .backends.qemu import QemuBackend
+
+        return QemuBackend()
+    if vm and vm.lower() in ("virtualbox", "vbox"):
+        from .backends.virtualbox import VirtualBoxBackend
+
+        return VirtualBoxBackend()
+    if vm:
+        log.warning(
+            "task at line %s names virtualmachine %r: no broker or VM of that name is needed any more; "
+            "running it on the local backend",
+            getattr(desc, "line", "?"),
+            vm,
+        )
+    from .backends.local import LocalBackend
+
+    return LocalBackend()
+
+
+def job_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read(4 * 1024 * 1024)).hexdigest()[:16]
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: Config,
+        api: BoincApiBase,
+        *,
+        backend_factory: BackendFactory = default_backend_factory,
+        clock: Callable[[], float] = time.monotonic,
+        on_report: Callable[[core.ReportStatus, int, int], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.should_stop = should_stop
+        self.cfg = config
+        self.api = api
+        self.backend_factory = backend_factory
+        self.clock = clock
+        self.on_report = on_report
+        self.slot = config.slot_dir
+        self.state = BridgeState()
+        self.job: JobSpec | None = None
+        self.init_data = AppInitData()
+        self.refusals = RefusalLog(log)
+        self._control_seq = 0
+        self._last_ack = 0
+
+    # ------------------------------------------------------------ job
+
+    def load_job(self) -> JobSpec:
+        path = resolve_logical(self.slot, self.cfg.job_file)
+        job = parse_job_file(path)
+        for w in job.warnings:
+            log.warning("%s", w)
+        self.job = job
+        return job
+
+    def tasks(self) -> list[TaskDesc]:
+        assert self.job is not None
+        return [*self.job.unzip_tasks, *self.job.tasks]
+
+    # ------------------------------------------------------------ run
+
+    def run(self) -> Outcome:
+        try:
+            job = self.load_job()
+        except JobFileError as e:
+            return Outcome("finish", ERR_XML_PARSE, str(e))
+        except OSError as e:
+            return Outcome(
+                "finish",
+                ERR_XML_PARSE,
+                f"cannot read the job file {self.cfg.job_file!r} in {self.slot}: {e.strerror}; "
+                "the app version must include it (logical name job.xml)",
+            )
+        self.init_data = self.api.init_data()
+        digest = job_digest(Path(job.path))
+        self.state = load_state(self.slot, digest)
+        self.state.runs += 1
+        if not self._save("start"):
+            return Outcome("temporary_exit", 0, "cannot write the bridge state (disk full?)", delay=600)
+        if self.state.runs > 1:
+            log.info(
+                "resuming job at task %d (run %d, %.1f CPU s done)",
+                self.state.task_index + 1,
+                self.state.runs,
+                self.state.cpu_done + self.state.task_cpu_checkpoint,
+            )
+        tasks = self.tasks()
+        total = sum(self._weight(t) for t in tasks) or 1.0
+        for idx in range(self.state.task_index, len(tasks)):
+            before = sum(self._weight(t) for t in tasks[:idx])
+            outcome = self._run_task(idx, tasks[idx], weight_before=before, total_weight=total)
+            if outcome is not None:
+                return outcome
+        return Outcome("finish", 0, "")
+
+    @staticmethod
+    def _weight(t: TaskDesc) -> float:
+        if getattr(t, "kind", "task") != "task":
+            return 0.0
+        w = getattr(t, "weight", 1.0)
+        return float(w if w is not None else 1.0)
+
+    def _save(self, reason: str) -> bool:
+        try:
+            save_state(self.slot, self.state)
+            return True
+        except OSError as e:
+            log.error("cannot save the bridge state (%s): %s", reason, e)
+            return False
+
+    # ------------------------------------------------------------ one task
+
+    def _share_dir(self, desc: TaskDesc) -> Path:
+        vmish = bool(
+            (getattr(desc, "virtualmachine", None) or "").strip()
+            or getattr(desc, "copy_file_to_vm", ())
+            or getattr(desc, "copy_file_from_vm", ())
+            or getattr(desc, "copy_app_to_vm", False)
+            or getattr(desc, "vm_kernel", None)
+            or getattr(desc, "vm_disk_image", None)
+        )
+        if vmish:
+            return self.slot / SHARE_DIR
+        exec_dir = getattr(desc, "exec_dir", None)
+        if exec_dir:
+            return (self.slot / self._expand(exec_dir)).resolve()
+        return self.slot
+
+    def _expand(self, text: str) -> str:
+        project_dir = self.init_data.project_dir or str(self.slot)
+        return expand_macros(text, project_dir=project_dir, nthreads=self._nthreads(), pwd=str(self.slot))
+
+    def _nthreads(self) -> int:
+        if self.cfg.nthreads:
+            return max(1, int(self.cfg.nthreads))
+        n = self.init_data.ncpus
+        return max(1, int(n)) if n and math.isfinite(n) else 1
+
+    def _copy_inputs(self, desc: TaskDesc, share: Share, share_dir: Path) -> None:
+        if share_dir == self.slot:
+            return
+        names = list(getattr(desc, "copy_file_to_vm", ()) or ())
+        if getattr(desc, "copy_app_to_vm", False) and desc.application:
+            names.insert(0, desc.application)
+        for raw in names:
+            name = raw[2:] if raw.startswith("./") else raw
+            src = resolve_logical(self.slot, name)
+            if not src.exists():
+                raise BackendError(
+                    f"job file {self.job.path if self.job else ''}: copy_file_to_VM names {raw!r}, "
+                    f"but {src} does not exist; add it to the workunit or the app version"
+                )
+            share.copy_in(src, os.path.basename(name))
+            if os.access(src, os.X_OK):
+                os.chmod(share_dir / os.path.basename(name), 0o755)
+
+    def _argv(self, desc: TaskDesc, share_dir: Path) -> tuple[str, ...]:
+        app = self._expand(desc.application.strip())
+        in_share = set()
+        if share_dir != self.slot:
+            names = list(getattr(desc, "copy_file_to_vm", ()) or ())
+            if getattr(desc, "copy_app_to_vm", False):
+                names.append(app)
+            in_share = {n[2:] if n.startswith("./") else n for n in names}
+        args = shlex.split(self._expand(getattr(desc, "command_line", "") or ""))
+        args = [self._resolve_arg(a, in_share) for a in args]
+        if getattr(desc, "append_cmdline_args", False):
+            args.extend(self.cfg.extra_args)
+        prog = self._resolve_program(app, in_share, share_dir)
+        if prog.endswith(".py") or os.path.basename(prog) in ("python", "python3"):
+            if os.path.basename(prog) in ("python", "python3"):
+                return (sys.executable, *args)
+            return (sys.executable, prog, *args)
+        return (prog, *args)
+
+    def _resolve_arg(self, arg: str, in_share: set[str]) -> str:
+        if not arg.startswith("./") or len(arg) <= 2:
+            return arg
+        name = arg[2:]
+        if name in in_share:
+            return arg
+        phys = resolve_logical(self.slot, name)
+        return str(phys) if phys.exists() else arg
+
+    def _resolve_program(self, app: str, in_share: set[str], share_dir: Path) -> str:
+        name = app[2:] if app.startswith("./") else app
+        if name in in_share or ((share_dir / name).is_file() and share_dir != self.slot):
+            return str(share_dir / os.path.basename(name))
+        phys = resolve_logical(self.slot, name)
+        if phys.is_file():
+            return str(phys)
+        found = shutil.which(name)
+        if found:
+            return found
+        return str(phys)
+
+    def _spec(self, idx: int, desc: TaskDesc, share_dir: Path) -> TaskSpec:
+        env: list[tuple[str, str]] = []
+        for item in getattr(desc, "setenv", ()) or ():
+            if isinstance(item, tuple):
+                k, v = item
+            else:
+                k, _, v = str(item).partition("=")
+            env.append((k, self._expand(v)))
+        guest_pkg = str(Path(P.__file__).resolve().parent.parent)
+        pythonpath = os.pathsep.join(p for p in (guest_pkg, os.environ.get("PYTHONPATH", "")) if p)
+        env.append(("PYTHONPATH", pythonpath))
+        env.append(("BOINC_NTHREADS", str(self._nthreads())))
+        image = getattr(desc, "vm_disk_image", None) or getattr(desc, "image", None) or None
+        extra: list[tuple[str, str]] = []
+        for tag in ("vm_kernel", "vm_initrd", "vm_cmdline", "vm_disk_image"):
+            v = getattr(desc, tag, None)
+            if v:
+                extra.append((tag, str(resolve_logical(self.slot, v)) if tag != "vm_cmdline" else v))
+        return TaskSpec(
+            name=f"task{idx}",
+            argv=self._argv(desc, share_dir),
+            share=share_dir,
+            stdin=getattr(desc, "stdin_filename", None) or None,
+            stdout=getattr(desc, "stdout_filename", None) or None,
+            stderr=getattr(desc, "stderr_filename", None) or None,
+            env=tuple(env),
+            nthreads=self._nthreads(),
+            memory_mb=int(getattr(desc, "vm_memory_mb", 0) or 0),
+            network=bool(getattr(desc, "vm_network", False)),
+            image=str(resolve_logical(self.slot, image)) if image else None,
+            priority=getattr(desc, "priority", None),
+            owner_tag=self._owner_tag(idx),
+            extra=tuple(extra),
+        )
+
+    def _owner_tag(self, idx: int) -> str:
+        ident = self.init_data.result_name or str(self.slot.resolve())
+        h = hashlib.sha256(f"{self.slot.resolve()}|{ident}".encode()).hexdigest()[:12]
+        return f"hb-{h}-t{idx}"
+
+    def _run_task(
+        self, idx: int, desc: TaskDesc, *, weight_before: float, total_weight: float
+    ) -> Outcome | None:
+        share_dir = self._share_dir(desc)
+        share_dir.mkdir(parents=True, exist_ok=True)
+        share = Share(share_dir)
+        try:
+            return self._run_task_in(idx, desc, share, share_dir, weight_before, total_weight)
+        finally:
+            share.close()
+
+    def _run_task_in(
+        self,
+        idx: int,
+        desc: TaskDesc,
+        share: Share,
+        share_dir: Path,
+        weight_before: float,
+        total_weight: float,
+    ) -> Outcome | None:
+        resumed = self.state.task_started
+        stale_seq: int | None = None
+        try:
+            if resumed:
+                old = self._read_guest(share)
+                stale_seq = old.seq if old is not None else None
+            else:
+                share.clear([P.STATUS_FILE, P.CONTROL_FILE])
+                self._copy_inputs(desc, share, share_dir)
+            spec = self._spec(idx, desc, share_dir)
+        except (BackendError, OSError, GuestFileRefused) as e:
+            return Outcome("finish", int(ExitCode.EXIT_INIT_FAILURE), f"cannot prepare task {idx + 1}: {e}")
+
+        backend = self.backend_factory(desc, spec)
+        ctx = core.TaskContext(
+            weight_before=weight_before,
+            weight=self._weight(desc),
+            total_weight=total_weight,
+            cpu_base=self.state.cpu_done + self.state.task_cpu_checkpoint,
+            report_interval=self.cfg.report_interval,
+            finish_grace=self.cfg.finish_grace,
+            heartbeat_timeout=self.cfg.heartbeat_timeout,
+        )
+        cstate = core.CoreState(last_event_id=self.state.last_event_id, max_fraction=self.state.max_fraction)
+        task = _TaskRun(self, idx, desc, share, share_dir, backend, ctx, stale_seq)
+        try:
+            backend.restore()
+            backend.create(spec)
+        except BackendError as e:
+            backend.cleanup()
+            return self._backend_failure(e, idx)
+        try:
+            return task.loop(cstate)
+        except BackendError as e:
+            self._stop_quietly(backend)
+            return self._backend_failure(e, idx)
+        except BaseException:
+            self._stop_quietly(backend)
+            raise
+
+    def _backend_failure(self, e: BackendError, idx: int) -> Outcome:
+        if e.temporary:
+            return Outcome("temporary_exit", 0, f"task {idx + 1}: {e}", delay=300)
+        return Outcome("finish", int(ExitCode.EXIT_CHILD_FAILED), f"task {idx + 1}: {e}")
+
+    @staticmethod
+    def _stop_quietly(backend: Backend) -> None:
+        try:
+            backend.poweroff()
+        except Exception as e:  # already failing: report the first error, not this one
+            log.warning("stopping the task failed too: %s", e)
+        try:
+            backend.cleanup()
+        except Exception as e:
+            log.warning("cleaning up the task failed too: %s", e)
+
+    # ------------------------------------------------------------ guest I/O
+
+    def _read_guest(self, share: Share) -> P.Status | None:
+        try:
+            data = share.read(P.STATUS_FILE, P.MAX_FILE)
+        except GuestFileRefused as e:
+            self.refusals.refused(P.STATUS_FILE, e.reason, str(e))
+            return None
+        if data is None:
+            return None
+        try:
+            return P.decode_status(data)
+        except P.ProtocolError as e:
+            self.refusals.refused(P.STATUS_FILE, f"bad status ({e.category})", str(e))
+            return None
+
+    def write_control(
+        self,
+        share: Share,
+        *,
+        suspended: bool,
+        network_suspended: bool,
+        ack: int,
+        quit: bool = False,
+        abort: bool = False,
+    ) -> None:
+        self._control_seq += 1
+        aid = self.init_data
+        init = P.InitData(
+            app_name=aid.app_name,
+            wu_name=aid.wu_name,
+            result_name=aid.result_name,
+            project_preferences=P.truncate_utf8(aid.project_preferences, P.MAX_TEXT),
+            user_name=aid.user_name,
+            team_name=aid.team_name,
+            master_url=aid.master_url,
+            userid=aid.userid,
+            teamid=aid.teamid,
+            hostid=aid.hostid,
+            app_version=aid.app_version,
+            checkpoint_period=_nn(aid.checkpoint_period) or 300.0,
+            nthreads=self._nthreads(),
+            fraction_done_start=0.0,
+            fraction_done_end=1.0,
+            wu_cpu_time=_nn(self.state.cpu_done + self.state.task_cpu_checkpoint),
+            starting_elapsed_time=_nn(aid.starting_elapsed_time),
+            rsc_fpops_est=_nn(aid.rsc_fpops_est),
+            rsc_fpops_bound=_nn(aid.rsc_fpops_bound),
+            rsc_memory_bound=_nn(aid.rsc_memory_bound),
+            rsc_disk_bound=_nn(aid.rsc_disk_bound),
+            computation_deadline=_nn(aid.computation_deadline),
+        )
+        ctl = P.Control(
+            seq=self._control_seq,
+            suspended=suspended,
+            quit=quit,
+            abort=abort,
+            network_suspended=network_suspended,
+            ack=ack,
+            init_data=init,
+            trickle_down=tuple(
+                P.TrickleDown(int(i), str(t)) for i, t in self.state.trickle_down[: P.MAX_EVENTS]
+            ),
+            uploads=tuple(P.UploadResult(n, s) for n, s in list(self.state.uploads.items())[: P.MAX_EVENTS]),
+        )
+        self._last_ack = ack
+        share.write_atomic(P.CONTROL_FILE, P.encode_control(ctl))
+
+
+def _nn(x: Any) -> float:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return 0.0
+    return f if math.isfinite(f) and f >= 0 else 0.0
+
+
+class _TaskRun:
+    """The tick loop of one task (kept apart from Runtime so each piece stays small)."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        idx: int,
+        desc: TaskDesc,
+        share: Share,
+        share_dir: Path,
+        backend: Backend,
+        ctx: core.TaskContext,
+        stale_seq: int | None,
+    ) -> None:
+        self.rt = rt
+        self.idx = idx
+        self.desc = desc
+        self.share = share
+        self.share_dir = share_dir
+        self.backend = backend
+        self.ctx = ctx
+        self.stale_seq = stale_seq
+        self.guest: P.Status | None = None
+        self.bstatus = BackendStatus(VMState.CREATED)
+        self.last_backend_poll = -math.inf
+        self.last_plumbing = -math.inf
+        self.last_guest_read = -math.inf
+        self.ctl_flags = (False, False)
+        self.fraction_file = getattr(desc, "fraction_done_filename", None) or None
+        self.checkpoint_file = getattr(desc, "checkpoint_filename", None) or None
+        self.fraction_value: float | None = None
+        self.ckpt_sig: tuple[int, int] | None = None
+        self.file_checkpoint_cpu = 0.0
+
+    def loop(self, cstate: core.CoreState) -> Outcome | None:
+        rt = self.rt
+        cfg = rt.cfg
+        with ShareWatcher(self.share_dir, [P.STATUS_FILE], mode=cfg.watch_mode) as watcher:
+            hinted = True
+            while True:
+                now = rt.clock()
+                if hinted or now - self.last_guest_read >= cfg.report_interval:
+                    self._refresh_guest(now)
+                if now - self.last_backend_poll >= cfg.backend_poll_interval or self.bstatus.state in (
+                    VMState.CREATED,
+                ):
+                    self._poll_backend(now)
+                if now - self.last_plumbing >= cfg.report_interval:
+                    self._plumbing(now)
+                b = rt.api.get_status()
+                view = core.BoincView(
+                    suspended=b.suspended,
+                    quit_request=b.quit_request or rt.should_stop(),
+                    abort_request=b.abort_request,
+                    no_heartbeat=b.no_heartbeat,
+                    network_suspended=b.network_suspended,
+                )
+                inp = core.Inputs(
+                    now=now,
+                    boinc=view,
+                    backend=self.bstatus,
+                    guest=self.guest,
+                    fraction_file=self.fraction_value,
+                    file_checkpoint_cpu=self.file_checkpoint_cpu,
+                    task=self.ctx,
+                )
+                cstate, actions = core.decide(cstate, inp)
+                for action in actions:
+                    result = self._apply(action, cstate)
+                    if result is not _CONTINUE:
+                        return result  # type: ignore[return-value]
+                hinted = watcher.wait(cfg.tick)
+
+    # -- inputs
+
+    def _refresh_guest(self, now: float) -> None:
+        self.last_guest_read = now
+        g = self.rt._read_guest(self.share)
+        if g is None:
+            return
+        if self.stale_seq is not None:
+            if g.seq == self.stale_seq:
+                return  # the previous run's file: wait for the restarted app's first write
+            self.stale_seq = None
+        self.guest = g
+        if g.td_ack and self.rt.state.trickle_down:
+            before = len(self.rt.state.trickle_down)
+            self.rt.state.trickle_down = [x for x in self.rt.state.trickle_down if x[0] > g.td_ack]
+            if len(self.rt.state.trickle_down) != before:
+                self.rt._save("trickle-down acked")
+                self._rewrite_control()
+
+    def _poll_backend(self, now: float) -> None:
+        self.last_backend_poll = now
+        self.bstatus = self.backend.poll()
+
+    def _plumbing(self, now: float) -> None:
+        """Once a second: the wrapper-style files, trickle-downs from the client, upload results."""
+        self.last_plumbing = now
+        rt = self.rt
+        if self.fraction_file:
+            self.fraction_value = self._read_fraction_file()
+        if self.checkpoint_file:
+            self._check_checkpoint_file()
+        changed = False
+        td = rt.api.receive_trickle_down()
+        if td is not None:
+            rt.state.trickle_down.append([rt.state.trickle_down_next, P.truncate_utf8(td, P.MAX_TEXT)])
+            rt.state.trickle_down_next += 1
+            rt.state.trickle_down = rt.state.trickle_down[-P.MAX_EVENTS :]
+            changed = True
+        for name, st in list(rt.state.uploads.items()):
+            if st == 1:
+                new = rt.api.upload_status(name)
+                if new != 1 and new != P.ERR_NOT_FOUND:
+                    rt.state.uploads[name] = new
+                    changed = True
+        if changed:
+            rt._save("trickle-down / upload status")
+            self._rewrite_control()
+
+    def _read_fraction_file(self) -> float | None:
+        try:
+            data = self.share.read(self.fraction_file, FRACTION_FILE_MAX)
+        except GuestFileRefused as e:
+            self.rt.refusals.refused(self.fraction_file, e.reason, str(e))
+            return self.fraction_value
+        if not data:
+            return self.fraction_value
+        for tok in reversed(data.decode("ascii", "replace").split()):
+            try:
+                v = float(tok)
+            except ValueError:
+                continue
+            if math.isfinite(v):
+                return min(max(v, 0.0), 1.0)
+        return self.fraction_value
+
+    def _check_checkpoint_file(self) -> None:
+        try:
+            st = os.stat(self.share_dir / self.checkpoint_file, follow_symlinks=False)
+        except OSError:
+            return
+        sig = (st.st_mtime_ns, st.st_size)
+        if self.ckpt_sig is not None and sig != self.ckpt_sig:
+            cpu = core.cpu_times(
+                core.Inputs(
+                    now=0, boinc=core.BoincView(), backend=self.bstatus, guest=self.guest, task=self.ctx
+                )
+            )[0]
+            self.file_checkpoint_cpu = max(0.0, cpu - self.ctx.cpu_base)
+            self.rt.state.task_cpu_checkpoint = max(0.0, cpu - self.rt.state.cpu_done)
+            self.rt._save("checkpoint file changed")
+        self.ckpt_sig = sig
+
+    def _rewrite_control(self) -> None:
+        s, n = self.ctl_flags
+        self.rt.write_control(self.share, suspended=s, network_suspended=n, ack=self.rt._last_ack)
+
+    # -- actions
+
+    def _apply(self, action: core.Action, cstate: core.CoreState) -> Any:
+        rt = self.rt
+        b = self.backend
+        if isinstance(action, core.StartTask):
+            b.start()
+            rt.state.task_started = True
+            rt._save("task started")
+            self.last_backend_poll = -math.inf
+        elif isinstance(action, core.PauseTask):
+            b.pause()
+            log.info("task %d suspended", self.idx + 1)
+        elif isinstance(action, core.ResumeTask):
+            b.resume()
+            log.info("task %d resumed", self.idx + 1)
+        elif isinstance(action, core.WriteControl):
+            self.ctl_flags = (action.suspended, action.network_suspended)
+            rt.write_control(
+                self.share,
+                suspended=action.suspended,
+                network_suspended=action.network_suspended,
+                ack=action.ack,
+                quit=action.quit,
+                abort=action.abort,
+            )
+        elif isinstance(action, core.ReportStatus):
+            rt.api.send_status(
+                cpu_time=action.cpu_time,
+                checkpoint_cpu_time=action.checkpoint_cpu_time,
+                fraction_done=action.fraction_done,
+                fpops_per_cpu_sec=action.fpops_per_cpu_sec,
+                fpops_cumulative=action.fpops_cumulative,
+                intops_per_cpu_sec=action.intops_per_cpu_sec,
+                intops_cumulative=action.intops_cumulative,
+                want_network=action.want_network,
+            )
+            rt.state.max_fraction = max(rt.state.max_fraction, action.fraction_done)
+            if rt.on_report is not None:
+                rt.on_report(action, self.idx, len(rt.tasks()))
+        elif isinstance(action, core.ForwardTrickleUp):
+            ev = action.event
+            rc = rt.api.send_trickle_up(ev.variety, ev.text)
+            if rc:
+                log.warning("trickle-up %d (%s) was refused by the BOINC API: %d", ev.id, ev.variety, rc)
+        elif isinstance(action, core.RequestUpload):
+            self._upload(action.event)
+        elif isinstance(action, core.SaveState):
+            rt.state.last_event_id = action.last_event_id
+            rt.state.max_fraction = max(rt.state.max_fraction, action.max_fraction)
+            if action.checkpoint_cpu is not None:
+                rt.state.task_cpu_checkpoint = max(0.0, action.checkpoint_cpu - rt.state.cpu_done)
+            if not rt._save(action.reason):
+                Runtime._stop_quietly(b)
+                return Outcome(
+                    "temporary_exit", 0, "cannot save the bridge's state (is the disk full?)", delay=600
+                )
+        elif isinstance(action, core.StopTask):
+            saved = False
+            if action.save:
+                try:
+                    saved = b.checkpoint()
+                except BackendError as e:
+                    log.warning("could not save the task's state, powering it off: %s", e)
+            if not saved:
+                b.poweroff()
+        elif isinstance(action, core.EndTask):
+            return self._end_task(action)
+        elif isinstance(action, core.ExitBridge):
+            if action.kind == "abort":
+                Runtime._stop_quietly(b)
+            return Outcome(action.kind, action.status, action.message, action.delay, action.is_notice)
+        return _CONTINUE
+
+    def _upload(self, ev: P.UploadRequest) -> None:
+        rt = self.rt
+        try:
+            name = safe_name(ev.name)
+        except GuestFileRefused as e:
+            rt.refusals.refused(ev.name, e.reason, str(e))
+            return
+        if self.share_dir != rt.slot:
+            dest = resolve_logical(rt.slot, name)
+            try:
+                self.share.copy_out(name, dest, _max_output(rt))
+            except (GuestFileRefused, OSError) as e:
+                rt.refusals.refused(name, getattr(e, "reason", "copy failed"), str(e))
+                rt.state.uploads[name] = int(P.ERR_INVALID_PARAM)
+                return
+        rc = rt.api.upload_file(name)
+        rt.state.uploads[name] = 1 if rc == 0 else rc
+
+    def _end_task(self, action: core.EndTask) -> Outcome | object:
+        rt = self.rt
+        b = self.backend
+        try:
+            b.poweroff()
+        finally:
+            b.cleanup()
+        if action.status != 0:
+            msg = action.message or f"task {self.idx + 1} ({self.desc.application}) failed"
+            return Outcome("finish", action.status, msg, is_notice=action.is_notice)
+        if not rt.state.outputs_copied:
+            err = self._copy_outputs()
+            if err is not None:
+                return err
+            rt.state.outputs_copied = True
+            rt._save("outputs copied")
+        final_cpu = core.cpu_times(
+            core.Inputs(now=0, boinc=core.BoincView(), backend=self.bstatus, guest=self.guest, task=self.ctx)
+        )[0]
+        rt.state.cpu_done = max(rt.state.cpu_done, final_cpu)
+        rt.state.task_cpu_checkpoint = 0.0
+        rt.state.task_index = self.idx + 1
+        rt.state.task_started = False
+        rt.state.outputs_copied = False
+        if not rt._save("task done"):
+            return Outcome(
+                "temporary_exit", 0, "cannot save the bridge's state (is the disk full?)", delay=600
+            )
+        log.info("task %d done", self.idx + 1)
+        return None
+
+    def _copy_outputs(self) -> Outcome | None:
+        rt = self.rt
+        if self.share_dir == rt.slot:
+            return None
+        for raw in getattr(self.desc, "copy_file_from_vm", ()) or ():
+            name = raw[2:] if raw.startswith("./") else raw
+            dest = resolve_logical(rt.slot, name)
+            try:
+                self.share.copy_out(os.path.basename(name), dest, _max_output(rt))
+            except GuestFileRefused as e:
+                return Outcome(
+                    "finish",
+                    int(ExitCode.EXIT_CHILD_FAILED),
+                    f"output file {name!r} was refused ({e.reason}): {e}",
+                )
+            except FileNotFoundError:
+                return Outcome(
+                    "finish",
+                    int(ExitCode.EXIT_CHILD_FAILED),
+                    f"the task did not produce its output file {name!r} (copy_file_from_VM)",
+                )
+            except OSError as e:
+                return Outcome(
+                    "temporary_exit",
+                    0,
+                    f"cannot copy the output file {name!r} back ({e.strerror})",
+                    delay=600,
+                )
+        return None
+
+
+_CONTINUE = object()
+
+
+def _max_output(rt: Runtime) -> int:
+    bound = rt.init_data.rsc_disk_bound
+    if bound and math.isfinite(bound) and bound > 0:
+        return int(bound)
+    return 16 * 1024**3
+
+
+__all__ = ["Outcome", "Runtime", "default_backend_factory", "replace"]

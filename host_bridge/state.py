@@ -1,0 +1,120 @@
+"""The bridge's own checkpoint: which task it is on, the CPU and elapsed time so far, the guest events
+already processed. Written atomically (temp file, fsync, rename, directory fsync) so that a kill -9 or
+a full disk at any moment leaves either the previous or the new state, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "host_bridge_state.json"
+STATE_VERSION = 1
+MAX_STATE_BYTES = 4 * 1024 * 1024
+
+
+class StateError(Exception):
+    pass
+
+
+@dataclass
+class BridgeState:
+    job_digest: str = ""  # the job file it was made for; a different job starts over
+    task_index: int = 0  # index into the job's runnable tasks (unzip tasks first)
+    cpu_done: float = 0.0  # CPU seconds of the tasks already finished
+    task_cpu_checkpoint: float = 0.0  # CPU of the current task up to its last checkpoint, over all runs
+    elapsed_done: float = 0.0  # wall seconds of the job, up to the last save
+    last_event_id: int = 0  # largest guest event id processed
+    max_fraction: float = 0.0  # overall fraction done reported so far
+    task_started: bool = False  # the current task was started at least once (so: resume, don't reset)
+    outputs_copied: bool = False  # the current task's outputs were copied back
+    trickle_down: list[list] = field(default_factory=list)  # [[id, text], ...] not yet acked
+    trickle_down_next: int = 1
+    uploads: dict[str, int] = field(default_factory=dict)  # name -> status (1: pending)
+    runs: int = 0  # how many times a bridge started on this job
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d["version"] = STATE_VERSION
+        return json.dumps(d, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BridgeState:
+        try:
+            d = json.loads(data)
+        except ValueError as e:
+            raise StateError(f"not JSON: {e}") from e
+        if not isinstance(d, dict) or d.get("version") != STATE_VERSION:
+            raise StateError("unknown state version")
+        d.pop("version")
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        try:
+            return cls(**known)
+        except TypeError as e:
+            raise StateError(str(e)) from e
+
+
+def save_state(folder: Path, state: BridgeState) -> None:
+    """Atomically replace ``folder/STATE_FILE``. Raises OSError (e.g. ENOSPC); the old file then
+    stays as it was."""
+    data = state.to_json()
+    target = folder / STATE_FILE
+    tmp = folder / f".{STATE_FILE}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, target)
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def load_state(folder: Path, job_digest: str) -> BridgeState:
+    """The saved state for this job, or a fresh one (no file, another job, or an unreadable file:
+    logged)."""
+    path = folder / STATE_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return BridgeState(job_digest=job_digest)
+    except OSError as e:
+        log.warning("cannot open %s (%s): starting the job from the beginning", path, e)
+        return BridgeState(job_digest=job_digest)
+    try:
+        data = os.read(fd, MAX_STATE_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        if len(data) > MAX_STATE_BYTES:
+            raise StateError("too large")
+        st = BridgeState.from_json(data)
+    except StateError as e:
+        log.warning("ignoring %s (%s): starting the job from the beginning", path, e)
+        return BridgeState(job_digest=job_digest)
+    if st.job_digest != job_digest:
+        log.warning("%s belongs to another job file: starting the job from the beginning", path)
+        return BridgeState(job_digest=job_digest)
+    return st
