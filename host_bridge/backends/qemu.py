@@ -1,0 +1,802 @@
+"""QEMU backend: each task runs in a real virtual machine (KVM when it works, else TCG emulation).
+
+The VM boots a kernel + initramfs (PVH, e.g. ``host_bridge.vmimage.ensure_test_image()``) or a disk
+image (through a per-task qcow2 overlay, so the base image stays read-only). The task's share is exported
+over virtio-9p (mount tag ``shared``) and mounted by the image at ``/boinc/shared``; the image's guest
+agent (``guest_agent/agent.c``) reads ``boinc_task.json`` from the share, runs the app there, writes
+``boinc_agent_exit`` when it ends and powers the VM off. See docs/qemu.md for the whole protocol.
+
+Control goes through QMP (``qemu.qmp``) on a Unix socket in the task's private state directory (never in
+the share): ``stop`` / ``cont`` for pause / resume, ``query-status`` for the run state, ``quit`` as a last
+resort before SIGKILL. Quitting is app-level: ``poweroff`` ends the VM, the app's checkpoint stays in the
+share, and the next ``start`` boots a fresh VM that resumes from it (``checkpoint()`` returns False).
+
+Every QEMU process carries the task's owner tag in its command line (``-name guest=boinc-TAG,
+process=bridge-TAG``) and in a pidfile, so that ``restore()`` in a restarted bridge finds its own VM and
+only its own. The QEMU child gets ``PR_SET_PDEATHSIG`` (SIGKILL): it never outlives the thread that
+started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
+from host_bridge.share import GuestFileRefused, Share
+
+logger = logging.getLogger(__name__)
+
+# Files of the agent protocol in the share (docs/qemu.md).
+TASK_FILE = "boinc_task.json"
+EXIT_FILE = "boinc_agent_exit"
+STARTED_FILE = "boinc_agent_started"
+REQUEST_FILE = "boinc_agent_request"
+AGENT_FILES = (TASK_FILE, EXIT_FILE, STARTED_FILE, REQUEST_FILE)
+_AGENT_TEMPS = tuple(f".{n}.tmp" for n in AGENT_FILES)
+
+DEFAULT_MEMORY_MB = 256
+DEFAULT_BOOT_TIMEOUT = 120.0  # s from start until the agent reports the app started (TCG: ~3-5 s)
+DEFAULT_POWEROFF_GRACE = 3.0  # s the agent gives the app between SIGTERM and SIGKILL
+QMP_TIMEOUT = 10.0
+KVM_PROBE_TIMEOUT = 4.0
+MAX_OUTPUT_BYTES = 1 << 40
+
+# Extra keys (TaskSpec.extra) this backend reads; anything else is ignored with a debug log.
+EXTRA_KEYS = (
+    "vm_kernel",
+    "vm_initrd",
+    "vm_disk_image",
+    "vm_cmdline",
+    "vm_accel",
+    "vm_state_dir",
+    "vm_boot_timeout",
+    "vm_poweroff_grace",
+    "vm_share_security",
+    "vm_qemu",
+)
+_SECURITY_MODELS = ("mapped-xattr", "mapped-file", "none")
+_EXIT_RE = re.compile(rb"\A(exit|signal) (\d{1,3})\n?\Z")
+_ERROR_RE = re.compile(rb"\Aerror ([^\x00]{0,1000})\n?\Z")
+
+_PR_SET_PDEATHSIG = 1
+
+
+# --------------------------------------------------------------------------------------------- QMP plumbing
+
+
+class _LoopThread:
+    """One private asyncio loop on a daemon thread for all QMP calls of this process."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def run(cls, coro: Any, timeout: float) -> Any:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="qemu-qmp-loop", daemon=True)
+                t.start()
+                cls._loop = loop
+            loop = cls._loop
+        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return fut.result(timeout)
+        except TimeoutError:
+            fut.cancel()
+            raise
+
+
+def qmp_call(
+    sock: Path, cmd: str, args: Mapping[str, object] | None = None, timeout: float = QMP_TIMEOUT
+) -> Any:
+    """Connect to the QMP socket, run one command, disconnect. Raises OSError / qemu.qmp errors."""
+    from qemu.qmp import QMPClient
+
+    async def go() -> Any:
+        client = QMPClient("boinc-bridge")
+        try:
+            await asyncio.wait_for(client.connect(str(sock)), timeout)
+            return await asyncio.wait_for(client.execute(cmd, args), timeout)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    return _LoopThread.run(go(), timeout + 2.0)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def safe_tag(owner_tag: str, fallback: str) -> str:
+    """The owner tag as it appears in QEMU's command line: [A-Za-z0-9._-] plus a hash of the full tag."""
+    tag = owner_tag or fallback
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", tag)[:40]
+    return f"{clean}-{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
+
+
+def name_arg(tag: str) -> str:
+    """The ``-name`` value that marks a VM as ours (exact command-line argument)."""
+    return f"guest=boinc-{tag},process=bridge-{tag}"
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _is_kernel(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x210)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" or head[0x202:0x206] == b"HdrS"
+
+
+def qemu_binary(override: str | None = None) -> str:
+    exe = override or os.environ.get("BOINC_QEMU") or "qemu-system-x86_64"
+    found = shutil.which(exe)
+    if not found:
+        raise BackendError(
+            f"QEMU is not installed ({exe} not found): install the qemu-system-x86 package "
+            "(apt-get install qemu-system-x86 qemu-utils) or set the job file's vm_qemu",
+            temporary=True,
+        )
+    return found
+
+
+_accel_cache: dict[str, str] = {}
+
+
+def choose_accel(qemu: str, requested: str = "auto") -> str:
+    """ "kvm" if a probe boot under KVM gets through the firmware within a few seconds, else "tcg".
+
+    ``/dev/kvm`` may exist and still hang guests (nested / paravirtual KVM): a VM is only put on KVM after
+    SeaBIOS ran to its end there. The result is cached per QEMU binary and host kernel, in memory and in
+    the image cache folder. ``requested`` (job file ``vm_accel`` or env ``BOINC_VM_ACCEL``): auto, kvm, tcg.
+    """
+    requested = (os.environ.get("BOINC_VM_ACCEL") or requested or "auto").strip().lower()
+    if requested in ("kvm", "tcg"):
+        return requested
+    if requested != "auto":
+        raise BackendError(f"vm_accel must be auto, kvm or tcg, not {requested!r}: fix the job file")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    st = os.stat(qemu)
+    key = f"{qemu}:{st.st_size}:{int(st.st_mtime)}:{os.uname().release}"
+    if key in _accel_cache:
+        return _accel_cache[key]
+    from host_bridge.vmimage import cache_dir
+
+    cfile = cache_dir() / "accel-probe.json"
+    try:
+        cached = json.loads(cfile.read_text())
+        if isinstance(cached, dict) and cached.get("key") == key and cached.get("accel") in ("kvm", "tcg"):
+            _accel_cache[key] = cached["accel"]
+            return cached["accel"]
+    except (OSError, ValueError):
+        pass
+    accel = "kvm" if _probe_kvm(qemu) else "tcg"
+    logger.info("accelerator probe: %s", accel)
+    _accel_cache[key] = accel
+    with contextlib.suppress(OSError):
+        tmp = cfile.with_name(f".{cfile.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "accel": accel}))
+        os.replace(tmp, cfile)
+    return accel
+
+
+def _probe_kvm(qemu: str) -> bool:
+    with tempfile.TemporaryDirectory(prefix="boinc-kvm-probe-") as d:
+        log = Path(d) / "debugcon.log"
+        cmd = [
+            qemu,
+            "-accel",
+            "kvm",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-m",
+            "32",
+            "-chardev",
+            f"file,id=dbg,path={log}",
+            "-device",
+            "isa-debugcon,iobase=0x402,chardev=dbg",
+        ]
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_pdeathsig,
+            )
+        except OSError:
+            return False
+        ok = False
+        deadline = time.monotonic() + KVM_PROBE_TIMEOUT
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    text = log.read_bytes()
+                    if b"No bootable device" in text or b"Booting from" in text:
+                        ok = True
+                        break
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait()
+        return ok
+
+
+# ------------------------------------------------------------------------------------------------ backend
+
+
+@dataclass
+class _Config:
+    qemu: str
+    tag: str
+    state_dir: Path
+    kernel: Path | None
+    initrd: Path | None
+    disk: Path | None
+    cmdline: str
+    accel_req: str
+    memory_mb: int
+    cpus: int
+    network: bool
+    security: str
+    boot_timeout: float
+    grace: float
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class QemuBackend:
+    """One task in one QEMU VM. See the module docstring and docs/qemu.md."""
+
+    name = "qemu"
+
+    def __init__(self) -> None:
+        self._task: TaskSpec | None = None
+        self._cfg: _Config | None = None
+        self._share: Share | None = None
+        self._proc: subprocess.Popen[bytes] | None = None  # our child
+        self._ps: psutil.Process | None = None  # the QEMU process (child or reattached)
+        self._stopping = False  # poweroff in progress / done: a QEMU exit is expected
+        self._exit_status: BackendStatus | None = None
+        self._cpu_time = 0.0
+        self._boot_deadline: float | None = None
+        self._paused_at: float | None = None
+        self._started = False  # the agent reported the app started
+        self._accel = ""
+        self._cleaned = False
+
+    # -- paths ------------------------------------------------------------------------------------------
+    @property
+    def cfg(self) -> _Config:
+        if self._cfg is None:
+            raise BackendError("QEMU backend used before create(): this is a bug in the bridge")
+        return self._cfg
+
+    @property
+    def share(self) -> Share:
+        if self._share is None:
+            raise BackendError("QEMU backend used before create(): this is a bug in the bridge")
+        return self._share
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.cfg.state_dir / "qmp.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.cfg.state_dir / "qemu.pid"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.cfg.state_dir / "serial.log"
+
+    @property
+    def overlay(self) -> Path:
+        return self.cfg.state_dir / "overlay.qcow2"
+
+    @property
+    def accel(self) -> str:
+        return self._accel
+
+    # -- create -----------------------------------------------------------------------------------------
+    def create(self, task: TaskSpec) -> None:
+        extra = dict(task.extra)
+        for k in extra:
+            if k not in EXTRA_KEYS:
+                logger.debug("QEMU backend ignores extra setting %s", k)
+        qemu = qemu_binary(extra.get("vm_qemu"))
+        share = Path(task.share).resolve()
+        if not share.is_dir():
+            raise BackendError(f"the shared folder {share} does not exist (task {task.name})")
+        tag = safe_tag(task.owner_tag, f"{task.name}:{share}")
+        if extra.get("vm_state_dir"):
+            state_dir = Path(extra["vm_state_dir"]).resolve()
+        else:
+            base = (
+                Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"boinc-qemu-{os.getuid()}"
+            )
+            base.mkdir(mode=0o700, exist_ok=True)
+            state_dir = base / tag
+        if state_dir == share or share in state_dir.parents:
+            raise BackendError(
+                f"vm_state_dir {state_dir} is inside the shared folder {share}: the guest could tamper with "
+                "the VM's control socket; choose a folder outside the share"
+            )
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if len(str(state_dir / "qmp.sock")) > 100:
+            raise BackendError(
+                f"vm_state_dir {state_dir} is too long for a Unix socket path: choose a shorter one"
+            )
+
+        kernel, initrd, disk = self._resolve_image(task, extra)
+        security = extra.get("vm_share_security", "mapped-xattr")
+        if security not in _SECURITY_MODELS:
+            raise BackendError(
+                f"vm_share_security must be one of {', '.join(_SECURITY_MODELS)}, not {security!r}"
+            )
+        try:
+            boot_timeout = float(extra.get("vm_boot_timeout", DEFAULT_BOOT_TIMEOUT))
+            grace = float(extra.get("vm_poweroff_grace", DEFAULT_POWEROFF_GRACE))
+        except ValueError as e:
+            raise BackendError(
+                f"vm_boot_timeout / vm_poweroff_grace must be numbers (seconds): {e}"
+            ) from None
+        self._task = task
+        if self._share is not None:
+            self._share.close()
+        self._share = Share(share)
+        self._cfg = _Config(
+            qemu=qemu,
+            tag=tag,
+            state_dir=state_dir,
+            kernel=kernel,
+            initrd=initrd,
+            disk=disk,
+            cmdline=extra.get("vm_cmdline", ""),
+            accel_req=extra.get("vm_accel", "auto"),
+            memory_mb=task.memory_mb or DEFAULT_MEMORY_MB,
+            cpus=max(1, task.nthreads),
+            network=task.network,
+            security=security,
+            boot_timeout=boot_timeout,
+            grace=max(0.0, grace),
+            extra=extra,
+        )
+
+    def _resolve_image(
+        self, task: TaskSpec, extra: dict[str, str]
+    ) -> tuple[Path | None, Path | None, Path | None]:
+        kernel = extra.get("vm_kernel")
+        initrd = extra.get("vm_initrd")
+        disk = extra.get("vm_disk_image")
+        image = task.image
+        if image == "builtin:test" and not (kernel or disk):
+            from host_bridge.vmimage import ImageError, ensure_test_image
+
+            try:
+                img = ensure_test_image()
+            except ImageError as e:
+                raise BackendError(f"cannot build the built-in test VM image: {e}", temporary=True) from e
+            kernel, initrd = str(img.kernel), str(img.initrd)
+        elif image and not (kernel or disk):
+            if _is_kernel(Path(image)):
+                kernel = image
+            else:
+                disk = image
+        if not (kernel or disk):
+            raise BackendError(
+                f"task {task.name}: no VM image given: set vm_kernel (+ vm_initrd) or vm_disk_image "
+                "in the job file"
+            )
+
+        def check(tagname: str, value: str | None) -> Path | None:
+            if not value:
+                return None
+            p = Path(value).resolve()
+            if not p.is_file() or not os.access(p, os.R_OK):
+                raise BackendError(f"{tagname}: {value} is not a readable file: fix the path in the job file")
+            return p
+
+        return check("vm_kernel", kernel), check("vm_initrd", initrd), check("vm_disk_image", disk)
+
+    # -- start ------------------------------------------------------------------------------------------
+    def _command(self) -> list[str]:
+        c = self.cfg
+        cmd = [
+            c.qemu, "-name", name_arg(c.tag), "-accel", self._accel,
+            "-m", str(c.memory_mb), "-smp", str(c.cpus),
+            "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot",
+            "-serial", f"file:{self.serial_log}",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-pidfile", str(self.pidfile),
+            "-virtfs", f"local,path={self.share.path},mount_tag=shared,security_model={c.security},id=fs0",
+        ]  # fmt: skip
+        if self._accel == "kvm":
+            cmd += ["-cpu", "host"]
+        if c.kernel is not None:
+            append = "console=ttyS0 quiet panic=-1"
+            if c.network:
+                append += " boinc.network=1"
+            if c.cmdline:
+                append += " " + c.cmdline
+            cmd += ["-kernel", str(c.kernel), "-append", append]
+            if c.initrd is not None:
+                cmd += ["-initrd", str(c.initrd)]
+        if c.disk is not None:
+            cmd += ["-drive", f"file={self.overlay},if=virtio,format=qcow2"]
+        cmd += ["-nic", "user,model=virtio-net-pci"] if c.network else ["-nic", "none"]
+        return cmd
+
+    def _make_overlay(self) -> None:
+        c = self.cfg
+        if c.disk is None or self.overlay.exists():
+            return
+        try:
+            info = subprocess.run(
+                ["qemu-img", "info", "--output=json", str(c.disk)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            fmt = json.loads(info.stdout).get("format", "raw")
+            subprocess.run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(c.disk), str(self.overlay)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+        except FileNotFoundError:
+            raise BackendError(
+                "qemu-img is not installed: install the qemu-utils package", temporary=True
+            ) from None
+        except subprocess.CalledProcessError as e:
+            raise BackendError(
+                f"vm_disk_image {c.disk}: qemu-img failed: {e.stderr.strip()[-300:]}"
+            ) from None
+        except (subprocess.TimeoutExpired, ValueError) as e:
+            raise BackendError(f"vm_disk_image {c.disk}: qemu-img failed: {e}", temporary=True) from None
+
+    def _write_task_file(self) -> None:
+        t = self._task
+        assert t is not None
+        doc = {
+            "v": 1,
+            "argv": list(t.argv),
+            "stdin": t.stdin,
+            "stdout": t.stdout,
+            "stderr": t.stderr,
+            "env": dict(t.env),
+        }
+        self.share.write_atomic(TASK_FILE, json.dumps(doc, ensure_ascii=True).encode() + b"\n")
+
+    def start(self) -> None:
+        c = self.cfg
+        if self._alive():
+            return
+        if not self._task or not self._task.argv:
+            raise BackendError(
+                f"task {self._task.name if self._task else '?'}: no program to run (empty argv)"
+            )
+        self._kill_own_leftovers()
+        c.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._accel = choose_accel(c.qemu, c.accel_req)
+        try:
+            self.share.clear(AGENT_FILES + _AGENT_TEMPS)
+            self._write_task_file()
+        except (OSError, GuestFileRefused) as e:
+            raise BackendError(
+                f"cannot prepare the shared folder {self.share.path}: {e}", temporary=True
+            ) from e
+        for p in (self.qmp_socket, self.pidfile):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        self._make_overlay()
+        cmd = self._command()
+        logger.info("starting VM %s (%s, %d MiB, %d CPU)", c.tag, self._accel, c.memory_mb, c.cpus)
+        logger.debug("QEMU command: %s", cmd)
+        errlog = open(c.state_dir / "qemu.stderr", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=errlog,
+                stderr=errlog,
+                preexec_fn=_pdeathsig,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as e:
+            raise BackendError(f"cannot start QEMU ({c.qemu}): {e}", temporary=True) from e
+        finally:
+            errlog.close()
+        self._ps = psutil.Process(self._proc.pid)
+        self._stopping = False
+        self._cleaned = False
+        self._exit_status = None
+        self._cpu_time = 0.0
+        self._started = False
+        self._paused_at = None
+        self._boot_deadline = time.monotonic() + c.boot_timeout
+        # QMP comes up within milliseconds; fail early if QEMU refuses the command line.
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BackendError(f"QEMU failed to start: {self._stderr_tail()}", temporary=True)
+            if self.qmp_socket.exists():
+                break
+            time.sleep(0.01)
+
+    # -- pause / resume ---------------------------------------------------------------------------------
+    def pause(self) -> None:
+        if not self._alive():
+            return
+        self._qmp("stop")
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        if not self._alive():
+            return
+        self._qmp("cont")
+        if self._paused_at is not None and self._boot_deadline is not None:
+            self._boot_deadline += time.monotonic() - self._paused_at
+        self._paused_at = None
+
+    def checkpoint(self) -> bool:
+        """App-level checkpoints only: the app's checkpoint in the share is what survives a quit."""
+        return False
+
+    # -- restore ----------------------------------------------------------------------------------------
+    def _find_own(self) -> list[psutil.Process]:
+        """QEMU processes whose command line carries exactly our ``-name`` value."""
+        marker = name_arg(self.cfg.tag)
+        found: list[psutil.Process] = []
+        for p in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                cl = p.info.get("cmdline") or []
+                if marker in cl and "-name" in cl and p.pid != os.getpid():
+                    found.append(p)
+        return found
+
+    def restore(self) -> bool:
+        """Reattach to our own VM still running from an earlier bridge (True), or kill whatever of ours is
+        left and clean its state (False: start a fresh VM; the app resumes from its checkpoint)."""
+        own = [p for p in self._find_own() if p.status() != psutil.STATUS_ZOMBIE]
+        if len(own) == 1:
+            p = own[0]
+            try:
+                self._ps = p
+                status = self._qmp("query-status")
+                logger.info("reattached to VM %s (pid %d, %s)", self.cfg.tag, p.pid, status.get("status"))
+                self._proc = None
+                self._stopping = False
+                self._exit_status = None
+                self._accel = "kvm" if "kvm" in p.cmdline() else "tcg"
+                self._started = self.share.exists(STARTED_FILE)
+                self._boot_deadline = time.monotonic() + self.cfg.boot_timeout
+                self._paused_at = time.monotonic() if status.get("status") == "paused" else None
+                return True
+            except BackendError as e:
+                logger.warning("our VM %d does not answer QMP (%s): killing it", p.pid, e)
+                self._ps = None
+        self._kill_own_leftovers()
+        return False
+
+    def _kill_own_leftovers(self) -> None:
+        for p in self._find_own():
+            if self._ps is not None and p.pid == self._ps.pid:
+                continue
+            logger.warning("killing a leftover VM of this task (pid %d)", p.pid)
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+                p.wait(5)
+
+    # -- poweroff ---------------------------------------------------------------------------------------
+    def poweroff(self) -> None:
+        """End the VM: ask the agent to stop the app (grace period), then QMP quit, then SIGKILL."""
+        if self._ps is None:
+            return
+        self._stopping = True
+        if self._alive():
+            paused = self._paused_at is not None
+            if not paused and self._started:
+                with contextlib.suppress(OSError, GuestFileRefused):
+                    self.share.write_atomic(REQUEST_FILE, f"poweroff {self.cfg.grace:g}\n".encode())
+                self._wait_exit(self.cfg.grace + 2.0)
+            if self._alive():
+                with contextlib.suppress(BackendError):
+                    self._qmp("quit", timeout=3.0)
+                self._wait_exit(3.0)
+            if self._alive():
+                logger.warning("QEMU (pid %d) did not quit: killing it", self._ps.pid)
+                with contextlib.suppress(psutil.Error):
+                    self._ps.kill()
+                self._wait_exit(5.0)
+        self._reap()
+
+    def _wait_exit(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    # -- poll -------------------------------------------------------------------------------------------
+    def _alive(self) -> bool:
+        if self._ps is None:
+            return False
+        if self._proc is not None and self._proc.poll() is not None:
+            return False
+        try:
+            self._update_cpu()
+            return self._ps.is_running() and self._ps.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def _update_cpu(self) -> None:
+        if self._ps is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            t = self._ps.cpu_times()
+            self._cpu_time = max(self._cpu_time, t.user + t.system)
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)
+
+    def _read_exit(self) -> BackendStatus | None:
+        try:
+            data = self.share.read(EXIT_FILE, 4096)
+        except (OSError, GuestFileRefused) as e:
+            return BackendStatus(VMState.FAILED, cpu_time=self._cpu_time, error=f"bad {EXIT_FILE}: {e}")
+        if data is None:
+            return None
+        m = _EXIT_RE.match(data)
+        if m:
+            n = int(m.group(2))
+            code = n if m.group(1) == b"exit" else -n
+            return BackendStatus(VMState.EXITED, exit_code=code, cpu_time=self._cpu_time)
+        m = _ERROR_RE.match(data)
+        text = m.group(1).decode("utf-8", "replace") if m else repr(data[:100])
+        return BackendStatus(
+            VMState.FAILED, cpu_time=self._cpu_time, error=f"the VM's agent could not run the app: {text}"
+        )
+
+    def poll(self) -> BackendStatus:
+        if self._cfg is None or self._cleaned:
+            return BackendStatus(VMState.ABSENT)
+        if self._exit_status is not None:
+            return self._exit_status
+        if self._ps is None:
+            return BackendStatus(VMState.CREATED)
+        alive = self._alive()
+        if not self._started and self.share.exists(STARTED_FILE):
+            self._started = True
+        ended = self._read_exit()
+        if ended is not None:
+            if not alive:
+                self._reap()
+                self._exit_status = ended
+            return ended
+        if not alive:
+            self._reap()
+            if self._stopping:
+                return BackendStatus(VMState.ABSENT, cpu_time=self._cpu_time)
+            code = self._proc.returncode if self._proc is not None else None
+            failed = BackendStatus(
+                VMState.FAILED,
+                cpu_time=self._cpu_time,
+                error=f"the VM stopped unexpectedly (QEMU exit {code}) before the app finished: "
+                f"{self._stderr_tail() or self._serial_tail()}",
+            )
+            self._exit_status = failed
+            return failed
+        if (
+            not self._started
+            and self._paused_at is None
+            and self._boot_deadline is not None
+            and time.monotonic() > self._boot_deadline
+        ):
+            return BackendStatus(
+                VMState.FAILED,
+                cpu_time=self._cpu_time,
+                error=f"the VM did not start the app within {self.cfg.boot_timeout:g} s "
+                f"(vm_boot_timeout); last console lines: {self._serial_tail()}",
+            )
+        try:
+            status = self._qmp("query-status")
+        except BackendError:
+            if not self._alive():
+                return self.poll()
+            raise
+        st = status.get("status") if isinstance(status, dict) else None
+        if st == "paused" or (isinstance(status, dict) and not status.get("running", True)):
+            return BackendStatus(VMState.PAUSED, cpu_time=self._cpu_time)
+        return BackendStatus(VMState.RUNNING, cpu_time=self._cpu_time)
+
+    # -- files ------------------------------------------------------------------------------------------
+    def copy_in(self, src: Path, name: str) -> None:
+        try:
+            self.share.copy_in(src, name)
+        except (OSError, GuestFileRefused) as e:
+            raise BackendError(f"cannot copy {src} into the shared folder as {name}: {e}") from e
+
+    def copy_out(self, name: str, dest: Path) -> None:
+        try:
+            self.share.copy_out(name, dest, MAX_OUTPUT_BYTES)
+        except (OSError, GuestFileRefused) as e:
+            raise BackendError(f"cannot copy {name} out of the shared folder to {dest}: {e}") from e
+
+    def cleanup(self) -> None:
+        """Power off, then remove the overlay, socket, pidfile, logs, state folder and the agent's files in
+        the share. The share's other files (the app's outputs) stay."""
+        if self._cfg is None:
+            return
+        self.poweroff()
+        self._kill_own_leftovers()
+        shutil.rmtree(self.cfg.state_dir, ignore_errors=True)
+        self._cleaned = True
+        self._ps = None
+        self._proc = None
+        if self._share is not None:
+            with contextlib.suppress(OSError, GuestFileRefused):
+                self._share.clear(AGENT_FILES + _AGENT_TEMPS)
+
+    def close(self) -> None:
+        if self._share is not None:
+            self._share.close()
+            self._share = None
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _qmp(self, cmd: str, args: Mapping[str, object] | None = None, timeout: float = QMP_TIMEOUT) -> Any:
+        try:
+            return qmp_call(self.qmp_socket, cmd, args, timeout)
+        except Exception as e:  # qemu.qmp raises its own hierarchy, OSError, TimeoutError
+            raise BackendError(
+                f"the VM does not answer its control socket ({cmd}): {e}", temporary=True
+            ) from e
+
+    def _stderr_tail(self) -> str:
+        return _tail(self.cfg.state_dir / "qemu.stderr")
+
+    def _serial_tail(self) -> str:
+        return _tail(self.serial_log)
+
+
+def _tail(path: Path, lines: int = 5, limit: int = 4096) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:])
