@@ -179,6 +179,8 @@ def parse_xml(text: str, path: str, warnings: list[str] | None = None) -> XmlNod
         raise JobFileError(
             path, None, None, f"the file is {len(text)} characters, over the {MAX_JOB_FILE_BYTES} limit"
         )
+    if not text.strip():
+        raise JobFileError(path, None, None, "the file is empty; it must hold an XML document")
     if "<![CDATA[" not in text and "&" in text:
 
         def fix(m: re.Match[str]) -> str:

@@ -1,0 +1,510 @@
+"""job.xml parser: BOINC wrapper + VMwrapper dialects + QEMU tags, on real and hand-made files."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from host_bridge.jobfile import (
+    MAX_JOB_FILE_BYTES,
+    CmdArg,
+    DockerJob,
+    JobFileError,
+    describe,
+    expand_args,
+    expand_env,
+    parse_docker_job,
+    parse_job_file,
+    parse_job_text,
+    split_command_line,
+)
+from host_bridge.slot import resolve_logical
+
+DATA = Path(__file__).parent / "data"
+REAL = DATA / "jobs-real"
+MINE = DATA / "jobs"
+
+
+def err_of(text: str, path: str = "job.xml") -> JobFileError:
+    with pytest.raises(JobFileError) as ei:
+        parse_job_text(text, path)
+    return ei.value
+
+
+# ---------------------------------------------------------------- real files
+
+
+def test_icrar_magphys_49_tasks_in_order() -> None:
+    job = parse_job_file(REAL / "icrar_magphys_client_job.xml")
+    assert len(job.tasks) == 49
+    assert job.dialect == "wrapper"
+    assert job.warnings == ()
+    for i, t in enumerate(job.tasks, 1):
+        assert t.kind == "task"
+        assert t.application == "fit_sed"
+        assert t.command_line == f"{i} filters.dat observations.dat"
+        assert [a.text for a in t.args] == [str(i), "filters.dat", "observations.dat"]
+        assert (t.stdout_filename, t.stderr_filename) == ("stdout_file", "stderr_file")
+        assert t.weight == 1.0 and t.backend == "local"
+    assert job.total_weight == 49.0
+    assert [t.line for t in job.tasks[:3]] == [2, 8, 14]
+
+
+def test_boinc_samples_wrapper_job() -> None:
+    job = parse_job_file(REAL / "extra" / "boinc_samples_wrapper_job.xml")
+    (t,) = job.tasks
+    assert (t.application, t.command_line) == ("worker", "40")
+    assert (t.stdin_filename, t.stdout_filename, t.stderr_filename) == (
+        "stdin_file",
+        "stdout_file",
+        "stderr_file",
+    )
+    assert t.weight == 1.0 and not t.daemon and t.priority is None and t.time_limit == 0.0
+
+
+def test_vm_wrapper_sample_dialect() -> None:
+    job = parse_job_file(REAL / "extra" / "boinc_samples_vm_wrapper_job.xml")
+    assert job.dialect == "vmwrapper"
+    assert [t.command_line for t in job.unzip_tasks] == [
+        "-xf ./cctools-2_5_2-i686-linux-2.6.tar",
+        "-xf ./apache-activemq-5.2.0.tar",
+        "-xf ./boincvm.tar",
+    ]
+    assert all(t.kind == "unzip" and t.application == "tar" for t in job.unzip_tasks)
+    assert job.unzip_tasks[2].stdout_filename is None
+    assert job.unzip_tasks[0].args[1] == CmdArg(
+        "./cctools-2_5_2-i686-linux-2.6.tar", "cctools-2_5_2-i686-linux-2.6.tar"
+    )
+    # VMmanage tasks: accepted, warned about, never in the run order
+    assert len(job.vmmanage_tasks) == 2
+    assert job.vmmanage_tasks[0].stdin_filename is None  # <stdin_filename></stdin_filename>: unset
+    assert job.vmmanage_tasks[0].command_line == ""
+    assert sum("VMmanage_task" in w and "not run" in w for w in job.warnings) == 2
+    (t,) = job.tasks
+    assert t.virtualmachine == "CernVM" and t.backend == "vbox"
+    assert t.image is None and t.app_path_vm is None
+    assert t.application == "./worker.py" and t.copy_app_to_vm is True
+    assert t.copy_files_to_vm == ("in", "stdin_worker")
+    assert t.copy_files_from_vm == ("out",)
+    assert t.stdin_filename == "stdin_worker" and t.command_line == "5" and t.weight == 2.0
+    assert job.run_order == job.unzip_tasks + job.tasks
+    plan = describe(job)
+    assert "VMwrapper dialect" in plan and "files into the VM: in, stdin_worker" in plan
+    assert "not run (obsolete)" in plan and "warnings (2)" in plan
+
+
+def test_vbox_job_given_to_job_parser_says_which_parser() -> None:
+    with pytest.raises(JobFileError) as ei:
+        parse_job_file(REAL / "lhcathome_CMS_vbox_job.xml")
+    assert ei.value.line == 1 and ei.value.tag == "vbox_job"
+    assert "parse_vbox_job" in str(ei.value)
+
+
+# ---------------------------------------------------------------- docker job.toml
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lhcathome_Theory_docker_job.toml",
+        "lhcathome_Theory_docker_job-macos.toml",
+        "extra/lhcathome_theory_docker_job.toml",
+        "extra/boinc_samples_docker_wrapper_test_job.toml",
+    ],
+)
+def test_docker_toml_is_reported_unsupported_but_parses_for_inspection(name: str) -> None:
+    with pytest.raises(JobFileError, match=r"docker_wrapper job\.toml is not supported"):
+        parse_job_file(REAL / name)
+    job = parse_docker_job(REAL / name)
+    assert isinstance(job, DockerJob) and job.warnings == ()
+
+
+def test_docker_toml_values() -> None:
+    job = parse_docker_job(REAL / "lhcathome_Theory_docker_job.toml")
+    assert (job.workdir, job.web_graphics_guest_port, job.verbose) == ("/boinc_slot_dir", 80, 1)
+    assert job.create_args == "-v /cvmfs:/cvmfs:shared"
+    mac = parse_docker_job(REAL / "lhcathome_Theory_docker_job-macos.toml")
+    assert mac.create_args == "--cap-add=SYS_ADMIN --device /dev/fuse"
+    sample = parse_docker_job(REAL / "extra" / "boinc_samples_docker_wrapper_test_job.toml")
+    assert (sample.project_dir_mount, sample.workdir) == ("/project", "/app")
+
+
+def test_docker_toml_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "job.toml"
+    bad.write_text('workdir = "/x"\nverbose = "loud"\n')
+    with pytest.raises(JobFileError, match=r"verbose = 'loud': write a whole number"):
+        parse_docker_job(bad)
+    bad.write_text('workdir = "/x"\nworkdri = 1\nmount = ["/a:/b"]\n[broken\n')
+    with pytest.raises(JobFileError) as ei:
+        parse_docker_job(bad)
+    assert ei.value.line == 4
+    bad.write_text('workdri = "/x"\nmount = ["/a:/b"]\n')
+    job = parse_docker_job(bad)
+    assert job.mounts == ("/a:/b",) and "did you mean workdir" in job.warnings[0]
+
+
+# ---------------------------------------------------------------- my files: every tag
+
+
+def test_every_wrapper_tag() -> None:
+    job = parse_job_file(MINE / "wrapper_all_tags.xml")
+    assert job.warnings == ()
+    assert job.unzip_input == ("input.zip",)
+    assert job.enable_graphics_support is True
+    (d,) = job.daemons
+    assert d.kind == "daemon" and d.daemon and d.application == "helper"
+    t, post = job.tasks
+    assert t.application == "$PROJECT_DIR/bin/worker"
+    assert t.stdin_filename == "stdin_file" and t.checkpoint_filename == "ckpt"
+    assert t.fraction_done_filename == "frac" and t.weight == 2.5
+    assert t.setenv == (("OMP_NUM_THREADS", "$NTHREADS"), ("DATA", "$PROJECT_DIR/data"))
+    assert t.exec_dir == "$PWD/sub"
+    assert (t.multi_process, t.append_cmdline_args, t.forward_slashes) == (True, True, False)
+    assert (t.time_limit, t.priority) == (3600.0, 2)
+    assert [a.logical for a in t.args] == [None, None, None, "in", None, "out"]
+    assert job.total_weight == 3.0 and post.weight == 0.5
+    (z,) = job.zip_output
+    assert z.zipfilename == "out.zip" and z.patterns == ("result_.*", r"log\.txt")
+    plan = describe(job)
+    for piece in (
+        "daemon 1",
+        "weight: 2.5 (83% of the progress)",
+        "env OMP_NUM_THREADS=$NTHREADS",
+        "zip at the end: out.zip",
+        "unzip before running: input.zip",
+        "no warnings",
+    ):
+        assert piece in plan
+
+
+def test_expand_args_and_env(tmp_path: Path) -> None:
+    job = parse_job_file(MINE / "wrapper_all_tags.xml")
+    t = job.tasks[0]
+    slot = tmp_path
+    (slot / "in").write_text("<soft_link>../proj/in_1</soft_link>\n")
+
+    def resolve(name: str) -> str:
+        return str(resolve_logical(slot, name))
+
+    args = expand_args(
+        t, project_dir="/p", nthreads=3, pwd=str(slot), resolve=resolve, extra_args=["--x", "1"]
+    )
+    assert args == ["--threads", "3", "--in", f"{slot}/../proj/in_1", "two words", f"{slot}/out", "--x", "1"]
+    # without a resolver (a task inside a VM) names stay as written
+    assert expand_args(t, project_dir="/p", nthreads=1, pwd="/s")[3:6] == [
+        "boinc_resolve(in)",
+        "two words",
+        "./out",
+    ]
+    assert expand_env(t, project_dir="/p", nthreads=8, pwd="/s") == [
+        ("OMP_NUM_THREADS", "8"),
+        ("DATA", "/p/data"),
+    ]
+
+
+def test_split_command_line_like_boinc() -> None:
+    assert split_command_line('  a "b c" \'d e\' f"g h" "unterminated x') == [
+        "a",
+        "b c",
+        "d e",
+        'f"g',
+        'h"',
+        "unterminated x",
+    ]
+    assert split_command_line("") == []
+
+
+def test_qemu_tags() -> None:
+    job = parse_job_file(MINE / "qemu_task.xml")
+    (t,) = job.tasks
+    assert t.backend == "qemu"
+    assert (t.vm_kernel, t.vm_initrd, t.vm_disk_image) == ("vmlinuz", "initrd.img", "disk.qcow2")
+    assert (t.vm_memory_mb, t.vm_network, t.vm_cmdline) == (256, True, "console=ttyS0 quiet")
+    assert t.copy_files_to_vm == ("in",) and t.copy_files_from_vm == ("out",)
+    assert "qemu: vm_kernel=vmlinuz" in describe(job)
+    e = err_of(
+        "<job_desc><task><application>a</application><vm_memory_mb>1.5</vm_memory_mb></task></job_desc>"
+    )
+    assert e.tag == "vm_memory_mb" and "whole number" in str(e)
+
+
+def test_task_without_virtualmachine_runs_locally() -> None:
+    job = parse_job_text(
+        "<job_desc><task><application>a</application><virtualmachine> </virtualmachine></task></job_desc>"
+    )
+    assert job.tasks[0].backend == "local" and job.tasks[0].virtualmachine is None
+
+
+# ---------------------------------------------------------------- lenient
+
+
+def test_lenient_behaviour() -> None:
+    job = parse_job_file(MINE / "lenient.xml")
+    (t,) = job.tasks
+    assert t.application == "worker"  # whitespace trimmed
+    assert (t.multi_process, t.append_cmdline_args, t.forward_slashes) == (True, True, False)
+    assert t.stdin_filename is None and t.stdout_filename is None  # empty = unset
+    assert t.weight == 3.0  # last one wins
+    assert t.command_line == "a & b & c"  # bare & taken literally
+    w = "\n".join(job.warnings)
+    assert "lenient.xml:6: <comand_line>: unknown tag in <task>, ignored; did you mean <command_line>?" in w
+    assert "lenient.xml:13: <weight>: given twice in this task (first on line 12)" in w
+    assert "bare '&'" in w
+    assert "<daemon>" in w and "<task> with <daemon/> inside" in w
+
+
+@pytest.mark.parametrize(
+    "form,expected",
+    [
+        ("<f/>", True),
+        ("<f>1</f>", True),
+        ("<f>true</f>", True),
+        ("<f> yes </f>", True),
+        ("<f>0</f>", False),
+        ("<f>false</f>", False),
+    ],
+)
+def test_flag_forms(form: str, expected: bool) -> None:
+    xml = (
+        "<job_desc><task><application>a</application>"
+        + form.replace("f>", "multi_process>").replace("<f/", "<multi_process/")
+        + "</task></job_desc>"
+    )
+    assert parse_job_text(xml).tasks[0].multi_process is expected
+
+
+def test_comments_attributes_and_pi_are_tolerated() -> None:
+    job = parse_job_text(
+        '<?xml version="1.0"?><!-- c --><job_desc><task id="1"><?pi x?>'
+        "<application>a<!-- c --></application></task></job_desc>"
+    )
+    assert job.tasks[0].application == "a"
+    assert any("attributes (id) are ignored" in w for w in job.warnings)
+
+
+# ---------------------------------------------------------------- strict
+
+
+def test_weight_not_a_number_message() -> None:
+    e = err_of("<job_desc>\n<task>\n<application>a</application>\n<weight>abc</weight>\n</task>\n</job_desc>")
+    assert str(e) == 'job.xml:4: <weight>: "abc" is not a number; write a number such as 1 or 2.5'
+    assert (e.path, e.line, e.tag) == ("job.xml", 4, "weight")
+
+
+@pytest.mark.parametrize(
+    "xml,line,tag,needle",
+    [
+        ("<job_desc><task><weight>1</weight></task></job_desc>", 1, "task", "has no <application>"),
+        ("<job_desc>\n</job_desc>", 1, "job_desc", "has no <task>"),
+        (
+            "<job_desc><task><application>a</application>\n<weight>-1</weight></task></job_desc>",
+            2,
+            "weight",
+            "below the minimum 0",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n<weight>nan</weight></task></job_desc>",
+            2,
+            "weight",
+            "not a number",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n<priority>9</priority></task></job_desc>",
+            2,
+            "priority",
+            "above the maximum 5",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n<time_limit>1e999</time_limit></task></job_desc>",
+            2,
+            "time_limit",
+            "finite",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n<multi_process>maybe</multi_process></task></job_desc>",
+            2,
+            "multi_process",
+            "not a flag value",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n<setenv>NOVALUE</setenv></task></job_desc>",
+            2,
+            "setenv",
+            "NAME=VALUE",
+        ),
+        (
+            "<job_desc><task><application><x/></application></task></job_desc>",
+            1,
+            "application",
+            "plain text only",
+        ),
+        (
+            "<job_desc>\n{tasks}\n<task><application>a</application></task></job_desc>",
+            2,
+            "job_desc",
+            "unrendered template",
+        ),
+        (
+            "<job_desc><task><application>a</application></task>\n<zip_output><filename>(</filename></zip_output>"
+            "</job_desc>",
+            2,
+            "filename",
+            "not a valid regular expression",
+        ),
+        (
+            "<job_desc><task><application>a</application></task>\n<zip_output><filename>x</filename></zip_output>"
+            "</job_desc>",
+            2,
+            "zip_output",
+            "has no <zipfilename>",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n</job_desc>",
+            2,
+            None,
+            "mismatched closing tag </job_desc>",
+        ),
+        ("<job_desc><task>\n<application>a</application>", 2, None, "ends inside <task> opened on line 1"),
+        ("", None, None, "the file is empty"),
+        ("\n\n<job_desc", 3, None, "malformed XML"),
+        ("<job_desc/><job_desc/>", 1, None, "after the end of the root element"),
+        ("<other/>", 1, "other", "root element must be <job_desc>"),
+    ],
+)
+def test_strict_errors(xml: str, line: int | None, tag: str | None, needle: str) -> None:
+    e = err_of(xml)
+    assert needle in str(e)
+    assert e.line == line and e.tag == tag
+
+
+def test_too_many_arguments() -> None:
+    words = " x" * 300
+    xml = (
+        f"<job_desc><task><application>a</application><command_line>{words}</command_line></task></job_desc>"
+    )
+    assert "at most 255" in str(err_of(xml))
+
+
+def test_not_utf8_names_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "job.xml"
+    f.write_bytes(b"<job_desc>\n<task><application>\xff</application></task></job_desc>")
+    with pytest.raises(JobFileError) as ei:
+        parse_job_file(f)
+    assert ei.value.line == 2 and "not UTF-8" in str(ei.value)
+    f.write_bytes(
+        b'<?xml version="1.0" encoding="ISO-8859-1"?><job_desc><task><application>\xe9</application>'
+        b"</task></job_desc>"
+    )
+    assert parse_job_file(f).tasks[0].application == "\xe9"
+
+
+def test_missing_and_non_regular_files(tmp_path: Path) -> None:
+    with pytest.raises(JobFileError, match="no such job file"):
+        parse_job_file(tmp_path / "nope.xml")
+    with pytest.raises(JobFileError, match="not a regular file"):
+        parse_job_file(tmp_path)
+
+
+# ---------------------------------------------------------------- hostile XML
+
+
+def _bounded(fn, seconds: float = 10.0):
+    """Run fn in a thread; fail if it takes longer than ``seconds``. Returns (result, exception)."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(("ok", fn()))
+        except BaseException as e:  # reported to the test
+            out.append(("err", e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"parser still running after {seconds} s"
+    assert out, "no result"
+    return out[0], time.monotonic() - t0
+
+
+@pytest.mark.parametrize("name", ["billion_laughs.xml", "external_entity.xml"])
+def test_doctype_entities_refused(name: str) -> None:
+    (kind, value), _ = _bounded(lambda: parse_job_file(MINE / name))
+    assert kind == "err" and isinstance(value, JobFileError)
+    assert "DOCTYPE is not allowed" in str(value) and value.line == 2
+
+
+def test_ten_megabyte_file_refused_quickly(tmp_path: Path) -> None:
+    f = tmp_path / "job.xml"
+    with f.open("w") as fh:
+        fh.write("<job_desc><task><application>a</application></task>")
+        fh.write("<!--" + "x" * (10 * 1024 * 1024) + "-->")
+        fh.write("</job_desc>")
+    (kind, value), _ = _bounded(lambda: parse_job_file(f))
+    assert kind == "err" and "over the" in str(value) and str(MAX_JOB_FILE_BYTES) in str(value)
+    (kind, value), _ = _bounded(lambda: parse_job_text(f.read_text()))
+    assert kind == "err" and isinstance(value, JobFileError)
+
+
+def test_deep_nesting_refused() -> None:
+    xml = "<job_desc>" + "<a>" * 100_000 + "</a>" * 100_000 + "</job_desc>"
+    (kind, value), _ = _bounded(lambda: parse_job_text(xml))
+    assert kind == "err" and isinstance(value, JobFileError)
+    assert "nested deeper than 16" in str(value)
+
+
+def test_fifo_job_file_does_not_block(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "job.xml")
+    (kind, value), _ = _bounded(lambda: parse_job_file(tmp_path / "job.xml"))
+    assert kind == "err" and "not a regular file" in str(value)
+
+
+_xmlish = st.one_of(
+    st.text(max_size=200),
+    st.lists(
+        st.sampled_from(
+            [
+                *"<>/!?[]-&;=\"' \n\tabcdejklmnopstuvwxyz0123456789{}",
+                "<job_desc>",
+                "</job_desc>",
+                "<task>",
+                "</task>",
+                "<application>",
+                "</application>",
+                "<weight>",
+                "</weight>",
+                "<!DOCTYPE",
+                "<![CDATA[",
+                "]]>",
+                "&amp;",
+                "&#0;",
+                "\x00",
+                "\ud800",
+                "é",
+                "<daemon/>",
+                "<command_line>",
+                "</command_line>",
+            ]
+        ),
+        max_size=80,
+    ).map("".join),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_xmlish)
+def test_random_text_only_raises_jobfileerror(text: str) -> None:
+    try:
+        job = parse_job_text(text, "fuzz.xml")
+    except JobFileError as e:
+        assert str(e).startswith("fuzz.xml")
+        return
+    assert job.tasks and all(t.application for t in job.tasks)
+    describe(job)
