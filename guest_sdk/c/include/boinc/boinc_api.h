@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <boinc/boinc_api.h>. */
+#include "../boinc_api.h"

@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <boinc/boinc_guest.h>. */
+#include "../boinc_guest.h"

@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <boinc/diagnostics.h>. */
+#include "../diagnostics.h"

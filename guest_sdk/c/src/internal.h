@@ -1,0 +1,36 @@
+/* internal.h - shared between the SDK's source files; not installed. */
+#ifndef BOINC_GUEST_INTERNAL_H
+#define BOINC_GUEST_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "boinc_guest.h"
+
+#define BG_HIDDEN __attribute__((visibility("hidden")))
+
+/* A msgpack output buffer: growable (fixed == 0) or bounded by cap (fixed == 1). */
+typedef struct bg_buf {
+    unsigned char* p;
+    size_t len, cap;
+    int fixed;
+    int failed; /* out of memory or over cap */
+} bg_buf;
+
+BG_HIDDEN void bg_buf_free(bg_buf* b);
+BG_HIDDEN int bg_encode_status(bg_buf* b, const boinc_guest_status* st);
+
+/* Minimal reader for an existing status file: its seq, the largest event id and td_ack.
+ * Returns 0 if the file decoded as a status map (lenient about fields it does not need). */
+BG_HIDDEN int bg_scan_status(const unsigned char* buf, size_t len, uint64_t* seq, uint64_t* max_id,
+                             uint64_t* td_ack);
+
+/* Reads a regular file (no symlinks, no FIFOs) of at most BOINC_GUEST_MAX_FILE bytes.
+ * Returns 0 and a malloc'ed buffer, -1 if absent, -2 if refused (err says why). */
+BG_HIDDEN int bg_read_file(const char* path, unsigned char** out, size_t* out_len, char* err,
+                           size_t errcap);
+/* Atomic write: dir/.name.tmp, fsync, rename over dir/name. 0 or -1 (errno set). */
+BG_HIDDEN int bg_write_atomic(const char* dir, const char* name, const unsigned char* data,
+                              size_t len);
+
+#endif
