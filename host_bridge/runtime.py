@@ -12,7 +12,6 @@ import hashlib
 import logging
 import math
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -56,22 +55,22 @@ BackendFactory = Callable[[TaskDesc, TaskSpec], Backend]
 
 def default_backend_factory(desc: TaskDesc, spec: TaskSpec) -> Backend:
     """Local process unless the task names a VM."""
-    vm = (getattr(desc, "virtualmachine", None) or "").strip()
-    qemu_tags = any(getattr(desc, t, None) for t in ("vm_kernel", "vm_disk_image"))
-    if qemu_tags or vm.lower() == "qemu":
+    kind = desc.backend
+    if kind == "qemu":
         from .backends.qemu import QemuBackend
 
         return QemuBackend()
-    if vm and vm.lower() in ("virtualbox", "vbox"):
+    if kind == "vbox" and (desc.virtualmachine or "").strip().lower() in ("virtualbox", "vbox"):
         from .backends.virtualbox import VirtualBoxBackend
 
         return VirtualBoxBackend()
-    if vm:
+    if desc.virtualmachine:
         log.warning(
-            "task at line %s names virtualmachine %r: no broker or VM of that name is needed any more; "
-            "running it on the local backend",
-            getattr(desc, "line", "?"),
-            vm,
+            "task at line %s names virtualmachine %r (the seed's VMwrapper): no broker is needed any more, "
+            "the task runs with its files in the shared folder on the local backend; name a QEMU image "
+            "(<vm_kernel> or <vm_disk_image>) to run it in a VM",
+            desc.line,
+            desc.virtualmachine,
         )
     from .backends.local import LocalBackend
 
@@ -120,7 +119,7 @@ class Runtime:
 
     def tasks(self) -> list[TaskDesc]:
         assert self.job is not None
-        return [*self.job.unzip_tasks, *self.job.tasks]
+        return list(self.job.run_order)
 
     # ------------------------------------------------------------ run
 
@@ -178,8 +177,8 @@ class Runtime:
     def _share_dir(self, desc: TaskDesc) -> Path:
         vmish = bool(
             (getattr(desc, "virtualmachine", None) or "").strip()
-            or getattr(desc, "copy_file_to_vm", ())
-            or getattr(desc, "copy_file_from_vm", ())
+            or getattr(desc, "copy_files_to_vm", ())
+            or getattr(desc, "copy_files_from_vm", ())
             or getattr(desc, "copy_app_to_vm", False)
             or getattr(desc, "vm_kernel", None)
             or getattr(desc, "vm_disk_image", None)
@@ -204,7 +203,7 @@ class Runtime:
     def _copy_inputs(self, desc: TaskDesc, share: Share, share_dir: Path) -> None:
         if share_dir == self.slot:
             return
-        names = list(getattr(desc, "copy_file_to_vm", ()) or ())
+        names = list(getattr(desc, "copy_files_to_vm", ()) or ())
         if getattr(desc, "copy_app_to_vm", False) and desc.application:
             names.insert(0, desc.application)
         for raw in names:
@@ -223,12 +222,11 @@ class Runtime:
         app = self._expand(desc.application.strip())
         in_share = set()
         if share_dir != self.slot:
-            names = list(getattr(desc, "copy_file_to_vm", ()) or ())
+            names = list(getattr(desc, "copy_files_to_vm", ()) or ())
             if getattr(desc, "copy_app_to_vm", False):
                 names.append(app)
             in_share = {n[2:] if n.startswith("./") else n for n in names}
-        args = shlex.split(self._expand(getattr(desc, "command_line", "") or ""))
-        args = [self._resolve_arg(a, in_share) for a in args]
+        args = [self._resolve_arg(a.text, a.logical, in_share) for a in desc.args]
         if getattr(desc, "append_cmdline_args", False):
             args.extend(self.cfg.extra_args)
         prog = self._resolve_program(app, in_share, share_dir)
@@ -238,14 +236,13 @@ class Runtime:
             return (sys.executable, prog, *args)
         return (prog, *args)
 
-    def _resolve_arg(self, arg: str, in_share: set[str]) -> str:
-        if not arg.startswith("./") or len(arg) <= 2:
-            return arg
-        name = arg[2:]
-        if name in in_share:
-            return arg
-        phys = resolve_logical(self.slot, name)
-        return str(phys) if phys.exists() else arg
+    def _resolve_arg(self, text: str, logical: str | None, in_share: set[str]) -> str:
+        if not logical:
+            return self._expand(text)
+        if logical in in_share:
+            return f"./{logical}"
+        phys = resolve_logical(self.slot, logical)
+        return str(phys) if phys.exists() else self._expand(text)
 
     def _resolve_program(self, app: str, in_share: set[str], share_dir: Path) -> str:
         name = app[2:] if app.startswith("./") else app
@@ -289,7 +286,7 @@ class Runtime:
             memory_mb=int(getattr(desc, "vm_memory_mb", 0) or 0),
             network=bool(getattr(desc, "vm_network", False)),
             image=str(resolve_logical(self.slot, image)) if image else None,
-            priority=getattr(desc, "priority", None),
+            priority=_nice(getattr(desc, "priority", None)),
             owner_tag=self._owner_tag(idx),
             extra=tuple(extra),
         )
@@ -345,8 +342,8 @@ class Runtime:
         cstate = core.CoreState(last_event_id=self.state.last_event_id, max_fraction=self.state.max_fraction)
         task = _TaskRun(self, idx, desc, share, share_dir, backend, ctx, stale_seq)
         try:
-            backend.restore()
             backend.create(spec)
+            backend.restore()  # removes (or reattaches) what an earlier run of this task left
         except BackendError as e:
             backend.cleanup()
             return self._backend_failure(e, idx)
@@ -381,14 +378,14 @@ class Runtime:
         try:
             data = share.read(P.STATUS_FILE, P.MAX_FILE)
         except GuestFileRefused as e:
-            self.refusals.refused(P.STATUS_FILE, e.reason, str(e))
+            self.refusals.report(e)
             return None
         if data is None:
             return None
         try:
             return P.decode_status(data)
         except P.ProtocolError as e:
-            self.refusals.refused(P.STATUS_FILE, f"bad status ({e.category})", str(e))
+            self.refusals.report(GuestFileRefused(P.STATUS_FILE, f"bad status file ({e.category})", str(e)))
             return None
 
     def write_control(
@@ -442,6 +439,13 @@ class Runtime:
         )
         self._last_ack = ack
         share.write_atomic(P.CONTROL_FILE, P.encode_control(ctl))
+
+
+def _nice(priority: int | None) -> int | None:
+    """BOINC's <priority> 1 (lowest) .. 5 (highest) as a nice value; None: inherit the client's."""
+    if priority is None:
+        return None
+    return {1: 19, 2: 15, 3: 10, 4: 5, 5: 0}.get(int(priority), 19)
 
 
 def _nn(x: Any) -> float:
@@ -577,7 +581,7 @@ class _TaskRun:
         try:
             data = self.share.read(self.fraction_file, FRACTION_FILE_MAX)
         except GuestFileRefused as e:
-            self.rt.refusals.refused(self.fraction_file, e.reason, str(e))
+            self.rt.refusals.report(e)
             return self.fraction_value
         if not data:
             return self.fraction_value
@@ -690,14 +694,18 @@ class _TaskRun:
         try:
             name = safe_name(ev.name)
         except GuestFileRefused as e:
-            rt.refusals.refused(ev.name, e.reason, str(e))
+            rt.refusals.report(e)
             return
         if self.share_dir != rt.slot:
             dest = resolve_logical(rt.slot, name)
             try:
                 self.share.copy_out(name, dest, _max_output(rt))
-            except (GuestFileRefused, OSError) as e:
-                rt.refusals.refused(name, getattr(e, "reason", "copy failed"), str(e))
+            except GuestFileRefused as e:
+                rt.refusals.report(e)
+                rt.state.uploads[name] = int(P.ERR_INVALID_PARAM)
+                return
+            except OSError as e:
+                log.warning("upload %r: cannot copy it out of the share: %s", name, e)
                 rt.state.uploads[name] = int(P.ERR_INVALID_PARAM)
                 return
         rc = rt.api.upload_file(name)
@@ -738,7 +746,7 @@ class _TaskRun:
         rt = self.rt
         if self.share_dir == rt.slot:
             return None
-        for raw in getattr(self.desc, "copy_file_from_vm", ()) or ():
+        for raw in getattr(self.desc, "copy_files_from_vm", ()) or ():
             name = raw[2:] if raw.startswith("./") else raw
             dest = resolve_logical(rt.slot, name)
             try:
