@@ -1,0 +1,401 @@
+"""The local backend: the task runs as a plain process tree on the host, the share as its working dir.
+
+The main program is started in its own session (and process group) with ``PR_SET_PDEATHSIG = SIGKILL``,
+so a killed bridge does not leave its direct child running. Note: the death signal fires when the
+*thread* that called ``start()`` ends, so call it from a thread that lives as long as the task (the
+runtime's main loop).
+
+The tree is tracked by process group and by psutil's ``children(recursive=True)``; processes seen once
+are remembered, so a grandchild re-parented to init (its parent exited) is still paused, counted and
+killed. Every process of the tree inherits ``BOINC_BRIDGE_OWNER=<owner tag>``: ``restore()`` (after a
+bridge restart) and ``poweroff()`` use it to find leftovers that escaped both (e.g. a double fork with
+``setsid``). Only processes of our own uid are ever signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psutil
+
+from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
+from host_bridge.share import GuestFileRefused, Share
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OWNER_ENV", "LocalBackend"]
+
+OWNER_ENV = "BOINC_BRIDGE_OWNER"
+GUEST_DIR_ENV = "BOINC_GUEST_DIR"
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _child_setup(parent_pid: int, priority: int | None) -> Callable[[], None]:
+    prctl = _libc.prctl
+
+    def setup() -> None:  # runs in the child between fork and exec: keep it minimal
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the bridge died before prctl took effect
+            os._exit(137)
+        if priority is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, priority)
+
+    return setup
+
+
+def _exit_code(wstatus: int) -> int:
+    if os.WIFSIGNALED(wstatus):
+        return -os.WTERMSIG(wstatus)
+    return os.WEXITSTATUS(wstatus)
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has ended (a zombie counts as ended: its reaper may be slow);
+    returns those still alive after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
+def find_owned(tag: str, *, exclude: Iterable[int] = ()) -> list[psutil.Process]:
+    """Live processes of our uid whose environment has ``BOINC_BRIDGE_OWNER=<tag>``."""
+    if not tag:
+        return []
+    uid = os.getuid()
+    skip = {os.getpid(), *exclude}
+    found = []
+    for p in psutil.process_iter(["uids", "status"]):
+        try:
+            if p.pid in skip or p.info["uids"] is None or p.info["uids"].real != uid:
+                continue
+            if p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if p.environ().get(OWNER_ENV) == tag:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+class LocalBackend:
+    """Backend verbs for a task run as a local process tree. See the module doc."""
+
+    name = "local"
+
+    def __init__(self, *, grace: float = 2.0, max_copy_bytes: int = 1 << 40) -> None:
+        self.grace = grace
+        self.max_copy_bytes = max_copy_bytes
+        self._task: TaskSpec | None = None
+        self._share: Share | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._root: psutil.Process | None = None
+        self._known: dict[int, psutil.Process] = {}
+        self._paused = False
+        self._exit_code: int | None = None
+        self._root_cpu_final = 0.0  # rusage of the reaped main program (incl. its reaped descendants)
+        self._cpu_max = 0.0
+
+    # -- verbs -------------------------------------------------------------------------------------------
+    def create(self, task: TaskSpec) -> None:
+        if not task.argv:
+            raise BackendError(f"task {task.name}: no program to run (empty argv); check the job file")
+        try:
+            share = Share(task.share)
+        except (OSError, GuestFileRefused) as e:
+            raise BackendError(f"task {task.name}: cannot use the shared folder {task.share}: {e}") from e
+        if self._share is not None:
+            self._share.close()
+        self._task, self._share = task, share
+
+    def _spec(self) -> tuple[TaskSpec, Share]:
+        if self._task is None or self._share is None:
+            raise BackendError("local backend: create() was not called")
+        return self._task, self._share
+
+    def _resolve_program(self, task: TaskSpec, env: dict[str, str]) -> str:
+        prog = task.argv[0]
+        share = Path(task.share)
+        if os.path.isabs(prog):
+            path: str | None = prog
+        elif "/" in prog or (share / prog).exists():
+            path = str(share / prog)
+        else:
+            path = shutil.which(prog, path=env.get("PATH", os.defpath))
+        if path is None or not os.path.exists(path):
+            raise BackendError(
+                f"task {task.name}: program {prog!r} not found (looked in the shared folder {share}"
+                f"{'' if '/' in prog else ' and on PATH'}); check the job file's application name and "
+                "that the app version ships the file"
+            )
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+            raise BackendError(
+                f"task {task.name}: program {path} is not an executable file; make it executable "
+                "(chmod +x, or <executable/> in the app version's file_info)"
+            )
+        return path
+
+    def start(self) -> None:
+        task, share = self._spec()
+        if self._proc is not None and self._exit_code is None:
+            return  # already running
+        env = dict(os.environ)
+        env.update(dict(task.env))
+        env[GUEST_DIR_ENV] = str(task.share)
+        env[OWNER_ENV] = task.owner_tag
+        program = self._resolve_program(task, env)
+        fds: list[int] = []
+        try:
+            try:
+                stdin = share.open_input(task.stdin) if task.stdin else subprocess.DEVNULL
+                if task.stdin:
+                    fds.append(stdin)
+                stdout = share.open_append(task.stdout) if task.stdout else subprocess.DEVNULL
+                if task.stdout:
+                    fds.append(stdout)
+                stderr = share.open_append(task.stderr) if task.stderr else subprocess.DEVNULL
+                if task.stderr:
+                    fds.append(stderr)
+            except (OSError, GuestFileRefused) as e:
+                raise BackendError(f"task {task.name}: standard stream file in {task.share}: {e}") from e
+            try:
+                self._proc = subprocess.Popen(
+                    [program, *task.argv[1:]],
+                    executable=program,
+                    cwd=task.share,
+                    env=env,
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    close_fds=True,
+                    start_new_session=True,
+                    preexec_fn=_child_setup(os.getpid(), task.priority),
+                )
+            except OSError as e:
+                raise BackendError(f"task {task.name}: cannot start {program}: {e.strerror or e}") from e
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._root = psutil.Process(self._proc.pid)
+        self._known = {self._proc.pid: self._root}
+        self._paused = False
+        self._exit_code = None
+        self._root_cpu_final = 0.0
+        self._cpu_max = 0.0
+        logger.info("task %s: started %s (pid %d) in %s", task.name, program, self._proc.pid, task.share)
+
+    def _reap(self) -> bool:
+        """Reap the main program if it ended; True once it has."""
+        if self._proc is None:
+            return False
+        if self._exit_code is not None:
+            return True
+        try:
+            pid, wstatus, rusage = os.wait4(self._proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, wstatus, rusage = self._proc.pid, 0, None
+        if pid == 0:
+            return False
+        self._exit_code = _exit_code(wstatus)
+        self._proc.returncode = self._exit_code
+        if rusage is not None:
+            self._root_cpu_final = rusage.ru_utime + rusage.ru_stime
+        self._known.pop(self._proc.pid, None)
+        return True
+
+    def _tree(self) -> list[psutil.Process]:
+        """The live processes of the task: the main program, its descendants, and those seen before."""
+        found: dict[int, psutil.Process] = {}
+        for p in list(self._known.values()):
+            if not _alive(p):
+                continue
+            found[p.pid] = p
+            with contextlib.suppress(psutil.Error):
+                for c in p.children(recursive=True):
+                    found.setdefault(c.pid, c)
+        self._known = dict(found)
+        if self._root is not None and self._exit_code is None:
+            self._known.setdefault(self._root.pid, self._root)
+        return list(found.values())
+
+    def _group_alive(self, tree: list[psutil.Process]) -> bool:
+        """Whether the main program's process group id still names our group (never signal a reused id)."""
+        assert self._proc is not None
+        if self._exit_code is None:
+            return True  # not reaped: the pid (and so the group id) cannot have been reused
+        for p in tree:
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(p.pid) == self._proc.pid:
+                    return True
+        return False
+
+    def _signal_tree(self, sig: int) -> list[psutil.Process]:
+        """Signal the process group, then every process of the tree, until no new process shows up."""
+        signalled: set[int] = set()
+        procs: list[psutil.Process] = []
+        for _ in range(20):
+            tree = self._tree()
+            if self._proc is not None and self._group_alive(tree):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._proc.pid, sig)
+            new = [p for p in tree if p.pid not in signalled]
+            if not new:
+                break
+            _signal_all(new, sig)
+            signalled.update(p.pid for p in new)
+            procs.extend(new)
+        return procs
+
+    def pause(self) -> None:
+        if self._proc is None or self._paused or self._reap():
+            return
+        procs = self._signal_tree(signal.SIGSTOP)
+        self._paused = True
+        deadline = time.monotonic() + 1.0  # SIGSTOP is asynchronous: wait until they are stopped
+        while time.monotonic() < deadline:
+            running = [p for p in procs if _alive(p) and p.status() != psutil.STATUS_STOPPED]
+            if not running:
+                break
+            time.sleep(0.005)
+
+    def resume(self) -> None:
+        if self._proc is None or not self._paused:
+            return
+        self._signal_tree(signal.SIGCONT)
+        self._paused = False
+
+    def poll(self) -> BackendStatus:
+        if self._task is None:
+            return BackendStatus(VMState.ABSENT)
+        if self._proc is None:
+            return BackendStatus(VMState.CREATED)
+        ended = self._reap()
+        cpu = self._root_cpu_final
+        for p in self._tree():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                cpu += t.user + t.system + t.children_user + t.children_system
+        self._cpu_max = max(self._cpu_max, cpu)
+        if ended:
+            return BackendStatus(VMState.EXITED, exit_code=self._exit_code, cpu_time=self._cpu_max)
+        state = VMState.PAUSED if self._paused else VMState.RUNNING
+        return BackendStatus(state, cpu_time=self._cpu_max)
+
+    def checkpoint(self) -> bool:
+        return False  # no process-level checkpoint: the app's own checkpoint files survive
+
+    def restore(self) -> bool:
+        """Kill processes left over from an earlier bridge run of the same owner tag; always False."""
+        task, _share = self._spec()
+        own = {p.pid for p in self._tree()} if self._proc is not None else set()
+        leftovers = find_owned(task.owner_tag, exclude=own)
+        if leftovers:
+            logger.warning(
+                "task %s: killing %d process(es) left over from an earlier run (owner %s): %s",
+                task.name,
+                len(leftovers),
+                task.owner_tag,
+                ", ".join(str(p.pid) for p in leftovers),
+            )
+            self._terminate(leftovers, grace=min(self.grace, 0.5))
+        return False
+
+    def _terminate(self, procs: list[psutil.Process], *, grace: float) -> None:
+        _signal_all(procs, signal.SIGTERM)
+        _signal_all(procs, signal.SIGCONT)  # a stopped process gets its pending SIGTERM now
+        alive = _wait_dead(procs, grace)
+        if alive:
+            _signal_all(alive, signal.SIGKILL)
+            for p in _wait_dead(alive, 5.0):
+                logger.error("process %d did not die after SIGKILL (state %s)", p.pid, _status(p))
+
+    def _done(self) -> bool:
+        self._reap()
+        return self._exit_code is not None and not self.processes()
+
+    def poweroff(self) -> None:
+        """SIGTERM the tree (continuing it if stopped), SIGKILL what is left after ``grace`` seconds,
+        reap the main program; then kill anything else carrying our owner tag."""
+        if self._proc is None:
+            return
+        task, _share = self._spec()
+        if not self._done():
+            self._signal_tree(signal.SIGTERM)
+            self._signal_tree(signal.SIGCONT)  # a stopped process gets its pending SIGTERM now
+            self._paused = False
+            deadline = time.monotonic() + self.grace
+            while not self._done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not self._done():
+                self._signal_tree(signal.SIGKILL)
+                deadline = time.monotonic() + 5.0
+                while not self._done() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                for p in self.processes():
+                    logger.error(
+                        "task %s: process %d survived SIGKILL (state %s)", task.name, p.pid, _status(p)
+                    )
+        escaped = find_owned(task.owner_tag) if task.owner_tag else []
+        if escaped:  # e.g. a double-forked daemon that left both the group and the tree
+            logger.warning(
+                "task %s: %d process(es) escaped the process tree; killing them", task.name, len(escaped)
+            )
+            self._terminate(escaped, grace=0.2)
+        self._paused = False
+
+    def cleanup(self) -> None:
+        self.poweroff()
+        if self._share is not None:
+            self._share.close()
+            self._share = None
+
+    def copy_in(self, src: Path, name: str) -> None:
+        _task, share = self._spec()
+        share.copy_in(src, name)
+
+    def copy_out(self, name: str, dest: Path) -> None:
+        _task, share = self._spec()
+        share.copy_out(name, dest, self.max_copy_bytes)
+
+    # -- introspection (tests, diagnostics) ----------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def processes(self) -> list[psutil.Process]:
+        """The task's live processes (main program first if alive)."""
+        return [p for p in self._tree() if _alive(p)]
+
+
+def _status(p: psutil.Process) -> str:
+    try:
+        return p.status()
+    except psutil.Error:
+        return "gone"
