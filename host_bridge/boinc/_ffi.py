@@ -26,9 +26,7 @@ LIBRARY_NAME = "libboinc_api.so.7"
 MANGLED_TEMPORARY_EXIT = "_Z20boinc_temporary_exitiPKcb"
 MANGLED_FINISH_MESSAGE = "_Z20boinc_finish_messageiPKcb"
 MANGLED_UPLOAD_FILE = "_Z17boinc_upload_fileRNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
-MANGLED_UPLOAD_STATUS = (
-    "_Z19boinc_upload_statusRNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
-)
+MANGLED_UPLOAD_STATUS = "_Z19boinc_upload_statusRNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
 MANGLED_WU_CPU_TIME = "_Z17boinc_wu_cpu_timeRd"
 MANGLED_ELAPSED_TIME = "_Z18boinc_elapsed_timev"
 
@@ -118,6 +116,6 @@ ffi = cffi.FFI()
 ffi.cdef(CDEF)
 
 
-def dlopen(name: str = LIBRARY_NAME):  # noqa: ANN201 - cffi's Lib type has no public name
+def dlopen(name: str = LIBRARY_NAME):
     """``ffi.dlopen(name)``; raises OSError when the library cannot be loaded."""
     return ffi.dlopen(name)

@@ -158,7 +158,8 @@ def built_module_path() -> Path:
 
 
 def existing_builds() -> list[Path]:
-    return [HERE / ("_shim" + s) for s in importlib.machinery.EXTENSION_SUFFIXES if (HERE / ("_shim" + s)).exists()]
+    candidates = [HERE / ("_shim" + s) for s in importlib.machinery.EXTENSION_SUFFIXES]
+    return [p for p in candidates if p.exists()]
 
 
 def is_stale() -> bool:

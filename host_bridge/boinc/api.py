@@ -22,6 +22,7 @@ signal handlers and a timer thread, and ``finish`` / ``temporary_exit`` end the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -181,40 +182,37 @@ def format_status(
     fd = _finite(fraction_done)
     if fd > 1.0:
         fd = 1.0
-    msg = "<current_cpu_time>%e</current_cpu_time>\n<checkpoint_cpu_time>%e</checkpoint_cpu_time>\n" % (
-        _finite(cpu_time),
-        _finite(checkpoint_cpu_time),
+    msg = (
+        f"<current_cpu_time>{_finite(cpu_time):e}</current_cpu_time>\n"
+        f"<checkpoint_cpu_time>{_finite(checkpoint_cpu_time):e}</checkpoint_cpu_time>\n"
     )
     if want_network:
         msg += "<want_network>1</want_network>\n"
-    msg += "<fraction_done>%e</fraction_done>\n" % fd
+    msg += f"<fraction_done>{fd:e}</fraction_done>\n"
     if fpops_per_cpu_sec:
-        msg += "<fpops_per_cpu_sec>%.15e</fpops_per_cpu_sec>\n" % _finite(fpops_per_cpu_sec)
+        msg += f"<fpops_per_cpu_sec>{_finite(fpops_per_cpu_sec):.15e}</fpops_per_cpu_sec>\n"
     if fpops_cumulative:
-        msg += "<fpops_cumulative>%.15e</fpops_cumulative>\n" % _finite(fpops_cumulative)
+        msg += f"<fpops_cumulative>{_finite(fpops_cumulative):.15e}</fpops_cumulative>\n"
     if intops_per_cpu_sec:
-        msg += "<intops_per_cpu_sec>%.15e</intops_per_cpu_sec>\n" % _finite(intops_per_cpu_sec)
+        msg += f"<intops_per_cpu_sec>{_finite(intops_per_cpu_sec):.15e}</intops_per_cpu_sec>\n"
     if intops_cumulative:
-        msg += "<intops_cumulative>%.15e</intops_cumulative>\n" % _finite(intops_cumulative)
+        msg += f"<intops_cumulative>{_finite(intops_cumulative):.15e}</intops_cumulative>\n"
     return msg.encode("ascii")
 
 
 def _flush_python_output() -> None:
     """C ``exit()`` does not flush Python's buffers: flush logging handlers and stdio first."""
-    for logger in [logging.getLogger(), *(
-        v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)
-    )]:
+    for logger in [
+        logging.getLogger(),
+        *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]:
         for handler in logger.handlers:
-            try:
+            with contextlib.suppress(Exception):  # a broken handler must not stop the exit
                 handler.flush()
-            except Exception:  # noqa: BLE001 - a broken handler must not stop the exit
-                pass
     for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
+        if stream is not None:
+            with contextlib.suppress(Exception):
                 stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 class BoincApiBase:
@@ -320,9 +318,7 @@ class BoincApi(BoincApiBase):
         err = _shim.ffi.new("char[512]")
         rc = _shim.lib.shim_open(self.library.encode(), err, 512)
         if rc != 0:
-            log.warning(
-                "BOINC C++ shim cannot bind %s: %s", self.library, _shim.ffi.string(err).decode()
-            )
+            log.warning("BOINC C++ shim cannot bind %s: %s", self.library, _shim.ffi.string(err).decode())
             return None
         return _shim
 
@@ -483,7 +479,7 @@ class BoincApi(BoincApiBase):
         """``boinc_temporary_exit``: writes ``boinc_temporary_exit`` (delay, reason, "notice"),
         exits 0; the client restarts the task after ``delay`` seconds."""
         _flush_python_output()
-        d = max(0, int(round(delay)))
+        d = max(0, round(delay))
         if self._shim is not None:
             rc = self._shim.lib.shim_temporary_exit(d, _cstr(reason), int(bool(is_notice)))
         else:
@@ -604,9 +600,7 @@ def load_api(
         log.info("BOINC API: standalone (requested)")
         return StandaloneApi(slot_dir=slot)
     if not (slot / INIT_DATA_FILE).exists():
-        log.info(
-            "BOINC API: standalone: no %s in %s (not started by a BOINC client)", INIT_DATA_FILE, slot
-        )
+        log.info("BOINC API: standalone: no %s in %s (not started by a BOINC client)", INIT_DATA_FILE, slot)
         return StandaloneApi(slot_dir=slot)
     name = library or os.environ.get(LIBRARY_ENV) or _ffi.LIBRARY_NAME
     try:
