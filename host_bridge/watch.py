@@ -26,7 +26,8 @@ Modes:
 Hostile guests: a rename storm (100,000 rewrites/s) must not make the watcher busy. At most one hint is
 pending: while the caller has not taken it, the emitter does not read inotify at all (the kernel queue
 coalesces or overflows, which is itself a hint); and hints are delivered at most ``max_hint_rate`` per
-second on average (a token bucket with a burst of ``hint_burst``), far above a legitimate guest's 10 Hz.
+second on average (a token bucket with a burst of ``hint_burst``; defaults 50/s and 32), far above a
+legitimate guest's 10 Hz.
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ class _ShareEmitter(EventEmitter):
         self._relevant_seen = 0  # inotify records about watched names (for the lost-events check)
         self._seen_at_check = 0
         self._suspect_at: int | None = None  # _relevant_seen when an unannounced change was seen
+        self._lost_logged = False
 
     # -- set-up / tear-down ---------------------------------------------------------------------------
     def on_thread_start(self) -> None:
@@ -323,7 +325,14 @@ class _ShareEmitter(EventEmitter):
             self._deliver()
         if self._suspect_at is not None:
             if self._relevant_seen == self._suspect_at:
-                self._to_poll("a change of a watched file was not announced by inotify (events lost)")
+                why = "a change of a watched file was not announced by inotify (events lost)"
+                if self._hub.requested == "auto":
+                    self._to_poll(why)
+                elif not self._lost_logged:
+                    self._lost_logged = True
+                    logger.warning(
+                        "watching %s: %s; the periodic check still gives hints", self._hub.folder, why
+                    )
             self._suspect_at = None
         if changed and self._relevant_seen == self._seen_at_check:
             self._suspect_at = self._relevant_seen
@@ -382,8 +391,8 @@ class ShareWatcher:
         mode: Mode = "auto",
         poll_interval: float = 0.25,
         check_interval: float = 1.0,
-        max_hint_rate: float = 200.0,
-        hint_burst: int = 100,
+        max_hint_rate: float = 50.0,
+        hint_burst: int = 32,
     ) -> None:
         if mode not in ("auto", "events", "poll"):
             raise ValueError(f"watch mode {mode!r}: use 'auto', 'events' or 'poll'")
