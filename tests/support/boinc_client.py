@@ -255,11 +255,14 @@ class BoincClientRun:
         return alive
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """Stop the client (``boinccmd --quit``, then SIGTERM, then SIGKILL, each bounded) and kill
-        what is left of the app processes it started. Returns the client's exit code."""
+        """Stop everything, bounded: first SIGKILL the app processes the client started (an app
+        that ignores ``<quit/>`` / ``<abort/>`` would otherwise hold the client's exit for many
+        seconds), then ``boinccmd --quit``, SIGTERM, SIGKILL to the client. Returns the client's
+        exit code."""
+        self._track_children()
+        self._kill_apps()
         rc: int | None = None
         if self.proc is not None:
-            self._track_children()
             if self.proc.poll() is None:
                 with contextlib.suppress(Exception):
                     self.boinccmd("--quit", timeout=3)
@@ -273,16 +276,19 @@ class BoincClientRun:
                         self.proc.kill()
                         self.proc.wait(timeout=5)
             rc = self.proc.returncode
+        self._kill_apps()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return rc
+
+    def _kill_apps(self) -> None:
         for p in self._seen.values():
             # psutil checks the creation time: a recycled PID is not killed
             with contextlib.suppress(psutil.Error):
                 if p.is_running():
                     p.kill()
                     p.wait(timeout=5)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return rc
 
     def wait_exit(self, timeout: float) -> int:
         """Wait for the client to exit by itself (``--exit_after_finish``); TimeoutError otherwise."""
