@@ -8,10 +8,12 @@ does not leak processes into the rest of the run).
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from boinc_guest.protocol import Finish, decode_status
 
 from host_bridge.backends.base import Backend, BackendError, TaskSpec, VMState
 from host_bridge.backends.qemu import AGENT_FILES, QemuBackend, name_arg, safe_tag
@@ -248,3 +250,64 @@ def test_unexpected_vm_death_is_failed(tmp_path: Path, image: VMImage, backends)
     b._ps.kill()
     s = wait_state(b, {VMState.FAILED, VMState.EXITED}, timeout=10)
     assert s.state is VMState.FAILED and "stopped unexpectedly" in s.error
+
+
+SDK_WORKER_C = r"""
+#include <unistd.h>
+#include "boinc_api.h"
+int main(void) {
+    if (boinc_init() != 0) return 90;
+    for (int i = 1; i <= 40; i++) {
+        usleep(100000);
+        boinc_fraction_done(i / 40.0);
+        if (i % 10 == 0) boinc_checkpoint_completed();
+    }
+    boinc_finish(0);
+    return 91; /* not reached */
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def sdk_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A worker linked statically against the C guest SDK (guest_sdk/c/build/libboinc_guest.a)."""
+    sdk = Path(__file__).resolve().parent.parent / "guest_sdk" / "c"
+    made = subprocess.run(["make", "-s", "-C", str(sdk)], timeout=300, capture_output=True, text=True)
+    assert made.returncode == 0, f"the C guest SDK does not build: {made.stderr[-2000:]}"
+    d = tmp_path_factory.mktemp("sdk-worker")
+    (d / "worker.c").write_text(SDK_WORKER_C)
+    exe = d / "sdkworker"
+    subprocess.run(
+        ["gcc", "-static", "-O2", "-I", str(sdk / "include"), "-o", str(exe), str(d / "worker.c"),
+         str(sdk / "build" / "libboinc_guest.a"), "-lpthread", "-lm"],
+        check=True, timeout=120, capture_output=True,
+    )  # fmt: skip
+    return exe
+
+
+def test_sdk_worker_reports_progress_over_the_share(
+    tmp_path: Path, image: VMImage, sdk_worker: Path, backends
+):
+    share = tmp_path / "share"
+    share.mkdir()
+    b = new_backend(backends, make_task(image, share, ("sdkworker",), "sdk"))
+    b.copy_in(sdk_worker, "sdkworker")  # run from the share, not from the image
+    b.start()
+    seen: list[float] = []
+    status_file = share / "boinc_status.msgpack"
+    deadline = time.monotonic() + BOOT + 20
+    while time.monotonic() < deadline:
+        if status_file.exists():
+            st = decode_status(status_file.read_bytes())
+            if not seen or st.fraction_done != seen[-1]:
+                seen.append(st.fraction_done)
+        if b.poll().state in (VMState.EXITED, VMState.FAILED):
+            break
+        time.sleep(0.05)
+    s = b.poll()
+    assert s.state is VMState.EXITED and s.exit_code == 0, s
+    final = decode_status(status_file.read_bytes())
+    assert final.fraction_done == 1.0
+    assert final.checkpoint_count == 4
+    assert isinstance(final.events[-1], Finish) and final.events[-1].status == 0
+    assert seen == sorted(seen) and len(seen) >= 4, seen  # progress rose in steps, seen live from the host

@@ -745,8 +745,16 @@ class QemuBackend:
 
     # -- files ------------------------------------------------------------------------------------------
     def copy_in(self, src: Path, name: str) -> None:
+        """Copy ``src`` into the share as ``name``; an executable ``src`` stays executable (the guest runs
+        programs from the share)."""
         try:
             self.share.copy_in(src, name)
+            if os.stat(src).st_mode & 0o111:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.share.fd)
+                try:
+                    os.fchmod(fd, 0o755)
+                finally:
+                    os.close(fd)
         except (OSError, GuestFileRefused) as e:
             raise BackendError(f"cannot copy {src} into the shared folder as {name}: {e}") from e
 
