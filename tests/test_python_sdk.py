@@ -3,6 +3,8 @@ child processes for the background thread, quit / abort and boinc_finish."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -515,3 +517,118 @@ def test_finish_and_temporary_exit_from_a_thread(tmp_path: Path) -> None:
     assert r2.returncode == 0
     s = read_status(tmp_path)
     assert s.events[-1] == P.TemporaryExit(2, 120.0, "waiting", True), "ids continue from the old file"
+
+
+# --------------------------------------------------------------------------------------------------
+# examples/worker.py
+
+WORKER = ROOT / "examples" / "worker.py"
+
+
+def _worker_env(share: Path | None) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(SDK_PATH))
+    env.pop("BOINC_GUEST_DIR", None)
+    if share is not None:
+        env["BOINC_GUEST_DIR"] = str(share)
+    return env
+
+
+def test_worker_standalone(tmp_path: Path) -> None:
+    (tmp_path / "in").write_text("hello, world\n")
+    r = subprocess.run(
+        [sys.executable, str(WORKER), "--nsecs", "0.3"],
+        cwd=tmp_path,
+        env=_worker_env(None),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out").read_text() == "HELLO, WORLD\n"
+    assert "standalone" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"], "no status file, no checkpoint left behind"
+    r2 = subprocess.run(
+        [sys.executable, str(WORKER), "stdin", "stdout"],
+        input="piped\n",
+        cwd=tmp_path,
+        env=_worker_env(None),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r2.returncode == 0 and r2.stdout == "PIPED\n"
+    r3 = subprocess.run(
+        [sys.executable, str(WORKER), "missing_file"],
+        cwd=tmp_path,
+        env=_worker_env(None),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r3.returncode == 1 and "missing_file" in r3.stderr
+
+
+def test_worker_with_share_reports_progress_and_finish(tmp_path: Path) -> None:
+    (tmp_path / "in").write_text("abc\n")
+    write_control(tmp_path, P.Control(init_data=P.InitData(checkpoint_period=0.2)))
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), "--nsecs", "1.0"],
+        cwd=tmp_path,
+        env=_worker_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    fractions: list[float] = []
+    try:
+        while proc.poll() is None:
+            with contextlib.suppress(FileNotFoundError, P.ProtocolError):
+                fractions.append(read_status(tmp_path).fraction_done)
+            time.sleep(0.05)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert any(0.0 < f < 1.0 for f in fractions), "progress was visible while it ran"
+    assert fractions == sorted(fractions)
+    s = read_status(tmp_path)
+    assert s.fraction_done == 1.0 and s.checkpoint_count >= 2 and s.cpu_time >= 1.0
+    assert s.events == (P.Finish(1, 0, "", False),)
+    assert (tmp_path / "out").read_text() == "ABC\n"
+    assert not (tmp_path / "worker_checkpoint.json").exists()
+
+
+def test_worker_killed_resumes_from_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "in").write_text("resume\n")
+    write_control(tmp_path, P.Control(init_data=P.InitData(checkpoint_period=0.2)))
+    cmd = [sys.executable, str(WORKER), "--nsecs", "2.0"]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=_worker_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+
+        def checkpointed() -> bool:
+            try:
+                return read_status(tmp_path).checkpoint_count >= 3
+            except (FileNotFoundError, P.ProtocolError):
+                return False
+
+        assert wait_for(checkpointed, 20), "the worker checkpointed"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -9
+    saved = json.loads((tmp_path / "worker_checkpoint.json").read_text())["cpu_done"]
+    assert 0.0 < saved < 2.0
+    seq_before = read_status(tmp_path).seq
+    r = subprocess.run(
+        cmd, cwd=tmp_path, env=_worker_env(tmp_path), capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    assert "resuming from checkpoint" in r.stderr
+    s = read_status(tmp_path)
+    assert s.seq > seq_before, "seq continues from the killed run's file"
+    assert s.cpu_time < 2.0 - saved + 0.8, "the second run did only the remaining work"
+    assert s.events[-1] == P.Finish(1, 0, "", False)
+    assert (tmp_path / "out").read_text() == "RESUME\n"
