@@ -370,3 +370,15 @@ def test_real_client_receives_fpops_cumulative(tmp_path: Path) -> None:
     assert res["exit_status"] == 0, res
     assert res["fpops_cumulative"] == pytest.approx(8e9), res
     assert not run.app_pids()
+
+
+def test_shim_build_cli_inplace_if_stale() -> None:
+    """scripts/setup.sh runs this: it builds the shim when missing/stale, else does nothing."""
+    cmd = [sys.executable, "-m", "host_bridge.boinc._shim_build", "--inplace-if-stale"]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0 and second.stdout.startswith("shim up to date"), second.stdout
+    from host_bridge.boinc import _shim_build
+
+    assert not _shim_build.is_stale()

@@ -167,8 +167,8 @@ def is_stale() -> bool:
     builds = existing_builds()
     if not builds:
         return True
-    src_mtime = Path(__file__).stat().st_mtime
-    return all(b.stat().st_mtime < src_mtime for b in builds)
+    # the one the import system picks: the first suffix in EXTENSION_SUFFIXES order
+    return builds[0].stat().st_mtime < Path(__file__).stat().st_mtime
 
 
 def build_inplace() -> Path:
