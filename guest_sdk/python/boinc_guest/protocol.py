@@ -604,8 +604,9 @@ def _walk(obj: Any, kind: str) -> None:
             raise ProtocolError("format", f"{kind} file: nested deeper than {MAX_DEPTH} levels")
         for x in items:
             t = type(x)
-            if t in containers:
-                stack.append((x, depth + 1))
+            if t is list or t is dict:
+                if x:  # an empty container has nothing deeper to check
+                    stack.append((x, depth + 1))
             elif t is float:
                 if not math.isfinite(x):
                     raise ProtocolError("range", f"{kind} file: {x!r} is not a finite number")
