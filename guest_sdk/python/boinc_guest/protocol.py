@@ -24,6 +24,7 @@ import msgpack
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CATEGORIES",
     "CONTROL_FILE",
     "ERR_BUFFER_OVERFLOW",
     "ERR_INVALID_PARAM",
@@ -51,11 +52,13 @@ __all__ = [
     "UploadRequest",
     "UploadResult",
     "check_upload_name",
+    "clean_text",
     "control_from_meaning",
     "decode_control",
     "decode_status",
     "encode_control",
     "encode_status",
+    "read_file_bounded",
     "status_from_meaning",
     "to_meaning",
     "truncate_utf8",
