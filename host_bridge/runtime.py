@@ -154,8 +154,30 @@ class Runtime:
             before = sum(self._weight(t) for t in tasks[:idx])
             outcome = self._run_task(idx, tasks[idx], weight_before=before, total_weight=total)
             if outcome is not None:
+                if outcome.kind == "finish":
+                    self._drain_trickle_ups()
                 return outcome
+        self._drain_trickle_ups()
         return Outcome("finish", 0, "")
+
+    def _drain_trickle_ups(self, timeout: float = 15.0) -> None:
+        """Before finishing: hand every queued trickle-up to the client (bounded in time)."""
+        deadline = self.clock() + timeout
+        marker = self.slot / "trickle_up.xml"
+        while self.state.trickle_up and self.clock() < deadline:
+            if not os.path.lexists(marker):
+                variety, text = self.state.trickle_up.pop(0)
+                if self.api.send_trickle_up(variety, text):
+                    log.warning("trickle-up %r was refused by the BOINC API; dropped", variety)
+                self._save("trickle-up sent")
+            time.sleep(0.05)
+        deadline = self.clock() + timeout
+        while os.path.lexists(marker) and self.clock() < deadline and not self.api.standalone:
+            time.sleep(0.05)
+        if self.state.trickle_up:
+            log.warning(
+                "%d trickle-up message(s) could not be handed to the client", len(self.state.trickle_up)
+            )
 
     @staticmethod
     def _weight(t: TaskDesc) -> float:
@@ -483,6 +505,7 @@ class _TaskRun:
         self.last_backend_poll = -math.inf
         self.last_plumbing = -math.inf
         self.last_guest_read = -math.inf
+        self.last_trickle = -math.inf
         self.ctl_flags = (False, False)
         self.fraction_file = getattr(desc, "fraction_done_filename", None) or None
         self.checkpoint_file = getattr(desc, "checkpoint_filename", None) or None
@@ -527,6 +550,8 @@ class _TaskRun:
                     result = self._apply(action, cstate)
                     if result is not _CONTINUE:
                         return result  # type: ignore[return-value]
+                if rt.state.trickle_up:
+                    self._send_trickle_ups()
                 hinted = watcher.wait(cfg.tick)
 
     # -- inputs
@@ -560,8 +585,12 @@ class _TaskRun:
             self.fraction_value = self._read_fraction_file()
         if self.checkpoint_file:
             self._check_checkpoint_file()
+        if rt.cfg.trickle_period > 0 and now - self.last_trickle >= rt.cfg.trickle_period:
+            if self.last_trickle > -math.inf:
+                self._periodic_trickle()
+            self.last_trickle = now
         changed = False
-        td = rt.api.receive_trickle_down()
+        td = self._take_trickle_down()
         if td is not None:
             rt.state.trickle_down.append([rt.state.trickle_down_next, P.truncate_utf8(td, P.MAX_TEXT)])
             rt.state.trickle_down_next += 1
@@ -576,6 +605,45 @@ class _TaskRun:
         if changed:
             rt._save("trickle-down / upload status")
             self._rewrite_control()
+
+    def _send_trickle_ups(self) -> None:
+        """Hand queued trickle-ups to BOINC, one at a time: the API keeps a single trickle_up.xml in the
+        slot until the client takes it, so a second send before that would overwrite the first."""
+        rt = self.rt
+        if os.path.lexists(rt.slot / "trickle_up.xml"):
+            return
+        variety, text = rt.state.trickle_up[0]
+        rc = rt.api.send_trickle_up(variety, text)
+        if rc:
+            log.warning("trickle-up %r was refused by the BOINC API (%d); dropped", variety, rc)
+        rt.state.trickle_up.pop(0)
+        rt._save("trickle-up sent")
+
+    def _take_trickle_down(self) -> str | None:
+        """A trickle-down from the client: the API names a slot file; read it (bounded) and delete it."""
+        name = self.rt.api.receive_trickle_down()
+        if not name:
+            return None
+        path = self.rt.slot / os.path.basename(name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(P.MAX_TEXT + 1)
+            os.unlink(path)
+        except OSError as e:
+            log.warning("cannot read the trickle-down file %s: %s", path, e)
+            return None
+        if len(data) > P.MAX_TEXT:
+            log.warning("trickle-down %s is larger than %d bytes: truncated for the guest", path, P.MAX_TEXT)
+        return data[: P.MAX_TEXT].decode("utf-8", errors="replace")
+
+    def _periodic_trickle(self) -> None:
+        """--trickle X: a trickle-up with the CPU time every X seconds, as BOINC's wrapper sends."""
+        cpu = core.cpu_times(
+            core.Inputs(now=0, boinc=core.BoincView(), backend=self.bstatus, guest=self.guest, task=self.ctx)
+        )[0]
+        rc = self.rt.api.send_trickle_up("cpu_time", f"<cpu_time>{cpu:f}</cpu_time>\n")
+        if rc:
+            log.warning("periodic trickle-up refused by the BOINC API: %d", rc)
 
     def _read_fraction_file(self) -> float | None:
         try:
@@ -656,10 +724,8 @@ class _TaskRun:
             if rt.on_report is not None:
                 rt.on_report(action, self.idx, len(rt.tasks()))
         elif isinstance(action, core.ForwardTrickleUp):
-            ev = action.event
-            rc = rt.api.send_trickle_up(ev.variety, ev.text)
-            if rc:
-                log.warning("trickle-up %d (%s) was refused by the BOINC API: %d", ev.id, ev.variety, rc)
+            # queued (and checkpointed by the SaveState that follows); handed to BOINC one at a time
+            rt.state.trickle_up.append([action.event.variety, action.event.text])
         elif isinstance(action, core.RequestUpload):
             self._upload(action.event)
         elif isinstance(action, core.SaveState):

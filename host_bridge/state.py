@@ -37,6 +37,7 @@ class BridgeState:
     trickle_down: list[list] = field(default_factory=list)  # [[id, text], ...] not yet acked
     trickle_down_next: int = 1
     uploads: dict[str, int] = field(default_factory=dict)  # name -> status (1: pending)
+    trickle_up: list[list] = field(default_factory=list)  # [[variety, text], ...] not yet handed to BOINC
     runs: int = 0  # how many times a bridge started on this job
 
     def to_json(self) -> bytes:

@@ -207,3 +207,60 @@ def test_no_process_left_behind_by_any_test():
     me = psutil.Process(os.getpid())
     leftovers = [p for p in me.children(recursive=True) if p.is_running()]
     assert not [p for p in leftovers if "guest.py" in " ".join(p.cmdline())]
+
+
+MESSAGING_GUEST = """\
+import os, time
+from boinc_guest import *
+
+boinc_init()
+boinc_send_trickle_up("progress", "<step>1</step>")
+boinc_send_trickle_up("progress", "<step>2</step>")
+with open("partial.dat", "w") as f:
+    f.write("intermediate result\\n")
+assert boinc_upload_file("partial.dat") == 0
+# wait (bounded) for a trickle-down from the client and echo it as the output
+deadline = time.time() + 30
+text = None
+while time.time() < deadline and text is None:
+    text = boinc_receive_trickle_down()
+    time.sleep(0.05)
+with open("out", "w") as f:
+    f.write(f"got {text}\\n")
+boinc_finish(0)
+"""
+
+
+def test_trickles_uploads_and_trickle_down(tmp_path):
+    c = make_slot(tmp_path)
+    (c.slot_dir / "guest.py").write_text(MESSAGING_GUEST)
+    (c.slot_dir / "job.xml").write_text(
+        "<job_desc><task><application>./guest.py</application><copy_app_to_VM/>"
+        "<copy_file_from_VM>out</copy_file_from_VM></task></job_desc>"
+    )
+    # partial.dat's logical name is a soft link into the project directory, like any output
+    (c.slot_dir / "partial.dat").write_text("<soft_link>../project/result_0_partial</soft_link>")
+    c.start_heartbeats()
+    try:
+        b = Bridge(c.slot_dir)
+        try:
+            # the two trickle-ups arrive, in order (the API sends one file at a time)
+            got = []
+            deadline = time.monotonic() + 30
+            while len(got) < 2 and time.monotonic() < deadline:
+                msg = c.read_trickle_up()
+                if msg is not None and (c.slot_dir / "trickle_up.xml").exists():
+                    got.append((c.slot_dir / "trickle_up.xml").read_text())
+                    (c.slot_dir / "trickle_up.xml").unlink()
+                time.sleep(0.02)
+            # the upload request reached the library: the file is at its physical path
+            wait_for(lambda: (tmp_path / "project" / "result_0_partial").exists(), 10, "upload copied out")
+            c.send_trickle_down("trickle_down_1", "<hello>from the project</hello>")
+            assert b.wait(60) == 0, b.log()
+        finally:
+            b.close()
+        assert any("<step>1</step>" in g for g in got), got
+        assert (tmp_path / "project" / "result_0_partial").read_text() == "intermediate result\n"
+        assert (tmp_path / "project" / "result_0_out").read_text() == "got <hello>from the project</hello>\n"
+    finally:
+        c.close()

@@ -1,0 +1,192 @@
+"""Benchmark the host bridge on the real libboinc_api, local backend, with this script playing both
+the guest (it writes the status file the way the SDK does: temp file, fsync, rename) and the client
+(it reads the app_status channel of the real shared memory).
+
+Figures, each with its ratio to the bare floor where one exists:
+
+- guest progress -> newest value in the client's app_status channel: p50 / p99 / max
+  (floor: write + fsync + rename + a raw inotify read in one process)
+- bridge CPU while a task runs, guest writing 10 times a second (% of one core)
+- bridge peak RSS (VmHWM)
+- bridge start -> task started; task end -> bridge exit
+
+Usage: .venv/bin/python bench/bench_bridge.py [--samples N] [--cpu-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
+
+from boinc_guest import protocol as P  # noqa: E402
+
+from tests.support.client_shm import SlotClient  # noqa: E402
+
+JOB = """<job_desc>
+  <task>
+    <application>sleep</application>
+    <command_line>{secs}</command_line>
+  </task>
+</job_desc>
+"""
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def status_bytes(seq: int, fraction: float) -> bytes:
+    return P.encode_status(P.Status(seq=seq, hb=seq, fraction_done=fraction, cpu_time=0.001 * seq))
+
+
+def floor_latency(samples: int) -> list[float]:
+    """write + fsync + rename, then a raw inotify read, in one process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with tempfile.TemporaryDirectory() as d:
+        fd = libc.inotify_init1(os.O_NONBLOCK)
+        libc.inotify_add_watch(fd, d.encode(), 0x80)  # IN_MOVED_TO
+        out = []
+        for i in range(samples):
+            t0 = time.perf_counter()
+            P.write_atomic(d, P.STATUS_FILE, status_bytes(i + 1, 0.5))
+            select.select([fd], [], [], 1.0)
+            os.read(fd, 4096)
+            out.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+        os.close(fd)
+    return out
+
+
+def run_bridge(slot: Path, secs: float) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "guest_sdk" / "python")])
+    (slot / "job.xml").write_text(JOB.format(secs=secs))
+    return subprocess.Popen(
+        [sys.executable, "-m", "host_bridge"], cwd=slot, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    p = psutil.Process(proc.pid)
+    while time.monotonic() < deadline:
+        kids = p.children(recursive=True)
+        if kids:
+            return kids[0]
+        time.sleep(0.001)
+    raise RuntimeError("the bridge did not start its task")
+
+
+def vmhwm(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def bench_latency_and_cpu(samples: int, cpu_seconds: float) -> dict[str, float]:
+    res: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        slot = Path(d)
+        client = SlotClient(slot)
+        client.start_heartbeats()
+        t_start = time.monotonic()
+        proc = run_bridge(slot, secs=600)
+        try:
+            child = wait_child(proc, 10)
+            res["start_to_task_ms"] = (child.create_time() - (time.time() - (time.monotonic() - t_start))) * 1e3
+            bridge = psutil.Process(proc.pid)
+            time.sleep(1.0)
+            # latency: write a new fraction, spin on the channel until it shows up
+            lat = []
+            seq = 1000
+            for i in range(samples):
+                seq += 1
+                frac = round((i + 1) / (samples + 1), 6)
+                t0 = time.perf_counter()
+                P.write_atomic(slot, P.STATUS_FILE, status_bytes(seq, frac))
+                deadline = t0 + 2.0
+                while time.perf_counter() < deadline:
+                    st = client.read_app_status()
+                    if st is not None and abs(float(st["fraction_done"]) - frac) < 1e-6:
+                        lat.append(time.perf_counter() - t0)
+                        break
+                time.sleep(0.02)
+            res["latency_n"] = len(lat)
+            res["latency_p50_ms"] = statistics.median(lat) * 1e3
+            res["latency_p99_ms"] = pct(lat, 0.99) * 1e3
+            res["latency_max_ms"] = max(lat) * 1e3
+            # CPU at a realistic 10 Hz guest
+            c0 = bridge.cpu_times()
+            t0 = time.monotonic()
+            k = 0
+            while time.monotonic() - t0 < cpu_seconds:
+                seq += 1
+                k += 1
+                P.write_atomic(slot, P.STATUS_FILE, status_bytes(seq, 0.5 + 0.4 * (k % 100) / 100))
+                client.read_app_status()
+                time.sleep(0.1)
+            c1 = bridge.cpu_times()
+            wall = time.monotonic() - t0
+            res["cpu_pct_10hz"] = 100.0 * ((c1.user + c1.system) - (c0.user + c0.system)) / wall
+            # CPU with the guest silent (only the 1 s status refresh)
+            c0 = bridge.cpu_times()
+            t0 = time.monotonic()
+            time.sleep(cpu_seconds)
+            c1 = bridge.cpu_times()
+            res["cpu_pct_idle_guest"] = 100.0 * ((c1.user + c1.system) - (c0.user + c0.system)) / (
+                time.monotonic() - t0
+            )
+            res["peak_rss_mib"] = vmhwm(proc.pid) / 2**20
+            # task end -> bridge exit (the guest finishes: kill the task's program with status 0)
+            t_end = time.monotonic()
+            child.terminate()
+            proc.wait(30)
+            res["task_end_to_exit_s"] = time.monotonic() - t_end
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            client.close()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--cpu-seconds", type=float, default=20.0)
+    ns = ap.parse_args()
+    floor = floor_latency(ns.samples)
+    fp50, fp99 = statistics.median(floor) * 1e3, pct(floor, 0.99) * 1e3
+    r = bench_latency_and_cpu(ns.samples, ns.cpu_seconds)
+    print(f"floor write+fsync+rename+inotify   p50 {fp50:7.3f} ms  p99 {fp99:7.3f} ms")
+    print(
+        f"guest -> client app_status         p50 {r['latency_p50_ms']:7.3f} ms  p99 {r['latency_p99_ms']:7.3f} ms"
+        f"  max {r['latency_max_ms']:7.3f} ms  (n={r['latency_n']:.0f}; ratio to floor p50 "
+        f"{r['latency_p50_ms'] / fp50:.1f}x, p99 {r['latency_p99_ms'] / fp99:.1f}x; target p50<=3, p99<=10;"
+        " BOINC wrapper 504 / 980 ms)"
+    )
+    print(f"bridge CPU, guest at 10 Hz         {r['cpu_pct_10hz']:.3f} % of a core (target <= 0.12 %)")
+    print(f"bridge CPU, guest silent           {r['cpu_pct_idle_guest']:.3f} % of a core")
+    print(f"bridge peak RSS                    {r['peak_rss_mib']:.1f} MiB (target <= 20 MiB; wrapper 4.7 MB)")
+    print(f"bridge start -> task started       {r['start_to_task_ms']:.0f} ms (target <= 150 ms)")
+    print(f"task end -> bridge exit            {r['task_end_to_exit_s']:.2f} s (target <= 2.1 s; wrapper 2.7 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""End to end with the REAL BOINC client: the bridge is the app version's main program, and
+examples/worker.py runs through the Python guest SDK on the local backend.
+
+The client runs from a hand-written client_state.xml (no project server, Unix socket only); the test
+watches it through ``boinccmd --unix_domain --get_tasks`` and reads its final client_state.xml.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.boinc_client import BoincClientRun, ExtraFile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(240)
+
+JOB = """\
+<job_desc>
+    <task>
+        <application>./worker.py</application>
+        <copy_app_to_VM>1</copy_app_to_VM>
+        <copy_file_to_VM>in</copy_file_to_VM>
+        <copy_file_to_VM>stdin_worker</copy_file_to_VM>
+        <stdin_filename>stdin_worker</stdin_filename>
+        <stdout_filename>stdout_worker</stdout_filename>
+        <copy_file_from_VM>out</copy_file_from_VM>
+        <command_line>{seconds}</command_line>
+    </task>
+</job_desc>
+"""
+
+
+def _main_program(tmp_path: Path) -> Path:
+    p = tmp_path / "host_bridge.sh"
+    p.write_text(
+        "#!/bin/sh\n"
+        f"PYTHONPATH={ROOT}:{ROOT / 'guest_sdk' / 'python'} exec {sys.executable} -m host_bridge \"$@\"\n"
+    )
+    p.chmod(0o755)
+    return p
+
+
+def _files(tmp_path: Path, seconds: float) -> tuple[list[ExtraFile], ExtraFile]:
+    (tmp_path / "job.xml").write_text(JOB.format(seconds=seconds))
+    (tmp_path / "in").write_text("input file contents\n")
+    (tmp_path / "stdin_worker").write_text("stdin contents\n")
+    out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
+    files = [
+        ExtraFile(tmp_path / "job.xml", "job.xml"),
+        ExtraFile(ROOT / "examples" / "worker.py", "worker.py"),
+        ExtraFile(tmp_path / "in", "in"),
+        ExtraFile(tmp_path / "stdin_worker", "stdin_worker"),
+        out,
+    ]
+    return files, out
+
+
+def _task(tasks: list[dict[str, str]]) -> dict[str, str]:
+    return tasks[0] if tasks else {}
+
+
+def _fraction(tasks: list[dict[str, str]]) -> float:
+    try:
+        return float(_task(tasks).get("fraction done", "0"))
+    except ValueError:
+        return 0.0
+
+
+def test_worker_through_bridge_under_real_client(tmp_path):
+    files, out = _files(tmp_path, seconds=8)
+    with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
+        run.wait(lambda t: _task(t).get("active_task_state") == "EXECUTING", timeout=60)
+        seen = [_fraction(run.boinccmd_tasks())]
+        run.wait(lambda t: _fraction(t) > 0.1, timeout=60)
+        seen.append(_fraction(run.boinccmd_tasks()))
+        # suspend / resume through boinccmd: the worker really stops, then goes on
+        run.task_op("suspend")
+        run.wait(lambda t: _task(t).get("active_task_state") == "SUSPENDED", timeout=20)
+        frozen = _fraction(run.boinccmd_tasks())
+        run.task_op("resume")
+        run.wait(lambda t: _task(t).get("active_task_state") == "EXECUTING", timeout=20)
+        run.wait(lambda t: _fraction(t) > frozen, timeout=60)
+        seen.append(_fraction(run.boinccmd_tasks()))
+        assert seen == sorted(seen) and seen[-1] > seen[0], seen
+        assert run.wait_exit(120) == 0, run.log_tail()
+    res = run.final_result()
+    assert res["exit_status"] == 0, res
+    # boinc_ops_cumulative in the guest reached the client's state (the bridge sends it itself)
+    assert float(res.get("fpops_cumulative", 0)) > 0, res
+    text = run.output_text(out)
+    assert "input file contents" in text, text
+    assert not run.app_pids()
+
+
+def test_abort_through_boinccmd_leaves_nothing(tmp_path):
+    files, _ = _files(tmp_path, seconds=120)
+    with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
+        run.wait(lambda t: _fraction(t) > 0.0, timeout=60)
+        pids = run.app_pids()
+        assert len(pids) >= 2  # the bridge and the worker
+        run.task_op("abort")
+        run.wait_exit(60)
+    assert not run.app_pids()
+    res = run.final_result()
+    assert res["exit_status"] in (194, 203), res  # EXIT_ABORTED_BY_CLIENT / ERR_ABORTED_VIA_GUI
