@@ -39,6 +39,8 @@ int boinc_guest_heartbeat(void);
 int boinc_guest_reload_control(void);
 /* Forget everything (stop the background thread, drop the state) so boinc_init can run again. */
 void boinc_guest_reset(void);
+/* boinc_temporary_exit with a fractional delay in seconds (BOINC's C API takes an int). */
+int boinc_guest_temporary_exit(double delay, const char* reason, int is_notice);
 /* The share folder in use ("" in standalone mode or before boinc_init). */
 const char* boinc_guest_share_dir(void);
 
@@ -92,6 +94,13 @@ typedef struct boinc_guest_status {
 int boinc_guest_encode_status(const boinc_guest_status* st, unsigned char* out, size_t cap,
                               size_t* out_len);
 
+/* Strict, bounded decoding of a status file (what the host bridge does; the SDK uses it at
+ * boinc_init to continue seq and event ids). Returns 0 and fills *out (free it with
+ * boinc_guest_status_free), or a negative BOINC error and a reason in err. */
+int boinc_guest_decode_status(const unsigned char* buf, size_t len, boinc_guest_status* out,
+                              char* err, size_t errcap);
+void boinc_guest_status_free(boinc_guest_status* st);
+
 /* ---- protocol: the control decoder --------------------------------------------------------- */
 
 typedef struct boinc_guest_init_data {
@@ -127,15 +136,17 @@ typedef struct boinc_guest_control {
 } boinc_guest_control;
 
 /* Strict, bounded decoding of a control file. Returns 0 and fills *out (free it with
- * boinc_guest_control_free), or a negative BOINC error and writes a reason into err
- * ("<category>: <field>: <what>"). Never reads outside buf[0..len). */
+ * boinc_guest_control_free), or a negative BOINC error (ERR_FILE_TOO_BIG over 1 MiB, else
+ * ERR_XML_PARSE) and writes a reason into err: "<category>: <where>: <what>", category one of
+ * size, format, version, missing, type, range. Never reads outside buf[0..len). */
 int boinc_guest_decode_control(const unsigned char* buf, size_t len, boinc_guest_control* out,
                                char* err, size_t errcap);
 void boinc_guest_control_free(boinc_guest_control* c);
 
-/* UTF-8 repair as the SDK does it for app strings: every ill-formed subsequence becomes U+FFFD
- * (the same output as Python's bytes.decode("utf-8", "replace")). Writes at most cap bytes; returns
- * the full length needed. */
+/* UTF-8 repair as the SDK does it for app strings: every byte that is not part of a well-formed
+ * UTF-8 sequence becomes U+FFFD (docs/protocol.md; the same as Python's
+ * bytes.decode("utf-8", "surrogateescape") followed by the SDK's lone-surrogate replacement).
+ * Writes at most cap bytes (out may be NULL); returns the full length needed. */
 size_t boinc_guest_utf8_repair(const char* in, size_t len, char* out, size_t cap);
 /* The longest prefix of valid UTF-8 s[0..len) of at most max bytes that ends on a character
  * boundary. */

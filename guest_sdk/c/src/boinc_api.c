@@ -24,6 +24,7 @@
 
 #define TICK 0.1         /* control re-read, minimum interval between state writes (s) */
 #define HEARTBEAT 1.0    /* heartbeat interval (s) */
+#define FINISH_WAIT 30.0 /* s: how long boinc_finish waits for room in a full event queue */
 
 typedef struct ev_slot {
     boinc_guest_event e; /* s1 / s2 point to malloc'ed copies */
@@ -35,7 +36,8 @@ static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 
 static _Atomic uint64_t g_fd_bits;  /* fraction done, as the bits of a double */
 static _Atomic int g_dirty;
-static _Atomic int g_crit;
+static _Atomic int g_crit;         /* critical-section nesting count, like BOINC's */
+static int g_ckpt_cs;              /* the critical section entered by boinc_time_to_checkpoint */
 
 static int g_initialized, g_standalone, g_test_mode, g_atexit_registered;
 static char g_share[MAXPATHLEN];
@@ -155,7 +157,7 @@ static int encode_locked(bg_buf* b, uint64_t seq) {
     st.fpops_cumulative = g_fpops_cum;
     st.intops_per_cpu_sec = g_intops_ps;
     st.intops_cumulative = g_intops_cum;
-    st.critical_section = atomic_load_explicit(&g_crit, memory_order_relaxed) != 0;
+    st.critical_section = atomic_load_explicit(&g_crit, memory_order_relaxed) > 0;
     st.want_network = g_want_network;
     st.td_ack = g_td_ack;
     st.n_events = g_nev;
@@ -298,7 +300,7 @@ static int has_control(const char* dir) {
     char p[MAXPATHLEN + 64];
     struct stat sb;
     snprintf(p, sizeof(p), "%s/%s", dir, BOINC_GUEST_CONTROL_FILE);
-    return lstat(p, &sb) == 0;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
 static int find_share(char* out, size_t cap) {
@@ -342,7 +344,7 @@ static void exit_for_request_locked(void) {
 
 static int should_exit_locked(void) {
     return !g_test_mode && g_have_ctl && (g_ctl.quit || g_ctl.abort) &&
-           g_opts.direct_process_action && !atomic_load(&g_crit);
+           g_opts.direct_process_action && atomic_load(&g_crit) <= 0;
 }
 
 static void* bg_main(void* arg) {
@@ -403,6 +405,7 @@ static void at_exit(void) {
 /* ---- init ---- */
 
 int boinc_init_options(BOINC_OPTIONS* opts) {
+    int rc = 0;
     pthread_mutex_lock(&g_lock);
     if (g_initialized) {
         pthread_mutex_unlock(&g_lock);
@@ -417,7 +420,6 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
     g_seq = g_hb = g_ckpt_count = g_td_ack = 0;
     g_ckpt_cpu = g_fpops_ps = g_fpops_cum = g_intops_ps = g_intops_cum = 0;
     g_want_network = 0;
-    atomic_store(&g_crit, 0);
     g_next_id = 1;
     g_stop = 0;
     g_share[0] = 0;
@@ -425,7 +427,8 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
     if (g_standalone) g_share[0] = 0;
     g_initialized = 1;
     double now = mono();
-    g_last_write = g_last_hb = g_last_ckpt = now;
+    g_last_write = g_last_hb = now;
+    g_last_ckpt = 0;
     uint64_t ack = 0;
     if (!g_standalone) {
         reload_control_locked();
@@ -433,18 +436,24 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
         char path[MAXPATHLEN + 64], err[300];
         unsigned char* buf;
         size_t len;
-        uint64_t seq = 0, max_id = 0, td_ack = 0;
+        uint64_t max_id = 0;
         snprintf(path, sizeof(path), "%s/%s", g_share, BOINC_GUEST_STATUS_FILE);
-        if (bg_read_file(path, &buf, &len, err, sizeof(err)) == 0) {
-            if (bg_scan_status(buf, len, &seq, &max_id, &td_ack) == 0) {
-                g_seq = seq;
+        int frc = bg_read_file(path, &buf, &len, err, sizeof(err));
+        if (frc == 0) {
+            boinc_guest_status old;
+            if (boinc_guest_decode_status(buf, len, &old, err, sizeof(err)) == 0) {
+                g_seq = old.seq < ((uint64_t)1 << 63) ? old.seq : 0;
+                max_id = old.n_events ? old.events[old.n_events - 1].id : 0;
+                boinc_guest_status_free(&old);
             } else {
-                max_id = 0;
+                warn("ignoring the old %s: %s", path, err);
             }
             free(buf);
+        } else if (frc == -2) {
+            warn("ignoring the old %s: %s", path, err);
         }
         g_next_id = (ack > max_id ? ack : max_id) + 1;
-        write_locked();
+        rc = write_locked();
     }
     apply_control_status_locked();
     if (!g_test_mode && !g_standalone) {
@@ -459,7 +468,7 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
         }
     }
     pthread_mutex_unlock(&g_lock);
-    return 0;
+    return rc;
 }
 
 int boinc_init(void) { return boinc_init_options(NULL); }
@@ -482,10 +491,8 @@ int boinc_fraction_done(double x) {
     else if (x > 1) x = 1;
     uint64_t bits;
     memcpy(&bits, &x, sizeof(bits));
-    if (atomic_load_explicit(&g_fd_bits, memory_order_relaxed) != bits) {
-        atomic_store_explicit(&g_fd_bits, bits, memory_order_relaxed);
-        atomic_store_explicit(&g_dirty, 1, memory_order_release);
-    }
+    atomic_store_explicit(&g_fd_bits, bits, memory_order_relaxed);
+    atomic_store_explicit(&g_dirty, 1, memory_order_release);
     return 0;
 }
 
@@ -497,22 +504,24 @@ int boinc_report_app_status(double cpu_time, double checkpoint_cpu_time, double 
     return boinc_fraction_done(fraction_done);
 }
 
-static int finite_nonneg(double v) { return v == v && v >= 0 && v <= 1.7976931348623157e308; }
+/* non-finite values are ignored (the old value stays), negative ones become 0 */
+static double nonneg(double v, double old) {
+    if (v != v || v > 1.7976931348623157e308 || v < -1.7976931348623157e308) return old;
+    return v > 0 ? v : 0;
+}
 
 void boinc_ops_per_cpu_sec(double fp, double integer) {
-    if (!finite_nonneg(fp) || !finite_nonneg(integer)) return;
     pthread_mutex_lock(&g_lock);
-    g_fpops_ps = fp;
-    g_intops_ps = integer;
+    g_fpops_ps = nonneg(fp, g_fpops_ps);
+    g_intops_ps = nonneg(integer, g_intops_ps);
     mark_dirty();
     pthread_mutex_unlock(&g_lock);
 }
 
 void boinc_ops_cumulative(double fp, double integer) {
-    if (!finite_nonneg(fp) || !finite_nonneg(integer)) return;
     pthread_mutex_lock(&g_lock);
-    g_fpops_cum = fp;
-    g_intops_cum = integer;
+    g_fpops_cum = nonneg(fp, g_fpops_cum);
+    g_intops_cum = nonneg(integer, g_intops_cum);
     mark_dirty();
     pthread_mutex_unlock(&g_lock);
 }
@@ -521,26 +530,32 @@ void boinc_set_credit_claim(double credit) { (void)credit; }
 
 /* ---- checkpoints and critical sections ---- */
 
+/* the host's checkpoint period (300 s without a control file), at least the app's minimum */
 static double ckpt_period_locked(void) {
-    double p = DEFAULT_CHECKPOINT_PERIOD;
-    if (g_have_ctl && g_ctl.init_data.checkpoint_period > 0) p = g_ctl.init_data.checkpoint_period;
-    if (g_min_ckpt_period > p) p = g_min_ckpt_period;
-    return p;
+    double p = g_have_ctl ? g_ctl.init_data.checkpoint_period : DEFAULT_CHECKPOINT_PERIOD;
+    return g_min_ckpt_period > p ? g_min_ckpt_period : p;
 }
 
 int boinc_set_min_checkpoint_period(int x) {
     pthread_mutex_lock(&g_lock);
-    g_min_ckpt_period = x;
+    g_min_ckpt_period = x > 0 ? x : 0;
     pthread_mutex_unlock(&g_lock);
     return 0;
 }
 
+static void crit_leave(void) {
+    int c = atomic_load(&g_crit);
+    while (c > 0 && !atomic_compare_exchange_weak(&g_crit, &c, c - 1)) {
+    }
+}
+
+/* Like BOINC, returning 1 enters a critical section that boinc_checkpoint_completed leaves. */
 int boinc_time_to_checkpoint(void) {
     pthread_mutex_lock(&g_lock);
-    double since = (g_test_mode ? g_test_elapsed : mono()) - g_last_ckpt;
-    int due = since >= ckpt_period_locked();
-    if (due) {
-        atomic_store(&g_crit, 1);
+    int due = elapsed_now() - g_last_ckpt >= ckpt_period_locked();
+    if (due && !g_ckpt_cs) {
+        g_ckpt_cs = 1;
+        atomic_fetch_add(&g_crit, 1);
         mark_dirty();
     }
     pthread_mutex_unlock(&g_lock);
@@ -549,23 +564,23 @@ int boinc_time_to_checkpoint(void) {
 
 int boinc_checkpoint_completed(void) {
     pthread_mutex_lock(&g_lock);
-    g_ckpt_count++;
     g_ckpt_cpu = cpu_now();
-    g_last_ckpt = g_test_mode ? g_test_elapsed : mono();
-    atomic_store(&g_crit, 0);
+    g_ckpt_count++;
+    g_last_ckpt = elapsed_now();
+    g_ckpt_cs = 0;
+    crit_leave();
     int rc = write_locked();
-    if (rc) mark_dirty();
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
 
 void boinc_begin_critical_section(void) {
-    atomic_store(&g_crit, 1);
+    atomic_fetch_add(&g_crit, 1);
     mark_dirty();
 }
 
 void boinc_end_critical_section(void) {
-    atomic_store(&g_crit, 0);
+    crit_leave();
     mark_dirty();
 }
 
@@ -642,26 +657,28 @@ int boinc_receive_trickle_down(char* buf, int len) {
     return got;
 }
 
-static int check_upload_name(const char* name) {
-    if (!name || !*name) return ERR_NULL;
-    size_t n = strlen(name);
+/* 0 if name (already valid UTF-8) is a plain file name allowed for an upload, else the error */
+static int check_upload_name(const char* name, size_t n) {
+    if (n == 0) return ERR_NULL;
     if (n > BOINC_GUEST_MAX_NAME) return ERR_BUFFER_OVERFLOW;
-    if (strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+    if (memchr(name, '/', n) || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return ERR_INVALID_PARAM;
-    /* not valid UTF-8: a repaired name would name another file */
-    char tmp[BOINC_GUEST_MAX_NAME * 3 + 1];
-    size_t m = boinc_guest_utf8_repair(name, n, tmp, sizeof(tmp));
-    if (m != n || memcmp(tmp, name, n) != 0) return ERR_INVALID_PARAM;
     return 0;
 }
 
 int boinc_upload_file(const char* name) {
-    int rc = check_upload_name(name);
-    if (rc) return rc;
-    pthread_mutex_lock(&g_lock);
-    if (g_initialized && !g_standalone)
-        rc = add_event_locked(BOINC_GUEST_EV_UPLOAD, name, strlen(name), NULL, 0, 0, 0, 0);
-    pthread_mutex_unlock(&g_lock);
+    if (!name) return ERR_NULL;
+    size_t n;
+    char* clean = repaired(name, &n);
+    if (!clean) return ERR_MALLOC;
+    int rc = check_upload_name(clean, n);
+    if (rc == 0) {
+        pthread_mutex_lock(&g_lock);
+        if (g_initialized && !g_standalone)
+            rc = add_event_locked(BOINC_GUEST_EV_UPLOAD, clean, n, NULL, 0, 0, 0, 0);
+        pthread_mutex_unlock(&g_lock);
+    }
+    free(clean);
     return rc;
 }
 
@@ -699,8 +716,8 @@ static int finish_event(int type, int status, double delay, const char* text, in
     if (g_initialized && !g_standalone) {
         rc = add_event_locked(type, m, l, NULL, 0, status, delay, is_notice);
         if (rc == ERR_BUFFER_OVERFLOW && !g_test_mode) {
-            /* the queue is full: give the host up to 10 s to acknowledge older events */
-            for (int i = 0; i < 100 && rc == ERR_BUFFER_OVERFLOW; i++) {
+            /* the queue is full: give the host time to acknowledge older events */
+            for (int i = 0; i < (int)(FINISH_WAIT / TICK) && rc == ERR_BUFFER_OVERFLOW; i++) {
                 pthread_mutex_unlock(&g_lock);
                 boinc_sleep(TICK);
                 pthread_mutex_lock(&g_lock);
@@ -725,8 +742,13 @@ int boinc_finish_message(int status, const char* message, _Bool is_notice) {
 int boinc_finish(int status) { return boinc_finish_message(status, NULL, 0); }
 
 int boinc_temporary_exit(int delay, const char* reason, _Bool is_notice) {
-    int rc = finish_event(BOINC_GUEST_EV_TEMPORARY_EXIT, 0, delay < 0 ? 0 : (double)delay, reason,
-                          is_notice);
+    return boinc_guest_temporary_exit((double)delay, reason, is_notice);
+}
+
+int boinc_guest_temporary_exit(double delay, const char* reason, int is_notice) {
+    /* a NaN, infinite or negative delay becomes 0 */
+    double d = (delay > 0 && delay <= 1.7976931348623157e308) ? delay : 0;
+    int rc = finish_event(BOINC_GUEST_EV_TEMPORARY_EXIT, 0, d, reason, is_notice);
     if (g_test_mode) return rc;
     if (rc) warn("could not report the temporary exit to the host (error %d)", rc);
     end_process(0);
@@ -803,16 +825,46 @@ int boinc_parse_init_data_file(void) {
     return 0;
 }
 
+/* As BOINC: a name resolves to itself, except a regular file whose first line holds
+ * <soft_link>path</soft_link> (what the BOINC client puts in slot directories): then to path. */
 int boinc_resolve_filename(const char* virtual_name, char* physical_name, int len) {
     if (!virtual_name || !physical_name || len <= 0) return ERR_NULL;
-    int n;
-    pthread_mutex_lock(&g_lock);
-    if (!g_initialized || g_standalone || virtual_name[0] == '/' || g_share[0] == 0)
-        n = snprintf(physical_name, (size_t)len, "%s", virtual_name);
-    else
-        n = snprintf(physical_name, (size_t)len, "%s/%s", g_share, virtual_name);
-    pthread_mutex_unlock(&g_lock);
-    return (n < 0 || n >= len) ? ERR_BUFFER_OVERFLOW : 0;
+    const char* result = virtual_name;
+    size_t rlen = strlen(virtual_name);
+    char line[513];
+    struct stat sb;
+    if (lstat(virtual_name, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        FILE* f = fopen(virtual_name, "rb");
+        if (f) {
+            size_t n = 0;
+            int c;
+            while (n < 512 && (c = fgetc(f)) != EOF) {
+                line[n++] = (char)c;
+                if (c == '\n') break;
+            }
+            fclose(f);
+            line[n] = 0;
+            char* a = strstr(line, "<soft_link>");
+            char* b = a ? strstr(a + 11, "</soft_link>") : NULL;
+            if (a && b) {
+                a += 11;
+                while (a < b && (*a == ' ' || (*a >= '\t' && *a <= '\r'))) a++;
+                while (b > a && (b[-1] == ' ' || (b[-1] >= '\t' && b[-1] <= '\r'))) b--;
+                if (b > a) {
+                    result = a;
+                    rlen = (size_t)(b - a);
+                }
+            }
+        }
+    }
+    if (rlen >= (size_t)len) {
+        memcpy(physical_name, result, (size_t)len - 1);
+        physical_name[len - 1] = 0;
+        return ERR_BUFFER_OVERFLOW;
+    }
+    memmove(physical_name, result, rlen);
+    physical_name[rlen] = 0;
+    return 0;
 }
 
 int boinc_wu_cpu_time(double* cpu_time) {
@@ -886,7 +938,7 @@ int boinc_guest_flush(void) {
 
 int boinc_guest_heartbeat(void) {
     pthread_mutex_lock(&g_lock);
-    g_hb++;
+    if (g_initialized && !g_standalone) g_hb++;
     g_last_hb = mono();
     int rc = write_locked();
     pthread_mutex_unlock(&g_lock);
@@ -922,6 +974,8 @@ void boinc_guest_reset(void) {
     g_want_network = 0;
     g_test_cpu = g_test_elapsed = 0;
     g_min_ckpt_period = 0;
+    g_ckpt_cs = 0;
+    g_last_ckpt = 0;
     g_timer_cb = NULL;
     g_stop = 0;
     atomic_store(&g_crit, 0);

@@ -20,11 +20,6 @@ typedef struct bg_buf {
 BG_HIDDEN void bg_buf_free(bg_buf* b);
 BG_HIDDEN int bg_encode_status(bg_buf* b, const boinc_guest_status* st);
 
-/* Minimal reader for an existing status file: its seq, the largest event id and td_ack.
- * Returns 0 if the file decoded as a status map (lenient about fields it does not need). */
-BG_HIDDEN int bg_scan_status(const unsigned char* buf, size_t len, uint64_t* seq, uint64_t* max_id,
-                             uint64_t* td_ack);
-
 /* Reads a regular file (no symlinks, no FIFOs) of at most BOINC_GUEST_MAX_FILE bytes.
  * Returns 0 and a malloc'ed buffer, -1 if absent, -2 if refused (err says why). */
 BG_HIDDEN int bg_read_file(const char* path, unsigned char** out, size_t* out_len, char* err,

@@ -86,8 +86,11 @@ size_t boinc_guest_utf8_repair(const char* in, size_t len, char* out, size_t cap
             o += l;
             i += l;
         } else {
-            if (out && o + 3 <= cap) memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
+            /* each byte of the ill-formed subsequence becomes one U+FFFD */
+            for (size_t k = 0; k < sub; k++) {
+                if (out && o + 3 <= cap) memcpy(out + o, "\xEF\xBF\xBD", 3);
+                o += 3;
+            }
             i += sub;
         }
     }
@@ -313,18 +316,26 @@ int boinc_guest_encode_status(const boinc_guest_status* st, unsigned char* out, 
     return 0;
 }
 
-/* ==== decoder ================================================================================== */
+/* ==== decoder ==================================================================================
+ * Two phases, as the Python reference (protocol.py) checks a file:
+ *  1. a structural pass over the whole buffer: valid msgpack, nothing past the end, no trailing
+ *     bytes, no ext types, UTF-8 strings, str/bin map keys, nesting depth (the top level is at depth 1;
+ *     nothing may be deeper than 8), then no NaN / infinity anywhere;
+ *  2. the schema: each map is indexed once (a repeated key: the last one counts), then the known
+ *     fields are checked in the documented order (missing / type / range).
+ * Errors are "<category>: <where>: <what>" with category size, format, version, missing, type or
+ * range (the categories of tests/vectors/invalid.json). */
 
 enum { T_NIL, T_BOOL, T_UINT, T_NINT, T_FLOAT, T_STR, T_BIN, T_ARRAY, T_MAP };
 
 typedef struct obj {
     int t;
     int b;
-    uint64_t u;  /* T_UINT */
-    int64_t i;   /* T_NINT (< 0) */
-    double f;    /* T_FLOAT */
+    uint64_t u;             /* T_UINT */
+    int64_t i;              /* T_NINT (< 0) */
+    double f;               /* T_FLOAT */
     const unsigned char* s; /* T_STR / T_BIN */
-    size_t n;    /* string length, or item count of T_ARRAY / T_MAP */
+    size_t n;               /* string length, or item count of T_ARRAY / T_MAP */
 } obj;
 
 typedef struct rd {
@@ -333,6 +344,8 @@ typedef struct rd {
     char* err;
     size_t errcap;
     int failed;
+    int nonfinite; /* phase 1: a NaN / infinity was seen */
+    const char* kind; /* "status" / "control" */
 } rd;
 
 static int fail(rd* r, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -348,7 +361,8 @@ static int fail(rd* r, const char* fmt, ...) {
 }
 
 static int need(rd* r, size_t k) {
-    if (r->n - r->pos < k) return fail(r, "truncated: the data ends inside a value at byte %zu", r->pos);
+    if (r->n - r->pos < k)
+        return fail(r, "format: %s file: truncated (a value at byte %zu runs past the end)", r->kind, r->pos);
     return 0;
 }
 
@@ -465,9 +479,9 @@ static int rd_obj(rd* r, obj* o) {
         goto container;
     case 0xC7: case 0xC8: case 0xC9:
     case 0xD4: case 0xD5: case 0xD6: case 0xD7: case 0xD8:
-        return fail(r, "ext type: msgpack ext types are not allowed (byte %zu)", r->pos - 1);
+        return fail(r, "format: %s file: msgpack ext types are not allowed (byte %zu)", r->kind, r->pos - 1);
     default:
-        return fail(r, "format: 0x%02x is not a msgpack type (byte %zu)", c, r->pos - 1);
+        return fail(r, "format: %s file: 0x%02x is not a msgpack type (byte %zu)", r->kind, c, r->pos - 1);
     }
     /* str8/16/32, bin8/16/32 */
     if (need(r, (size_t)lb)) return -1;
@@ -479,269 +493,237 @@ bytes:
     o->n = len;
     r->pos += len;
     if (o->t == T_STR && !utf8_valid(o->s, len))
-        return fail(r, "format: a string is not valid UTF-8 (byte %zu)", r->pos - len);
+        return fail(r, "format: %s file: a string is not valid UTF-8 (byte %zu)", r->kind, r->pos - len);
     return 0;
 container:
     /* every item takes at least one byte: a count larger than what is left is a lie */
     if (o->n > (r->n - r->pos) / (o->t == T_MAP ? 2 : 1))
-        return fail(r, "truncated: a container announces %zu items but the data ends first", o->n);
+        return fail(r, "format: %s file: truncated (a container announces %zu items)", r->kind, o->n);
     return 0;
 }
 
-static int rd_skip_items(rd* r, const obj* o, int depth);
-
-/* Reads and discards one value; depth is the depth a container value would have. */
-static int rd_skip(rd* r, int depth) {
+/* Phase 1: one value at depth `depth`, recursively. */
+static int scan(rd* r, int depth) {
     obj o;
     if (rd_obj(r, &o)) return -1;
-    if (o.t == T_ARRAY || o.t == T_MAP) return rd_skip_items(r, &o, depth);
-    return 0;
-}
-
-static int rd_key(rd* r, obj* k) {
-    if (rd_obj(r, k)) return -1;
-    if (k->t != T_STR && k->t != T_BIN) return fail(r, "format: a map key is not a string");
-    return 0;
-}
-
-static int rd_skip_items(rd* r, const obj* o, int depth) {
-    if (depth > BOINC_GUEST_MAX_DEPTH)
-        return fail(r, "depth: nesting deeper than %d levels", BOINC_GUEST_MAX_DEPTH);
-    for (size_t i = 0; i < o->n; i++) {
-        if (o->t == T_MAP) {
+    if (o.t == T_FLOAT && (isnan(o.f) || isinf(o.f))) r->nonfinite = 1;
+    if (o.t != T_ARRAY && o.t != T_MAP) return 0;
+    if (o.n > 0 && depth >= BOINC_GUEST_MAX_DEPTH)
+        return fail(r, "format: %s file: nested deeper than %d levels", r->kind, BOINC_GUEST_MAX_DEPTH);
+    for (size_t i = 0; i < o.n; i++) {
+        if (o.t == T_MAP) {
             obj k;
-            if (rd_key(r, &k)) return -1;
+            if (rd_obj(r, &k)) return -1;
+            if (k.t != T_STR && k.t != T_BIN)
+                return fail(r, "format: %s file: a map key is not a string (byte %zu)", r->kind, r->pos);
         }
-        if (rd_skip(r, depth + 1)) return -1;
+        if (scan(r, depth + 1)) return -1;
     }
     return 0;
 }
 
-static int key_is(const obj* k, const char* name) {
-    size_t l = strlen(name);
-    return k->t == T_STR && k->n == l && memcmp(k->s, name, l) == 0;
+static int structure(rd* r) {
+    if (r->n > BOINC_GUEST_MAX_FILE)
+        return fail(r, "size: %s file: %zu bytes, more than %d", r->kind, r->n, BOINC_GUEST_MAX_FILE);
+    if (r->n == 0) return fail(r, "format: %s file: empty", r->kind);
+    if (scan(r, 1)) return -1;
+    if (r->pos != r->n)
+        return fail(r, "format: %s file: %zu trailing bytes after the top-level value", r->kind, r->n - r->pos);
+    if (r->nonfinite) return fail(r, "range: %s file: NaN or infinity is not allowed", r->kind);
+    r->pos = 0;
+    return 0;
 }
 
-/* --- typed field readers (path names the field in errors) --- */
-
-static int get_bool(rd* r, const char* path, int* out) {
+/* Skips one (structurally valid) value. */
+static void skip(rd* r) {
     obj o;
-    if (rd_obj(r, &o)) return -1;
-    if (o.t != T_BOOL) return fail(r, "type: %s: expected a boolean", path);
-    *out = o.b;
-    return 0;
+    if (rd_obj(r, &o)) return;
+    if (o.t == T_ARRAY || o.t == T_MAP)
+        for (size_t i = 0; i < o.n * (o.t == T_MAP ? 2 : 1); i++) skip(r);
 }
 
-static int get_uint(rd* r, const char* path, uint64_t* out) {
-    obj o;
-    if (rd_obj(r, &o)) return -1;
-    if (o.t == T_NINT) return fail(r, "range: %s: must not be negative", path);
-    if (o.t != T_UINT) return fail(r, "type: %s: expected an integer", path);
-    *out = o.u;
-    return 0;
-}
+#define ABSENT ((size_t)-1)
 
-static int get_int(rd* r, const char* path, int64_t* out) {
-    obj o;
-    if (rd_obj(r, &o)) return -1;
-    if (o.t == T_NINT) {
-        *out = o.i;
-        return 0;
-    }
-    if (o.t != T_UINT) return fail(r, "type: %s: expected an integer", path);
-    if (o.u > (uint64_t)INT64_MAX) return fail(r, "range: %s: integer too large", path);
-    *out = (int64_t)o.u;
-    return 0;
-}
-
-/* A float field (integers accepted); lo..hi inclusive range (hi < 0: no upper bound). */
-static int get_float(rd* r, const char* path, double lo, double hi, double* out) {
-    obj o;
-    double v;
-    if (rd_obj(r, &o)) return -1;
-    if (o.t == T_FLOAT) v = o.f;
-    else if (o.t == T_UINT) v = (double)o.u;
-    else if (o.t == T_NINT) v = (double)o.i;
-    else return fail(r, "type: %s: expected a number", path);
-    if (isnan(v) || isinf(v)) return fail(r, "range: %s: NaN or infinity", path);
-    if (v < lo || (hi >= 0 && v > hi)) return fail(r, "range: %s: %g is out of range", path, v);
-    *out = v;
-    return 0;
-}
-
-static int get_str(rd* r, const char* path, size_t minlen, size_t maxlen, boinc_guest_str* out) {
-    obj o;
-    if (rd_obj(r, &o)) return -1;
-    if (o.t != T_STR) return fail(r, "type: %s: expected a string", path);
-    if (o.n > maxlen) return fail(r, "range: %s: %zu bytes, more than the bound %zu", path, o.n, maxlen);
-    if (o.n < minlen) return fail(r, "range: %s: empty", path);
-    char* p = malloc(o.n + 1);
-    if (!p) return fail(r, "memory: %s: out of memory", path);
-    memcpy(p, o.s, o.n);
-    p[o.n] = 0;
-    free((void*)out->ptr);
-    out->ptr = p;
-    out->len = o.n;
-    return 0;
-}
-
-static int get_map(rd* r, const char* path, int depth, obj* o) {
-    if (rd_obj(r, o)) return -1;
-    if (o->t != T_MAP) return fail(r, "type: %s: expected a map", path);
-    if (depth > BOINC_GUEST_MAX_DEPTH) return fail(r, "depth: nesting deeper than %d levels", BOINC_GUEST_MAX_DEPTH);
-    return 0;
-}
-
-static int get_array(rd* r, const char* path, int depth, size_t maxn, obj* o) {
-    if (rd_obj(r, o)) return -1;
-    if (o->t != T_ARRAY) return fail(r, "type: %s: expected an array", path);
-    if (depth > BOINC_GUEST_MAX_DEPTH) return fail(r, "depth: nesting deeper than %d levels", BOINC_GUEST_MAX_DEPTH);
-    if (o->n > maxn) return fail(r, "range: %s: %zu items, more than the bound %zu", path, o->n, maxn);
-    return 0;
-}
-
-#define NINIT 22
-static const char* const init_keys[NINIT] = {
-    "app_name", "wu_name", "result_name", "project_preferences", "user_name", "team_name",
-    "master_url", "userid", "teamid", "hostid", "app_version", "checkpoint_period", "nthreads",
-    "fraction_done_start", "fraction_done_end", "wu_cpu_time", "starting_elapsed_time",
-    "rsc_fpops_est", "rsc_fpops_bound", "rsc_memory_bound", "rsc_disk_bound",
-    "computation_deadline"};
-
-static int dec_init_data(rd* r, int depth, boinc_guest_init_data* d) {
+/* Phase 2: the map at the reader's position, indexed: offs[j] = offset of the value of keys[j]
+ * (the last one if repeated) or ABSENT. On return the reader is past the map. */
+static int index_map(rd* r, const char* where, const char* const* keys, int nkeys, size_t* offs) {
     obj m;
-    unsigned seen = 0;
-    char path[64];
-    if (get_map(r, "init_data", depth, &m)) return -1;
+    if (rd_obj(r, &m)) return -1;
+    if (m.t != T_MAP) return fail(r, "type: %s: a map is required", where);
+    for (int j = 0; j < nkeys; j++) offs[j] = ABSENT;
     for (size_t i = 0; i < m.n; i++) {
         obj k;
-        int idx = -1;
-        if (rd_key(r, &k)) return -1;
-        for (int j = 0; j < NINIT; j++)
-            if (key_is(&k, init_keys[j])) idx = j;
-        if (idx < 0) {
-            if (rd_skip(r, depth + 1)) return -1;
-            continue;
+        rd_obj(r, &k);
+        for (int j = 0; j < nkeys; j++) {
+            size_t l = strlen(keys[j]);
+            if (k.t == T_STR && k.n == l && memcmp(k.s, keys[j], l) == 0) offs[j] = r->pos;
         }
-        snprintf(path, sizeof(path), "init_data.%s", init_keys[idx]);
-        seen |= 1u << idx;
-        int rc;
-        const size_t S = BOINC_GUEST_MAX_INIT_STRING;
-        switch (idx) {
-        case 0: rc = get_str(r, path, 0, S, &d->app_name); break;
-        case 1: rc = get_str(r, path, 0, S, &d->wu_name); break;
-        case 2: rc = get_str(r, path, 0, S, &d->result_name); break;
-        case 3: rc = get_str(r, path, 0, S, &d->project_preferences); break;
-        case 4: rc = get_str(r, path, 0, S, &d->user_name); break;
-        case 5: rc = get_str(r, path, 0, S, &d->team_name); break;
-        case 6: rc = get_str(r, path, 0, S, &d->master_url); break;
-        case 7: rc = get_int(r, path, &d->userid); break;
-        case 8: rc = get_int(r, path, &d->teamid); break;
-        case 9: rc = get_int(r, path, &d->hostid); break;
-        case 10: rc = get_int(r, path, &d->app_version); break;
-        case 11: rc = get_float(r, path, 0, -1, &d->checkpoint_period); break;
-        case 12:
-            rc = get_uint(r, path, &d->nthreads);
-            if (!rc && d->nthreads < 1) rc = fail(r, "range: %s: must be at least 1", path);
-            break;
-        case 13: rc = get_float(r, path, 0, 1, &d->fraction_done_start); break;
-        case 14: rc = get_float(r, path, 0, 1, &d->fraction_done_end); break;
-        case 15: rc = get_float(r, path, 0, -1, &d->wu_cpu_time); break;
-        case 16: rc = get_float(r, path, 0, -1, &d->starting_elapsed_time); break;
-        case 17: rc = get_float(r, path, 0, -1, &d->rsc_fpops_est); break;
-        case 18: rc = get_float(r, path, 0, -1, &d->rsc_fpops_bound); break;
-        case 19: rc = get_float(r, path, 0, -1, &d->rsc_memory_bound); break;
-        case 20: rc = get_float(r, path, 0, -1, &d->rsc_disk_bound); break;
-        default: rc = get_float(r, path, 0, -1, &d->computation_deadline); break;
-        }
-        if (rc) return -1;
-    }
-    for (int j = 0; j < NINIT; j++)
-        if (!(seen & (1u << j))) return fail(r, "missing: init_data.%s: required key absent", init_keys[j]);
-    return 0;
-}
-
-static int dec_trickle_downs(rd* r, int depth, boinc_guest_control* c) {
-    obj a;
-    if (get_array(r, "trickle_down", depth, BOINC_GUEST_MAX_EVENTS, &a)) return -1;
-    for (size_t i = 0; i < c->n_trickle_down; i++) free((void*)c->trickle_down[i].text.ptr);
-    free(c->trickle_down);
-    c->trickle_down = NULL;
-    c->n_trickle_down = 0;
-    if (a.n) {
-        c->trickle_down = calloc(a.n, sizeof(*c->trickle_down));
-        if (!c->trickle_down) return fail(r, "memory: trickle_down: out of memory");
-    }
-    for (size_t i = 0; i < a.n; i++) {
-        boinc_guest_trickle_down* t = &c->trickle_down[i];
-        obj m;
-        int have_id = 0, have_text = 0;
-        char path[64];
-        snprintf(path, sizeof(path), "trickle_down[%zu]", i);
-        if (get_map(r, path, depth + 1, &m)) return -1;
-        c->n_trickle_down = i + 1;
-        for (size_t j = 0; j < m.n; j++) {
-            obj k;
-            if (rd_key(r, &k)) return -1;
-            if (key_is(&k, "id")) {
-                snprintf(path, sizeof(path), "trickle_down[%zu].id", i);
-                if (get_uint(r, path, &t->id)) return -1;
-                have_id = 1;
-            } else if (key_is(&k, "text")) {
-                snprintf(path, sizeof(path), "trickle_down[%zu].text", i);
-                if (get_str(r, path, 0, BOINC_GUEST_MAX_TEXT, &t->text)) return -1;
-                have_text = 1;
-            } else if (rd_skip(r, depth + 2)) {
-                return -1;
-            }
-        }
-        if (!have_id) return fail(r, "missing: trickle_down[%zu].id: required key absent", i);
-        if (!have_text) return fail(r, "missing: trickle_down[%zu].text: required key absent", i);
-        if (i > 0 && t->id <= c->trickle_down[i - 1].id)
-            return fail(r, "order: trickle_down[%zu].id: ids must be strictly increasing", i);
+        skip(r);
     }
     return 0;
 }
 
-static int dec_uploads(rd* r, int depth, boinc_guest_control* c) {
-    obj a;
-    if (get_array(r, "uploads", depth, BOINC_GUEST_MAX_EVENTS, &a)) return -1;
-    for (size_t i = 0; i < c->n_uploads; i++) free((void*)c->uploads[i].name.ptr);
-    free(c->uploads);
-    c->uploads = NULL;
-    c->n_uploads = 0;
-    if (a.n) {
-        c->uploads = calloc(a.n, sizeof(*c->uploads));
-        if (!c->uploads) return fail(r, "memory: uploads: out of memory");
-    }
-    for (size_t i = 0; i < a.n; i++) {
-        boinc_guest_upload_result* u = &c->uploads[i];
-        obj m;
-        int have_name = 0, have_status = 0;
-        char path[64];
-        snprintf(path, sizeof(path), "uploads[%zu]", i);
-        if (get_map(r, path, depth + 1, &m)) return -1;
-        c->n_uploads = i + 1;
-        for (size_t j = 0; j < m.n; j++) {
-            obj k;
-            if (rd_key(r, &k)) return -1;
-            if (key_is(&k, "name")) {
-                snprintf(path, sizeof(path), "uploads[%zu].name", i);
-                if (get_str(r, path, 1, BOINC_GUEST_MAX_NAME, &u->name)) return -1;
-                have_name = 1;
-            } else if (key_is(&k, "status")) {
-                snprintf(path, sizeof(path), "uploads[%zu].status", i);
-                if (get_int(r, path, &u->status)) return -1;
-                have_status = 1;
-            } else if (rd_skip(r, depth + 2)) {
-                return -1;
-            }
-        }
-        if (!have_name) return fail(r, "missing: uploads[%zu].name: required key absent", i);
-        if (!have_status) return fail(r, "missing: uploads[%zu].status: required key absent", i);
-    }
+typedef enum { K_UINT, K_INT, K_INT32, K_NTHREADS, K_FRAC, K_NNFLOAT, K_BOOL, K_STR, K_NAME } kind_t;
+
+typedef struct field {
+    const char* name;
+    kind_t kind;
+    size_t maxlen; /* K_STR */
+    size_t minlen; /* K_STR */
+} field;
+
+typedef union value {
+    uint64_t u;
+    int64_t i;
+    double f;
+    int b;
+    boinc_guest_str s;
+} value;
+
+static int dup_str(rd* r, const char* where, const obj* o, boinc_guest_str* out) {
+    char* p = malloc(o->n + 1);
+    if (!p) return fail(r, "memory: %s: out of memory", where);
+    if (o->n) memcpy(p, o->s, o->n);
+    p[o->n] = 0;
+    out->ptr = p;
+    out->len = o->n;
     return 0;
 }
+
+/* Checks the value at offset off against kind; where = "<kind> field '<path>'". */
+static int check(rd* r, size_t off, const field* f, const char* where, value* out) {
+    obj o;
+    r->pos = off;
+    rd_obj(r, &o);
+    switch (f->kind) {
+    case K_UINT: case K_INT: case K_INT32: case K_NTHREADS:
+        if (o.t != T_UINT && o.t != T_NINT) return fail(r, "type: %s: not an integer", where);
+        if (f->kind == K_UINT || f->kind == K_NTHREADS) {
+            if (o.t == T_NINT) return fail(r, "range: %s: %lld is negative", where, (long long)o.i);
+            if (f->kind == K_NTHREADS && o.u < 1) return fail(r, "range: %s: must be at least 1", where);
+            out->u = o.u;
+            return 0;
+        }
+        if (o.t == T_UINT && o.u > (uint64_t)INT64_MAX)
+            return fail(r, "range: %s: %llu is too large", where, (unsigned long long)o.u);
+        out->i = o.t == T_UINT ? (int64_t)o.u : o.i;
+        if (f->kind == K_INT32 && (out->i < INT32_MIN || out->i > INT32_MAX))
+            return fail(r, "range: %s: %lld is outside int32", where, (long long)out->i);
+        return 0;
+    case K_FRAC: case K_NNFLOAT: {
+        double v;
+        if (o.t == T_FLOAT) v = o.f;
+        else if (o.t == T_UINT) v = (double)o.u;
+        else if (o.t == T_NINT) v = (double)o.i;
+        else return fail(r, "type: %s: not a number", where);
+        if (isnan(v) || isinf(v)) return fail(r, "range: %s: not a finite number", where);
+        if (f->kind == K_FRAC && !(v >= 0.0 && v <= 1.0))
+            return fail(r, "range: %s: %.17g is outside [0, 1]", where, v);
+        if (f->kind == K_NNFLOAT && v < 0.0) return fail(r, "range: %s: %.17g is negative", where, v);
+        out->f = v;
+        return 0;
+    }
+    case K_BOOL:
+        if (o.t != T_BOOL) return fail(r, "type: %s: not a boolean", where);
+        out->b = o.b;
+        return 0;
+    case K_STR:
+        if (o.t != T_STR) return fail(r, "type: %s: not a string", where);
+        if (o.n > f->maxlen) return fail(r, "range: %s: %zu bytes, more than %zu", where, o.n, f->maxlen);
+        if (o.n < f->minlen) return fail(r, "range: %s: empty string", where);
+        return dup_str(r, where, &o, &out->s);
+    case K_NAME:
+        if (o.t != T_STR) return fail(r, "type: %s: not a string", where);
+        if (o.n > BOINC_GUEST_MAX_NAME)
+            return fail(r, "range: %s: %zu bytes, more than %d", where, o.n, BOINC_GUEST_MAX_NAME);
+        if (o.n == 0 || memchr(o.s, '/', o.n) || memchr(o.s, 0, o.n) ||
+            (o.n == 1 && o.s[0] == '.') || (o.n == 2 && o.s[0] == '.' && o.s[1] == '.'))
+            return fail(r, "range: %s: not a plain file name (empty, '/', NUL, . or ..)", where);
+        return dup_str(r, where, &o, &out->s);
+    }
+    return fail(r, "format: %s: unknown field kind", where);
+}
+
+#define MAXF 24
+
+/* Checks the fields `spec` of the map at the reader's position; values[j] gets field j. */
+static int fields(rd* r, const char* mapwhere, const char* path, const field* spec, int nf, value* values) {
+    const char* keys[MAXF];
+    size_t offs[MAXF];
+    char where[128];
+    for (int j = 0; j < nf; j++) keys[j] = spec[j].name;
+    size_t start = r->pos;
+    if (index_map(r, mapwhere, keys, nf, offs)) return -1;
+    size_t end = r->pos;
+    (void)start;
+    for (int j = 0; j < nf; j++) {
+        snprintf(where, sizeof(where), "%s field '%s%s%s'", r->kind, path, *path ? "." : "", spec[j].name);
+        if (offs[j] == ABSENT) return fail(r, "missing: %s: required key is missing", where);
+        if (check(r, offs[j], &spec[j], where, &values[j])) return -1;
+    }
+    r->pos = end;
+    return 0;
+}
+
+static void free_values(const field* spec, int nf, value* values) {
+    for (int j = 0; j < nf; j++)
+        if (spec[j].kind == K_STR || spec[j].kind == K_NAME) free((void*)values[j].s.ptr);
+}
+
+/* v: present, an integer (not a boolean), equal to 1; else a "version" error. */
+static int version(rd* r, size_t off) {
+    if (off == ABSENT) return fail(r, "version: %s file: key 'v' (schema version) is missing", r->kind);
+    obj o;
+    r->pos = off;
+    rd_obj(r, &o);
+    if (!(o.t == T_UINT && o.u == BOINC_GUEST_PROTOCOL_VERSION))
+        return fail(r, "version: %s file: unknown schema version (this program speaks version %d)", r->kind,
+                    BOINC_GUEST_PROTOCOL_VERSION);
+    return 0;
+}
+
+/* The top map indexed for v plus `extra` keys; leaves the reader at the array/map of key j via
+ * offs. */
+static int top(rd* r, const char* const* keys, int nkeys, size_t* offs) {
+    char where[64];
+    snprintf(where, sizeof(where), "%s file", r->kind);
+    r->pos = 0;
+    return index_map(r, where, keys, nkeys, offs);
+}
+
+/* An array at off (bound maxn); sets *n and leaves the reader at its first item. */
+static int array_at(rd* r, size_t off, const char* where, size_t maxn, size_t* n) {
+    obj a;
+    r->pos = off;
+    rd_obj(r, &a);
+    if (a.t != T_ARRAY) return fail(r, "type: %s: an array is required", where);
+    if (a.n > maxn) return fail(r, "range: %s: %zu items, more than %zu", where, a.n, maxn);
+    *n = a.n;
+    return 0;
+}
+
+/* ---- control ---- */
+
+static const field control_fields[] = {
+    {"seq", K_UINT, 0, 0},          {"suspended", K_BOOL, 0, 0}, {"quit", K_BOOL, 0, 0},
+    {"abort", K_BOOL, 0, 0},        {"network_suspended", K_BOOL, 0, 0}, {"ack", K_UINT, 0, 0},
+};
+#define S_INIT BOINC_GUEST_MAX_INIT_STRING
+static const field init_fields[] = {
+    {"app_name", K_STR, S_INIT, 0},  {"wu_name", K_STR, S_INIT, 0},   {"result_name", K_STR, S_INIT, 0},
+    {"project_preferences", K_STR, S_INIT, 0}, {"user_name", K_STR, S_INIT, 0},
+    {"team_name", K_STR, S_INIT, 0}, {"master_url", K_STR, S_INIT, 0}, {"userid", K_INT, 0, 0},
+    {"teamid", K_INT, 0, 0},         {"hostid", K_INT, 0, 0},         {"app_version", K_INT, 0, 0},
+    {"checkpoint_period", K_NNFLOAT, 0, 0}, {"nthreads", K_NTHREADS, 0, 0},
+    {"fraction_done_start", K_FRAC, 0, 0},  {"fraction_done_end", K_FRAC, 0, 0},
+    {"wu_cpu_time", K_NNFLOAT, 0, 0},       {"starting_elapsed_time", K_NNFLOAT, 0, 0},
+    {"rsc_fpops_est", K_NNFLOAT, 0, 0},     {"rsc_fpops_bound", K_NNFLOAT, 0, 0},
+    {"rsc_memory_bound", K_NNFLOAT, 0, 0},  {"rsc_disk_bound", K_NNFLOAT, 0, 0},
+    {"computation_deadline", K_NNFLOAT, 0, 0},
+};
+#define N_INIT ((int)(sizeof(init_fields) / sizeof(init_fields[0])))
+static const field td_fields[] = {{"id", K_UINT, 0, 0}, {"text", K_STR, BOINC_GUEST_MAX_TEXT, 0}};
+static const field up_fields[] = {{"name", K_NAME, 0, 0}, {"status", K_INT32, 0, 0}};
 
 void boinc_guest_control_free(boinc_guest_control* c) {
     if (!c) return;
@@ -756,115 +738,253 @@ void boinc_guest_control_free(boinc_guest_control* c) {
     memset(c, 0, sizeof(*c));
 }
 
-#define NTOP 10
-static const char* const top_keys[NTOP] = {"v", "seq", "suspended", "quit", "abort",
-                                           "network_suspended", "ack", "init_data",
-                                           "trickle_down", "uploads"};
+static int decode_control(rd* r, boinc_guest_control* c) {
+    static const char* const keys[] = {"v", "seq", "suspended", "quit", "abort", "network_suspended",
+                                       "ack", "init_data", "trickle_down", "uploads"};
+    size_t offs[10];
+    value v[N_INIT];
+    if (structure(r)) return -1;
+    if (top(r, keys, 10, offs)) return -1;
+    if (version(r, offs[0])) return -1;
+    r->pos = 0;
+    if (fields(r, "control file", "", control_fields, 6, v)) return -1;
+    c->v = 1;
+    c->seq = v[0].u;
+    c->suspended = v[1].b;
+    c->quit = v[2].b;
+    c->abort = v[3].b;
+    c->network_suspended = v[4].b;
+    c->ack = v[5].u;
+    static const char* const later[] = {"init_data", "trickle_down", "uploads"};
+    for (int j = 0; j < 3; j++)
+        if (offs[7 + j] == ABSENT)
+            return fail(r, "missing: control file: required key '%s' is missing", later[j]);
+    /* init_data */
+    r->pos = offs[7];
+    memset(v, 0, sizeof(v));
+    if (fields(r, "control field 'init_data'", "init_data", init_fields, N_INIT, v)) {
+        free_values(init_fields, N_INIT, v);
+        return -1;
+    }
+    boinc_guest_init_data* d = &c->init_data;
+    d->app_name = v[0].s;
+    d->wu_name = v[1].s;
+    d->result_name = v[2].s;
+    d->project_preferences = v[3].s;
+    d->user_name = v[4].s;
+    d->team_name = v[5].s;
+    d->master_url = v[6].s;
+    d->userid = v[7].i;
+    d->teamid = v[8].i;
+    d->hostid = v[9].i;
+    d->app_version = v[10].i;
+    d->checkpoint_period = v[11].f;
+    d->nthreads = v[12].u;
+    d->fraction_done_start = v[13].f;
+    d->fraction_done_end = v[14].f;
+    d->wu_cpu_time = v[15].f;
+    d->starting_elapsed_time = v[16].f;
+    d->rsc_fpops_est = v[17].f;
+    d->rsc_fpops_bound = v[18].f;
+    d->rsc_memory_bound = v[19].f;
+    d->rsc_disk_bound = v[20].f;
+    d->computation_deadline = v[21].f;
+    /* trickle_down */
+    size_t n;
+    char where[96];
+    if (array_at(r, offs[8], "control field 'trickle_down'", BOINC_GUEST_MAX_EVENTS, &n)) return -1;
+    if (n) {
+        c->trickle_down = calloc(n, sizeof(*c->trickle_down));
+        if (!c->trickle_down) return fail(r, "memory: out of memory");
+    }
+    uint64_t last = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[48];
+        snprintf(where, sizeof(where), "control field 'trickle_down[%zu]'", i);
+        snprintf(path, sizeof(path), "trickle_down[%zu]", i);
+        value tv[2] = {{0}, {0}};
+        if (fields(r, where, path, td_fields, 2, tv)) {
+            free_values(td_fields, 2, tv);
+            return -1;
+        }
+        c->trickle_down[i].id = tv[0].u;
+        c->trickle_down[i].text = tv[1].s;
+        c->n_trickle_down = i + 1;
+        if (tv[0].u < 1 || tv[0].u <= last)
+            return fail(r, "range: control field 'trickle_down[%zu].id': %llu does not follow %llu", i,
+                        (unsigned long long)tv[0].u, (unsigned long long)last);
+        last = tv[0].u;
+    }
+    /* uploads */
+    if (array_at(r, offs[9], "control field 'uploads'", BOINC_GUEST_MAX_EVENTS, &n)) return -1;
+    if (n) {
+        c->uploads = calloc(n, sizeof(*c->uploads));
+        if (!c->uploads) return fail(r, "memory: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        char path[48];
+        snprintf(where, sizeof(where), "control field 'uploads[%zu]'", i);
+        snprintf(path, sizeof(path), "uploads[%zu]", i);
+        value uv[2] = {{0}, {0}};
+        if (fields(r, where, path, up_fields, 2, uv)) {
+            free_values(up_fields, 2, uv);
+            return -1;
+        }
+        c->uploads[i].name = uv[0].s;
+        c->uploads[i].status = uv[1].i;
+        c->n_uploads = i + 1;
+    }
+    return 0;
+}
 
 int boinc_guest_decode_control(const unsigned char* buf, size_t len, boinc_guest_control* out,
                                char* err, size_t errcap) {
-    rd r = {buf, len, 0, err, errcap, 0};
-    boinc_guest_control c;
-    obj m;
-    unsigned seen = 0;
-    memset(&c, 0, sizeof(c));
+    rd r = {buf, len, 0, err, errcap, 0, 0, "control"};
     if (err && errcap) err[0] = 0;
-    if (!out) return ERR_NULL;
+    if (!out || (!buf && len)) return ERR_NULL;
     memset(out, 0, sizeof(*out));
-    if (!buf && len) return ERR_NULL;
-    if (len > BOINC_GUEST_MAX_FILE) {
-        fail(&r, "size: %zu bytes, more than the %d-byte bound", len, BOINC_GUEST_MAX_FILE);
-        return ERR_FILE_TOO_BIG;
-    }
-    if (len == 0) {
-        fail(&r, "truncated: empty file");
-        return ERR_XML_PARSE;
-    }
-    if (get_map(&r, "(top level)", 1, &m)) goto bad;
-    for (size_t i = 0; i < m.n; i++) {
-        obj k;
-        int idx = -1;
-        if (rd_key(&r, &k)) goto bad;
-        for (int j = 0; j < NTOP; j++)
-            if (key_is(&k, top_keys[j])) idx = j;
-        if (idx < 0) {
-            if (rd_skip(&r, 2)) goto bad;
-            continue;
-        }
-        seen |= 1u << idx;
-        int rc;
-        switch (idx) {
-        case 0:
-            rc = get_int(&r, "v", &c.v);
-            if (!rc && c.v != BOINC_GUEST_PROTOCOL_VERSION)
-                rc = fail(&r, "version: v: unknown schema version %lld (this SDK reads version 1)",
-                          (long long)c.v);
-            break;
-        case 1: rc = get_uint(&r, "seq", &c.seq); break;
-        case 2: rc = get_bool(&r, "suspended", &c.suspended); break;
-        case 3: rc = get_bool(&r, "quit", &c.quit); break;
-        case 4: rc = get_bool(&r, "abort", &c.abort); break;
-        case 5: rc = get_bool(&r, "network_suspended", &c.network_suspended); break;
-        case 6: rc = get_uint(&r, "ack", &c.ack); break;
-        case 7: rc = dec_init_data(&r, 2, &c.init_data); break;
-        case 8: rc = dec_trickle_downs(&r, 2, &c); break;
-        default: rc = dec_uploads(&r, 2, &c); break;
-        }
-        if (rc) goto bad;
-    }
-    for (int j = 0; j < NTOP; j++)
-        if (!(seen & (1u << j))) {
-            fail(&r, "missing: %s: required key absent", top_keys[j]);
-            goto bad;
-        }
-    if (r.pos != r.n) {
-        fail(&r, "format: %zu bytes of extra data after the map", r.n - r.pos);
-        goto bad;
-    }
-    *out = c;
-    return 0;
-bad:
-    boinc_guest_control_free(&c);
-    return ERR_XML_PARSE;
+    if (decode_control(&r, out) == 0) return 0;
+    boinc_guest_control_free(out);
+    return len > BOINC_GUEST_MAX_FILE ? ERR_FILE_TOO_BIG : ERR_XML_PARSE;
 }
 
-/* Lenient scan of an existing status file for seq, the largest event id and td_ack. */
-int bg_scan_status(const unsigned char* buf, size_t len, uint64_t* seq, uint64_t* max_id,
-                   uint64_t* td_ack) {
-    rd r = {buf, len, 0, NULL, 0, 0};
-    obj m;
-    *seq = *max_id = *td_ack = 0;
-    if (get_map(&r, "(top level)", 1, &m)) return -1;
-    for (size_t i = 0; i < m.n; i++) {
-        obj k;
-        if (rd_key(&r, &k)) return -1;
-        if (key_is(&k, "seq")) {
-            if (get_uint(&r, "seq", seq)) return -1;
-        } else if (key_is(&k, "td_ack")) {
-            if (get_uint(&r, "td_ack", td_ack)) return -1;
-        } else if (key_is(&k, "events")) {
-            obj a;
-            if (get_array(&r, "events", 2, BOINC_GUEST_MAX_EVENTS, &a)) return -1;
-            for (size_t j = 0; j < a.n; j++) {
-                obj em;
-                if (get_map(&r, "events[]", 3, &em)) return -1;
-                for (size_t q = 0; q < em.n; q++) {
-                    obj ek;
-                    if (rd_key(&r, &ek)) return -1;
-                    if (key_is(&ek, "id")) {
-                        uint64_t id;
-                        if (get_uint(&r, "events[].id", &id)) return -1;
-                        if (id > *max_id) *max_id = id;
-                    } else if (rd_skip(&r, 4)) {
-                        return -1;
-                    }
-                }
-            }
-        } else if (rd_skip(&r, 2)) {
+/* ---- status ---- */
+
+static const field status_fields[] = {
+    {"seq", K_UINT, 0, 0},
+    {"hb", K_UINT, 0, 0},
+    {"fraction_done", K_FRAC, 0, 0},
+    {"cpu_time", K_NNFLOAT, 0, 0},
+    {"elapsed_time", K_NNFLOAT, 0, 0},
+    {"checkpoint_cpu_time", K_NNFLOAT, 0, 0},
+    {"checkpoint_count", K_UINT, 0, 0},
+    {"fpops_per_cpu_sec", K_NNFLOAT, 0, 0},
+    {"fpops_cumulative", K_NNFLOAT, 0, 0},
+    {"intops_per_cpu_sec", K_NNFLOAT, 0, 0},
+    {"intops_cumulative", K_NNFLOAT, 0, 0},
+    {"critical_section", K_BOOL, 0, 0},
+    {"want_network", K_BOOL, 0, 0},
+    {"td_ack", K_UINT, 0, 0},
+};
+static const field ev_trickle[] = {{"variety", K_STR, BOINC_GUEST_MAX_NAME, 1},
+                                   {"text", K_STR, BOINC_GUEST_MAX_TEXT, 0}};
+static const field ev_upload[] = {{"name", K_NAME, 0, 0}};
+static const field ev_finish[] = {{"status", K_INT32, 0, 0},
+                                  {"message", K_STR, BOINC_GUEST_MAX_MESSAGE, 0},
+                                  {"is_notice", K_BOOL, 0, 0}};
+static const field ev_temp[] = {{"delay", K_NNFLOAT, 0, 0},
+                                {"reason", K_STR, BOINC_GUEST_MAX_MESSAGE, 0},
+                                {"is_notice", K_BOOL, 0, 0}};
+
+void boinc_guest_status_free(boinc_guest_status* st) {
+    if (!st) return;
+    boinc_guest_event* evs = (boinc_guest_event*)st->events;
+    for (size_t i = 0; i < st->n_events; i++) {
+        free((void*)evs[i].s1.ptr);
+        free((void*)evs[i].s2.ptr);
+    }
+    free(evs);
+    memset(st, 0, sizeof(*st));
+}
+
+static int decode_status(rd* r, boinc_guest_status* st) {
+    static const char* const keys[] = {"v", "events"};
+    size_t offs[2];
+    value v[14];
+    if (structure(r)) return -1;
+    if (top(r, keys, 2, offs)) return -1;
+    if (version(r, offs[0])) return -1;
+    r->pos = 0;
+    if (fields(r, "status file", "", status_fields, 14, v)) return -1;
+    st->v = 1;
+    st->seq = v[0].u;
+    st->hb = v[1].u;
+    st->fraction_done = v[2].f;
+    st->cpu_time = v[3].f;
+    st->elapsed_time = v[4].f;
+    st->checkpoint_cpu_time = v[5].f;
+    st->checkpoint_count = v[6].u;
+    st->fpops_per_cpu_sec = v[7].f;
+    st->fpops_cumulative = v[8].f;
+    st->intops_per_cpu_sec = v[9].f;
+    st->intops_cumulative = v[10].f;
+    st->critical_section = v[11].b;
+    st->want_network = v[12].b;
+    st->td_ack = v[13].u;
+    if (offs[1] == ABSENT) return fail(r, "missing: status file: required key 'events' is missing");
+    size_t n;
+    if (array_at(r, offs[1], "status field 'events'", BOINC_GUEST_MAX_EVENTS, &n)) return -1;
+    boinc_guest_event* evs = n ? calloc(n, sizeof(*evs)) : NULL;
+    if (n && !evs) return fail(r, "memory: out of memory");
+    st->events = evs;
+    uint64_t last = 0;
+    for (size_t i = 0; i < n; i++) {
+        static const char* const ekeys[] = {"id", "type"};
+        size_t eoffs[2];
+        char where[96], path[48];
+        snprintf(where, sizeof(where), "status field 'events[%zu]'", i);
+        snprintf(path, sizeof(path), "events[%zu]", i);
+        size_t item = r->pos;
+        if (index_map(r, where, ekeys, 2, eoffs)) return -1;
+        size_t next = r->pos;
+        if (eoffs[0] == ABSENT) return fail(r, "missing: %s: required key 'id' is missing", where);
+        if (eoffs[1] == ABSENT) return fail(r, "missing: %s: required key 'type' is missing", where);
+        field fid = {"id", K_UINT, 0, 0};
+        value idv;
+        char fw[112];
+        snprintf(fw, sizeof(fw), "status field 'events[%zu].id'", i);
+        if (check(r, eoffs[0], &fid, fw, &idv)) return -1;
+        if (idv.u < 1) return fail(r, "range: %s: event ids start at 1", fw);
+        if (idv.u <= last)
+            return fail(r, "range: %s: %llu does not follow %llu (ids must increase)", fw,
+                        (unsigned long long)idv.u, (unsigned long long)last);
+        last = idv.u;
+        obj t;
+        r->pos = eoffs[1];
+        rd_obj(r, &t);
+        snprintf(fw, sizeof(fw), "status field 'events[%zu].type'", i);
+        if (t.t != T_STR) return fail(r, "type: %s: not a string", fw);
+        const field* spec;
+        int nf, type;
+#define IS(name) (t.n == strlen(name) && memcmp(t.s, name, t.n) == 0)
+        if (IS("trickle_up")) { spec = ev_trickle; nf = 2; type = BOINC_GUEST_EV_TRICKLE_UP; }
+        else if (IS("upload")) { spec = ev_upload; nf = 1; type = BOINC_GUEST_EV_UPLOAD; }
+        else if (IS("finish")) { spec = ev_finish; nf = 3; type = BOINC_GUEST_EV_FINISH; }
+        else if (IS("temporary_exit")) { spec = ev_temp; nf = 3; type = BOINC_GUEST_EV_TEMPORARY_EXIT; }
+        else return fail(r, "range: %s: unknown event type", fw);
+#undef IS
+        value ev[3];
+        memset(ev, 0, sizeof(ev));
+        r->pos = item;
+        if (fields(r, where, path, spec, nf, ev)) {
+            free_values(spec, nf, ev);
             return -1;
         }
+        boinc_guest_event* e = &evs[i];
+        e->id = idv.u;
+        e->type = type;
+        switch (type) {
+        case BOINC_GUEST_EV_TRICKLE_UP: e->s1 = ev[0].s; e->s2 = ev[1].s; break;
+        case BOINC_GUEST_EV_UPLOAD: e->s1 = ev[0].s; break;
+        case BOINC_GUEST_EV_FINISH:
+            e->status = (int32_t)ev[0].i; e->s1 = ev[1].s; e->is_notice = ev[2].b; break;
+        default: e->delay = ev[0].f; e->s1 = ev[1].s; e->is_notice = ev[2].b; break;
+        }
+        st->n_events = i + 1;
+        r->pos = next;
     }
-    return r.pos == r.n ? 0 : -1;
+    return 0;
+}
+
+int boinc_guest_decode_status(const unsigned char* buf, size_t len, boinc_guest_status* out,
+                              char* err, size_t errcap) {
+    rd r = {buf, len, 0, err, errcap, 0, 0, "status"};
+    if (err && errcap) err[0] = 0;
+    if (!out || (!buf && len)) return ERR_NULL;
+    memset(out, 0, sizeof(*out));
+    if (decode_status(&r, out) == 0) return 0;
+    boinc_guest_status_free(out);
+    return len > BOINC_GUEST_MAX_FILE ? ERR_FILE_TOO_BIG : ERR_XML_PARSE;
 }
 
 /* ==== files ==================================================================================== */
@@ -956,6 +1076,12 @@ int bg_write_atomic(const char* dir, const char* name, const unsigned char* data
     }
     fd = -1;
     if (rename(tmp, dst) != 0) goto bad;
+    /* make the rename durable where the file system allows it (some shares refuse: ignored) */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
     return 0;
 bad: {
     int e = errno;
