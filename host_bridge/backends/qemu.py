@@ -629,6 +629,9 @@ class QemuBackend:
         self._stopping = True
         if self._alive():
             paused = self._paused_at is not None
+            if not self._started:
+                with contextlib.suppress(OSError, GuestFileRefused):
+                    self._started = self.share.exists(STARTED_FILE)
             if not paused and self._started:
                 with contextlib.suppress(OSError, GuestFileRefused):
                     self.share.write_atomic(REQUEST_FILE, f"poweroff {self.cfg.grace:g}\n".encode())
