@@ -8,6 +8,7 @@ does not leak processes into the rest of the run).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -33,9 +34,13 @@ BOOT = 60.0  # generous bound for a TCG boot on a loaded 2-core machine (typical
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> VMImage:
-    progs = build_guest_programs(tmp_path_factory.mktemp("guest-progs"))
-    return ensure_test_image(progs)
+def image_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_guest_programs(tmp_path_factory.mktemp("guest-progs"))
+
+
+@pytest.fixture(scope="module")
+def image(image_programs: dict[str, Path]) -> VMImage:
+    return ensure_test_image(image_programs)
 
 
 @pytest.fixture(autouse=True)
@@ -97,12 +102,15 @@ def test_protocol_and_errors(tmp_path: Path, image: VMImage):
     assert name_arg(t1) == f"guest=boinc-{t1},process=bridge-{t1}"
 
 
-def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, backends):
+def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, image_programs, backends):
     share = tmp_path / "share"
     share.mkdir()
     src = tmp_path / "input.dat"
     src.write_bytes(b"input bytes")
-    task = make_task(image, share, ("hello", 'w\u00e9rld "q"', "7"), "hello", stdout="out.txt")
+    # argv[0] is the host path of a program copied into the share: the guest runs the same file.
+    b_hello = share / "hello_prog"
+    shutil.copy(image_programs["/bin/hello"], b_hello)
+    task = make_task(image, share, (str(b_hello), 'w\u00e9rld "q"', "7"), "hello", stdout="out.txt")
     b = new_backend(backends, task)
     assert b.poll().state is VMState.CREATED
     b.copy_in(src, "in.dat")
@@ -126,7 +134,7 @@ def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, 
     b.cleanup()  # idempotent
     assert b.poll().state is VMState.ABSENT
     assert not state_dir.exists()
-    assert sorted(p.name for p in share.iterdir()) == ["hello_out.txt", "in.dat", "out.txt"]
+    assert sorted(p.name for p in share.iterdir()) == ["hello_out.txt", "hello_prog", "in.dat", "out.txt"]
 
 
 def test_missing_program_and_symlinked_task_file(tmp_path: Path, image: VMImage, backends):

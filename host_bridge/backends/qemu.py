@@ -79,6 +79,7 @@ _EXIT_RE = re.compile(rb"\A(exit|signal) (\d{1,3})\n?\Z")
 _ERROR_RE = re.compile(rb"\Aerror ([^\x00]{0,1000})\n?\Z")
 
 _PR_SET_PDEATHSIG = 1
+GUEST_SHARE = "/boinc/shared"  # where the image mounts the share (docs/protocol.md, docs/qemu.md)
 
 
 # --------------------------------------------------------------------------------------------- QMP plumbing
@@ -489,9 +490,19 @@ class QemuBackend:
     def _write_task_file(self) -> None:
         t = self._task
         assert t is not None
+        hosts = {str(self.share.path), str(Path(t.share)), os.path.abspath(t.share)}
+
+        def to_guest(arg: str) -> str:  # a host path into the share -> the same file in the guest
+            for host in hosts:
+                if arg == host:
+                    return GUEST_SHARE
+                if arg.startswith(host + "/"):
+                    return GUEST_SHARE + arg[len(host) :]
+            return arg
+
         doc = {
             "v": 1,
-            "argv": list(t.argv),
+            "argv": [to_guest(a) for a in t.argv],
             "stdin": t.stdin,
             "stdout": t.stdout,
             "stderr": t.stderr,
