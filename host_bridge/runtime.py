@@ -340,6 +340,7 @@ class Runtime:
     ) -> Outcome | None:
         resumed = self.state.task_started
         stale_seq: int | None = None
+        old: P.Status | None = None
         try:
             if resumed:
                 old = self._read_guest(share)
@@ -370,6 +371,10 @@ class Runtime:
             backend.cleanup()
             return self._backend_failure(e, idx)
         try:
+            if old is not None:
+                ended = task.recover(old)
+                if ended is not _CONTINUE:
+                    return ended  # type: ignore[return-value]
             return task.loop(cstate)
         except BackendError as e:
             self._stop_quietly(backend)
@@ -512,6 +517,34 @@ class _TaskRun:
         self.fraction_value: float | None = None
         self.ckpt_sig: tuple[int, int] | None = None
         self.file_checkpoint_cpu = 0.0
+
+    def recover(self, old: P.Status) -> Outcome | object | None:
+        """After a restart: the previous run's status file may hold events the bridge had not processed
+        when it died (the restarted app does not carry them over). Deliver them now; a finish event means
+        the task had ended: complete it without running it again. Returns _CONTINUE to run the task."""
+        rt = self.rt
+        finish: P.Finish | None = None
+        last = rt.state.last_event_id
+        for ev in old.events:
+            if ev.id <= last:
+                continue
+            last = ev.id
+            if isinstance(ev, P.TrickleUp):
+                rt.state.trickle_up.append([ev.variety, ev.text])
+            elif isinstance(ev, P.UploadRequest):
+                self._upload(ev)
+            elif isinstance(ev, P.Finish):
+                finish = ev
+                break
+            # a temporary exit of the previous run is not repeated: the app decides again
+        if last != rt.state.last_event_id:
+            rt.state.last_event_id = last
+            rt._save("events recovered from the previous run")
+            log.info("delivered the previous run's pending events up to id %d", last)
+        if finish is None:
+            return _CONTINUE
+        log.info("task %d had finished (status %d) before the bridge restarted", self.idx + 1, finish.status)
+        return self._end_task(core.EndTask(finish.status, finish.message, finish.is_notice))
 
     def loop(self, cstate: core.CoreState) -> Outcome | None:
         rt = self.rt

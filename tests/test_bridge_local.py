@@ -264,3 +264,43 @@ def test_trickles_uploads_and_trickle_down(tmp_path):
         assert (tmp_path / "project" / "result_0_out").read_text() == "got <hello>from the project</hello>\n"
     finally:
         c.close()
+
+
+def test_restart_delivers_events_the_dead_bridge_left_and_completes_a_finished_task(tmp_path):
+    """The bridge died after the guest had finished (and trickled) but before it processed that:
+    the restarted bridge delivers the trickle, copies the output and finishes without rerunning."""
+    from host_bridge.runtime import job_digest
+    from host_bridge.state import BridgeState, save_state
+
+    c = make_slot(tmp_path)
+    c.start_heartbeats()
+    share = c.slot_dir / "shared"
+    share.mkdir()
+    (share / "out").write_text("done 40\n")
+    P.write_atomic(
+        share,
+        P.STATUS_FILE,
+        P.encode_status(
+            P.Status(
+                seq=7,
+                fraction_done=1.0,
+                events=(P.TrickleUp(id=1, variety="last", text="<x/>"), P.Finish(id=2, status=0)),
+            )
+        ),
+    )
+    st = BridgeState(job_digest=job_digest(c.slot_dir / "job.xml"), task_started=True, runs=1)
+    save_state(c.slot_dir, st)
+    try:
+        b = Bridge(c.slot_dir)
+        try:
+            msg = wait_for(lambda: c.read_trickle_up(), 20, "the left-over trickle-up")
+            assert msg is not None
+            assert "<variety>last</variety>" in (c.slot_dir / "trickle_up.xml").read_text()
+            (c.slot_dir / "trickle_up.xml").unlink()
+            assert b.wait(30) == 0, b.log()
+        finally:
+            b.close()
+        assert not (share / "pids").exists()  # the guest was not run again
+        assert (tmp_path / "project" / "result_0_out").read_text() == "done 40\n"
+    finally:
+        c.close()
