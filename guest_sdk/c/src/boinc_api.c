@@ -361,6 +361,7 @@ static void* bg_main(void* arg) {
         pthread_cond_timedwait(&g_cond, &g_lock, &until);
         if (g_stop) break;
         reload_control_locked();
+        if (should_exit_locked()) exit_for_request_locked();
         double now = mono();
         if (now - g_last_hb >= HEARTBEAT) {
             g_hb++;
@@ -369,7 +370,6 @@ static void* bg_main(void* arg) {
         } else if (atomic_load(&g_dirty) && now - g_last_write >= TICK - 0.005) {
             write_locked();
         }
-        if (should_exit_locked()) exit_for_request_locked();
         FUNC_PTR cb = g_timer_cb;
         if (cb) {
             pthread_mutex_unlock(&g_lock);

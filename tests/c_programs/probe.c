@@ -1,0 +1,110 @@
+/* probe: a small C app that exercises the boinc-guest C SDK for tests/test_c_sdk.py.
+ *     probe MODE [args]   (BOINC_GUEST_DIR names the share) */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <boinc/boinc_api.h> /* the <boinc/...> include style works too */
+#include "boinc_guest.h"
+
+static void nap(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static void touch(const char* name) {
+    FILE* f = fopen(name, "w");
+    if (f) fclose(f);
+}
+
+int main(int argc, char** argv) {
+    const char* mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "finish") == 0) { /* probe finish STATUS MESSAGE */
+        if (boinc_init()) return 90;
+        boinc_fraction_done(0.5);
+        if (boinc_checkpoint_completed()) return 91;
+        boinc_fraction_done(0.75);
+        boinc_ops_cumulative(1e9, 2e9);
+        if (boinc_send_trickle_up((char*)"progress", (char*)"half way")) return 92;
+        return boinc_finish_message(atoi(argv[2]), argv[3], 1) + 93; /* not reached */
+    }
+    if (strcmp(mode, "plain_finish") == 0) {
+        boinc_init();
+        boinc_fraction_done(1.0);
+        boinc_finish(atoi(argv[2]));
+        return 99;
+    }
+    if (strcmp(mode, "return") == 0) { /* the atexit hook flushes the last progress */
+        boinc_init();
+        boinc_fraction_done(0.75);
+        return 0;
+    }
+    if (strcmp(mode, "loop") == 0 || strcmp(mode, "loop_crit") == 0 || strcmp(mode, "loop_dpa0") == 0) {
+        BOINC_OPTIONS o;
+        boinc_options_defaults(&o);
+        if (strcmp(mode, "loop_dpa0") == 0) o.direct_process_action = 0;
+        boinc_init_options(&o);
+        if (strcmp(mode, "loop_crit") == 0) {
+            boinc_begin_critical_section();
+            touch("in_crit");
+            nap(1.0);
+            touch("crit_done");
+            boinc_end_critical_section();
+        } else {
+            touch("ready");
+        }
+        for (long i = 0; i < 3000; i++) { /* at most ~15 s */
+            boinc_fraction_done((double)(i % 1000) / 1000.0);
+            BOINC_STATUS st;
+            boinc_get_status(&st);
+            if (!o.direct_process_action && (st.quit_request || st.abort_request)) {
+                printf("request quit=%d abort=%d\n", st.quit_request, st.abort_request);
+                fflush(stdout);
+                boinc_finish(st.abort_request ? 8 : 7);
+            }
+            nap(0.005);
+        }
+        return 98;
+    }
+    if (strcmp(mode, "standalone") == 0) {
+        char buf[256];
+        boinc_init();
+        boinc_resolve_filename("in", buf, sizeof(buf));
+        printf("standalone=%d resolved=%s ttc=%d\n", boinc_is_standalone(), buf,
+               boinc_time_to_checkpoint());
+        boinc_fraction_done(0.5);
+        boinc_checkpoint_completed();
+        boinc_finish(0);
+    }
+    if (strcmp(mode, "init_data") == 0) {
+        APP_INIT_DATA aid;
+        double cpu = -1;
+        boinc_init();
+        boinc_get_init_data_p(&aid);
+        boinc_wu_cpu_time(&cpu);
+        printf("app=%s wu=%s result=%s user=%s team=%s url=%s prefs=%s userid=%d hostid=%d "
+               "ncpus=%g ckpt=%g wu_cpu_ge=%d elapsed_ge=%d fpops_est=%g\n",
+               aid.app_name, aid.wu_name, aid.result_name, aid.user_name, aid.team_name,
+               aid.master_url, aid.project_preferences, aid.userid, aid.hostid, aid.ncpus,
+               aid.checkpoint_period, cpu >= aid.wu_cpu_time, boinc_elapsed_time() >= aid.starting_elapsed_time,
+               aid.rsc_fpops_est);
+        boinc_finish(0);
+    }
+    if (strcmp(mode, "trickle_down") == 0) {
+        char buf[100];
+        boinc_init();
+        for (int i = 0; i < 500; i++) {
+            if (boinc_receive_trickle_down(buf, sizeof(buf))) {
+                printf("got=%s\n", buf);
+                fflush(stdout);
+                boinc_finish(0);
+            }
+            nap(0.01);
+        }
+        boinc_finish(1);
+    }
+    fprintf(stderr, "probe: unknown mode '%s'\n", mode);
+    return 2;
+}
