@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """worker: BOINC's sample worker (samples/worker/worker.cpp), ported to the guest SDK.
 
-    worker.py [--nsecs N] [infile] [outfile]
+    worker.py [SECONDS] [--nsecs SECONDS] [--in NAME] [--out NAME]
 
-Copies ``infile`` (default ``in``; ``stdin`` reads standard input) to ``outfile`` (default ``out``;
-``stdout`` writes standard output) converting it to upper case, after burning about N CPU seconds.
+Burns about SECONDS of CPU time, then copies the input file (logical name ``in``) to the output file
+(``out``) and standard input to standard output, converting both to upper case: the seed's worker
+(BOINC's samples/vm_wrapper job runs it as ``worker.py 5`` with ``in``, ``out`` and redirected stdio).
 
 What the port adds to the seed, in a few lines (look for ``boinc_``):
 
@@ -30,11 +31,15 @@ from boinc_guest import (
     boinc_fraction_done,
     boinc_init,
     boinc_is_standalone,
+    boinc_ops_cumulative,
     boinc_resolve_filename,
     boinc_time_to_checkpoint,
 )
 
 CHECKPOINT_FILE = "worker_checkpoint.json"
+
+
+FLOPS_PER_CALL = 2 * 20000  # one add and one multiply per iteration of do_some_flops
 
 
 def do_some_flops(seed: int) -> float:
@@ -69,6 +74,16 @@ def write_checkpoint(path: str, cpu_done: float) -> None:
     os.replace(tmp, path)
 
 
+def read_stdin() -> str:
+    """Standard input, unless it is a terminal (the worker never waits for a person to type)."""
+    try:
+        if sys.stdin is None or sys.stdin.isatty():
+            return ""
+        return sys.stdin.read()
+    except (OSError, ValueError):
+        return ""
+
+
 def read_input(name: str) -> str:
     if name == "stdin":
         return sys.stdin.read()
@@ -90,10 +105,15 @@ def write_output(name: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="BOINC sample worker (guest SDK port)")
+    parser.add_argument("seconds", nargs="?", type=float, default=None, help="CPU seconds to burn")
     parser.add_argument("--nsecs", type=float, default=0.0, help="CPU seconds to burn (default 0)")
-    parser.add_argument("infile", nargs="?", default="in", help="input file, or 'stdin' (default: in)")
-    parser.add_argument("outfile", nargs="?", default="out", help="output file, or 'stdout' (default: out)")
+    parser.add_argument("--in", dest="infile", default="in", help="input file, or 'stdin' (default: in)")
+    parser.add_argument(
+        "--out", dest="outfile", default="out", help="output file, or 'stdout' (default: out)"
+    )
     args = parser.parse_args(argv)
+    if args.seconds is not None:
+        args.nsecs = args.seconds
 
     boinc_init()
     mode = "standalone" if boinc_is_standalone() else "with the host"
@@ -124,9 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         boinc_fraction_done(done / args.nsecs)
         if boinc_time_to_checkpoint():
             write_checkpoint(checkpoint, done)
+            boinc_ops_cumulative(i * FLOPS_PER_CALL, 0)
             boinc_checkpoint_completed()
 
     write_output(args.outfile, text.upper())
+    if args.infile != "stdin" and args.outfile != "stdout":
+        piped = read_stdin()
+        if piped:
+            sys.stdout.write(piped.upper())
+            sys.stdout.flush()
+    boinc_ops_cumulative(max(i, 1) * FLOPS_PER_CALL, 0)
     boinc_fraction_done(1.0)
     if os.path.exists(checkpoint):  # the job is done: nothing to resume from
         os.remove(checkpoint)

@@ -91,8 +91,9 @@ def test_worker_through_bridge_under_real_client(tmp_path):
     assert res["exit_status"] == 0, res
     # boinc_ops_cumulative in the guest reached the client's state (the bridge sends it itself)
     assert float(res.get("fpops_cumulative", 0)) > 0, res
-    text = run.output_text(out)
-    assert "input file contents" in text, text
+    assert run.output_text(out) == "INPUT FILE CONTENTS\n"
+    # stdin / stdout redirection inside the share, as in a VM
+    assert (run.slot_dir() / "shared" / "stdout_worker").read_text() == "STDIN CONTENTS\n"
     assert not run.app_pids()
 
 

@@ -548,7 +548,7 @@ def test_worker_standalone(tmp_path: Path) -> None:
     assert "standalone" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["in", "out"], "no status file, no checkpoint left behind"
     r2 = subprocess.run(
-        [sys.executable, str(WORKER), "stdin", "stdout"],
+        [sys.executable, str(WORKER), "--in", "stdin", "--out", "stdout"],
         input="piped\n",
         cwd=tmp_path,
         env=_worker_env(None),
@@ -558,7 +558,7 @@ def test_worker_standalone(tmp_path: Path) -> None:
     )
     assert r2.returncode == 0 and r2.stdout == "PIPED\n"
     r3 = subprocess.run(
-        [sys.executable, str(WORKER), "missing_file"],
+        [sys.executable, str(WORKER), "--in", "missing_file"],
         cwd=tmp_path,
         env=_worker_env(None),
         capture_output=True,
@@ -566,6 +566,19 @@ def test_worker_standalone(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r3.returncode == 1 and "missing_file" in r3.stderr
+    # the seed's interface: CPU seconds as the argument, `in` -> `out`, stdin -> stdout
+    r4 = subprocess.run(
+        [sys.executable, str(WORKER), "0.2"],
+        input="from stdin\n",
+        cwd=tmp_path,
+        env=_worker_env(None),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r4.returncode == 0, r4.stderr
+    assert r4.stdout == "FROM STDIN\n"
+    assert (tmp_path / "out").read_text() == "HELLO, WORLD\n"
 
 
 def test_worker_with_share_reports_progress_and_finish(tmp_path: Path) -> None:
