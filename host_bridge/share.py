@@ -148,7 +148,10 @@ class RefusalLog:
             return sum(self._counts.values()) + self._overflow
 
 
-def _check_regular(st: os.stat_result, name: str, max_bytes: int | None) -> None:
+def _check_regular(st: os.stat_result, name: str, max_bytes: int | None, *, opened: bool = False) -> None:
+    """Refuse anything but a regular file with one link of at most ``max_bytes`` bytes. ``opened``: the
+    fstat of a file we hold open, which the guest may have renamed over (unlinked: 0 links) since: that
+    is the protocol's normal replacement, and the content is still the whole old file."""
     if stat.S_ISLNK(st.st_mode):
         raise GuestFileRefused(name, "symlink")
     if not stat.S_ISREG(st.st_mode):
@@ -164,7 +167,7 @@ def _check_regular(st: os.stat_result, name: str, max_bytes: int | None) -> None
             else "a special file"
         )
         raise GuestFileRefused(name, "not a regular file", kind)
-    if st.st_nlink != 1:
+    if st.st_nlink > 1 or (st.st_nlink == 0 and not opened):
         raise GuestFileRefused(name, "hard link", f"{st.st_nlink} links")
     if max_bytes is not None and st.st_size > max_bytes:
         raise GuestFileRefused(name, "too large", f"{st.st_size} bytes, at most {max_bytes} allowed")
@@ -245,7 +248,7 @@ class Share:
             raise
         try:
             st = os.fstat(fd)  # authoritative: this is the file we will read
-            _check_regular(st, name, max_bytes)
+            _check_regular(st, name, max_bytes, opened=True)
         except BaseException:
             os.close(fd)
             raise
@@ -420,7 +423,7 @@ class Share:
                 raise GuestFileRefused(name, "not a regular file", "a directory") from None
             raise
         try:
-            _check_regular(os.fstat(fd), name, None)
+            _check_regular(os.fstat(fd), name, None, opened=True)
             os.set_blocking(fd, True)
         except BaseException:
             os.close(fd)

@@ -69,6 +69,26 @@ def test_hard_link_refused(share: Path, host_secret: Path) -> None:
     assert host_secret.read_bytes() == b"host secret\n"
 
 
+def test_file_replaced_while_open_is_still_read(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guest renames a new status over the file the bridge has just opened: the open file has 0
+    links then; that is the protocol's normal replacement, not a hard link, and it reads whole."""
+    (share / STATUS).write_bytes(b"old")
+    real_open = os.open
+
+    def open_then_replace(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)
+        if path == STATUS:
+            (share / "new").write_bytes(b"new")
+            os.rename(share / "new", share / STATUS)
+        return fd
+
+    with Share(share) as s:
+        monkeypatch.setattr(os, "open", open_then_replace)
+        assert s.read(STATUS, 10) == b"old"
+        monkeypatch.undo()
+        assert s.read(STATUS, 10) == b"new"
+
+
 def test_fifo_refused_without_blocking(share: Path) -> None:
     os.mkfifo(share / STATUS)
     result: list[object] = []
