@@ -118,7 +118,11 @@ def _download(debs: Path, package: str) -> Path:
         return have
     for attempt in (1, 2):
         try:
-            _run(["apt-get", "download", "-q", package], cwd=debs, timeout=APT_TIMEOUT)
+            # Into a private folder first: an interrupted download never looks like a cached .deb.
+            with tempfile.TemporaryDirectory(dir=debs, prefix=".download-") as tmp:
+                _run(["apt-get", "download", "-q", package], cwd=Path(tmp), timeout=APT_TIMEOUT)
+                for deb in Path(tmp).glob("*.deb"):
+                    os.replace(deb, debs / deb.name)
             break
         except ImageError as e:
             if attempt == 2:
@@ -251,9 +255,14 @@ def _kernel_parts(cache: Path) -> _KernelParts:
         (tmp / "release").write_text(_modinfo(mods["9p"]).get("vermagic", "").split(" ")[0])
         (tmp / ".complete").write_text("ok\n")
         kdir.parent.mkdir(parents=True, exist_ok=True)
-        if kdir.exists():
-            shutil.rmtree(kdir)
-        os.replace(tmp, kdir)
+        if kdir.exists() and not done.exists():
+            shutil.rmtree(kdir, ignore_errors=True)  # an interrupted earlier unpack
+        try:
+            os.replace(tmp, kdir)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not done.exists():  # not another process's finished unpack: a real error
+                raise
     mods = {p.stem: p for p in sorted((kdir / "modules").glob("*.ko"))}
     return _KernelParts((kdir / "release").read_text().strip(), kdir / "vmlinux", mods)
 
@@ -268,7 +277,7 @@ def _busybox(cache: Path) -> Path:
     files = _deb_members(deb, re.compile(r"^bin/busybox$"))
     if "bin/busybox" not in files:
         raise ImageError(f"{deb} has no bin/busybox")
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(f".busybox.{os.getpid()}.tmp")
     tmp.write_bytes(files["bin/busybox"])
     tmp.chmod(0o755)
     os.replace(tmp, out)
@@ -283,7 +292,7 @@ def build_static(sources: list[Path], out: Path, *, extra_args: tuple[str, ...] 
     if out.exists() and all(out.stat().st_mtime >= s.stat().st_mtime for s in sources):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     cmd = ["gcc", "-static", "-O2", "-Wall", "-Wextra", "-o", str(tmp), *map(str, sources), *extra_args]
     _run(cmd)
     os.replace(tmp, out)

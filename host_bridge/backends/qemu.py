@@ -749,6 +749,7 @@ class QemuBackend:
         try:
             status = self._qmp("query-status")
         except BackendError:
+            self._wait_exit(2.0)  # QEMU dying closes the socket before it is gone
             if not self._alive():
                 return self.poll()
             raise
