@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from boinc_guest.protocol import Finish, decode_status
 
@@ -319,3 +321,39 @@ def test_sdk_worker_reports_progress_over_the_share(
     assert final.checkpoint_count == 4
     assert isinstance(final.events[-1], Finish) and final.events[-1].status == 0
     assert seen == sorted(seen) and len(seen) >= 4, seen  # progress rose in steps, seen live from the host
+
+
+def test_vm_dies_with_the_bridge(tmp_path: Path, image: VMImage):
+    """A bridge killed with SIGKILL takes its VM along (PR_SET_PDEATHSIG), leaving nothing running."""
+    share = tmp_path / "share"
+    share.mkdir()
+    root = Path(__file__).resolve().parent.parent
+    tag = "pdeath"
+    script = f"""
+import sys, time
+sys.path[:0] = [{str(root)!r}, {str(root / "guest_sdk" / "python")!r}]
+from pathlib import Path
+from host_bridge.backends.base import TaskSpec
+from host_bridge.backends.qemu import QemuBackend
+b = QemuBackend()
+b.create(TaskSpec(name="t", argv=("counter", "1000", "100"), share=Path({str(share)!r}),
+                  owner_tag={tag_prefix() + tag!r},
+                  extra=(("vm_kernel", {str(image.kernel)!r}), ("vm_initrd", {str(image.initrd)!r}),
+                         ("vm_accel", "tcg"))))
+b.start()
+print(b._ps.pid, flush=True)
+time.sleep(120)
+"""
+    bridge = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert bridge.stdout is not None
+        qemu_pid = int(bridge.stdout.readline())
+        assert psutil.pid_exists(qemu_pid)
+        bridge.kill()
+        bridge.wait(10)
+        wait_for(lambda: not psutil.pid_exists(qemu_pid) or psutil.Process(qemu_pid).status() == "zombie",
+                 10, what="QEMU gone after the bridge died")  # fmt: skip
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait()
