@@ -48,6 +48,7 @@ class TaskContext:
     max_tick_gap: float = 5.0  # a longer gap between ticks (sleep, SIGSTOP) does not count as running
     hung_delay: float = 600.0  # temporary-exit delay after a hung guest (s)
     failed_delay: float = 300.0  # temporary-exit delay after the environment failed (s)
+    time_limit: float = 0.0  # the wrapper's <time_limit>: running seconds before the task is ended (0: none)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class CoreState:
     guest_hb: int | None = None
     guest_checkpoints: int = 0
     silent_running: float = 0.0  # running seconds since the guest last changed seq or hb
+    running_time: float = 0.0  # running (not paused) seconds of the task in this run
     last_tick: float | None = None
     control_sent: tuple[bool, bool, int] | None = None  # (suspended, network_suspended, ack) last written
 
@@ -229,7 +231,7 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
     gap = 0.0 if state.last_tick is None else max(0.0, now - state.last_tick)
     running = backend.state is VMState.RUNNING and not state.paused
     ran = min(gap, inp.task.max_tick_gap) if running else 0.0
-    state = replace(state, last_tick=now)
+    state = replace(state, last_tick=now, running_time=state.running_time + ran)
 
     # 1. The client's orders come first.
     if b.abort_request:
@@ -356,7 +358,19 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             EndTask(fin.status, fin.message, fin.is_notice),
         ]
 
-    # 6. A guest that stopped talking while running is hung.
+    # 6. The wrapper's <time_limit>: the task ran too long.
+    limit = inp.task.time_limit
+    if limit > 0 and state.running_time >= limit:
+        return replace(state, ending=True), [
+            *actions,
+            StopTask(save=False),
+            EndTask(
+                int(ExitCode.EXIT_TIME_LIMIT_EXCEEDED),
+                f"the task exceeded its time limit of {limit:g} s (<time_limit> in the job file)",
+            ),
+        ]
+
+    # 7. A guest that stopped talking while running is hung.
     hb_timeout = inp.task.heartbeat_timeout
     if hb_timeout > 0 and g is not None and state.silent_running >= hb_timeout:
         return replace(state, ending=True), [
@@ -371,7 +385,7 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             ),
         ]
 
-    # 7. Report progress: at once when the guest changed, otherwise at least every report_interval.
+    # 8. Report progress: at once when the guest changed, otherwise at least every report_interval.
     if guest_changed or now - state.last_report_at >= inp.task.report_interval:
         report = _report(state, inp)
         key = (

@@ -12,9 +12,11 @@ import hashlib
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -106,6 +108,7 @@ class Runtime:
         self.refusals = RefusalLog(log)
         self._control_seq = 0
         self._last_ack = 0
+        self.daemons: list[Backend] = []
 
     # ------------------------------------------------------------ job
 
@@ -148,8 +151,53 @@ class Runtime:
                 self.state.runs,
                 self.state.cpu_done + self.state.task_cpu_checkpoint,
             )
+        if self.state.task_index == 0 and not self.state.task_started and job.unzip_input:
+            err = self._unzip_inputs(job)
+            if err is not None:
+                return err
         tasks = self.tasks()
         total = sum(self._weight(t) for t in tasks) or 1.0
+        try:
+            err = self._start_daemons(job)
+            if err is not None:
+                return err
+            return self._run_tasks(job, tasks, total)
+        finally:
+            self._stop_daemons()
+
+    def _start_daemons(self, job: JobSpec) -> Outcome | None:
+        """The wrapper's daemons: started before the tasks (in the slot), stopped at the end."""
+        from .backends.local import LocalBackend
+
+        for i, desc in enumerate(job.daemons):
+            try:
+                spec = replace(self._spec(1000 + i, desc, self.slot), name=f"daemon{i}")
+                d = LocalBackend()
+                d.create(spec)
+                d.restore()
+                d.start()
+            except (BackendError, OSError) as e:
+                return Outcome(
+                    "finish",
+                    int(ExitCode.EXIT_INIT_FAILURE),
+                    f"daemon {desc.application!r} cannot start: {e}",
+                )
+            self.daemons.append(d)
+            log.info("daemon %s started", desc.application)
+        return None
+
+    def _stop_daemons(self) -> None:
+        while self.daemons:
+            self._stop_quietly(self.daemons.pop())
+
+    def pause_daemons(self, pause: bool) -> None:
+        for d in self.daemons:
+            try:
+                d.pause() if pause else d.resume()
+            except BackendError as e:
+                log.warning("daemon: %s", e)
+
+    def _run_tasks(self, job: JobSpec, tasks: list[TaskDesc], total: float) -> Outcome:
         for idx in range(self.state.task_index, len(tasks)):
             before = sum(self._weight(t) for t in tasks[:idx])
             outcome = self._run_task(idx, tasks[idx], weight_before=before, total_weight=total)
@@ -158,7 +206,62 @@ class Runtime:
                     self._drain_trickle_ups()
                 return outcome
         self._drain_trickle_ups()
+        if job.zip_output:
+            err = self._zip_outputs(job)
+            if err is not None:
+                return err
         return Outcome("finish", 0, "")
+
+    def _unzip_inputs(self, job: JobSpec) -> Outcome | None:
+        """<unzip_input>: unpack the named zip files into the slot before the first task."""
+        slot = self.slot.resolve()
+        for name in job.unzip_input:
+            path = resolve_logical(self.slot, name)
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    for info in zf.infolist():
+                        target = (slot / info.filename).resolve()
+                        if not target.is_relative_to(slot) or target == slot:
+                            return Outcome(
+                                "finish",
+                                int(ExitCode.EXIT_INIT_FAILURE),
+                                f"<unzip_input> {name}: member {info.filename!r} would land outside the slot",
+                            )
+                    zf.extractall(slot)
+            except (OSError, zipfile.BadZipFile) as e:
+                return Outcome(
+                    "finish",
+                    int(ExitCode.EXIT_INIT_FAILURE),
+                    f"<unzip_input> {name} ({path}): cannot unzip it ({e}); check the workunit's input files",
+                )
+            log.info("unzipped %s into the slot", name)
+        return None
+
+    def _zip_outputs(self, job: JobSpec) -> Outcome | None:
+        """<zip_output>: zip the slot files whose names match the patterns into the named output."""
+        for z in job.zip_output:
+            try:
+                regexes = [re.compile(p) for p in z.patterns]
+            except re.error as e:
+                return Outcome("finish", ERR_XML_PARSE, f"<zip_output> {z.zipfilename}: bad pattern ({e})")
+            dest = resolve_logical(self.slot, z.zipfilename)
+            names = sorted(
+                e.name
+                for e in os.scandir(self.slot)
+                if e.is_file(follow_symlinks=False) and any(r.fullmatch(e.name) for r in regexes)
+            )
+            tmp = dest.with_name(f".{dest.name}.tmp")
+            try:
+                with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for n in names:
+                        zf.write(self.slot / n, n)
+                os.replace(tmp, dest)
+            except OSError as e:
+                return Outcome(
+                    "temporary_exit", 0, f"<zip_output> {z.zipfilename}: cannot write {dest} ({e})", delay=600
+                )
+            log.info("zipped %d file(s) into %s", len(names), z.zipfilename)
+        return None
 
     def _drain_trickle_ups(self, timeout: float = 15.0) -> None:
         """Before finishing: hand every queued trickle-up to the client (bounded in time)."""
@@ -361,6 +464,7 @@ class Runtime:
             report_interval=self.cfg.report_interval,
             finish_grace=self.cfg.finish_grace,
             heartbeat_timeout=self.cfg.heartbeat_timeout,
+            time_limit=float(getattr(desc, "time_limit", 0.0) or 0.0),
         )
         cstate = core.CoreState(last_event_id=self.state.last_event_id, max_fraction=self.state.max_fraction)
         task = _TaskRun(self, idx, desc, share, share_dir, backend, ctx, stale_seq)
@@ -728,9 +832,11 @@ class _TaskRun:
             self.last_backend_poll = -math.inf
         elif isinstance(action, core.PauseTask):
             b.pause()
+            rt.pause_daemons(True)
             log.info("task %d suspended", self.idx + 1)
         elif isinstance(action, core.ResumeTask):
             b.resume()
+            rt.pause_daemons(False)
             log.info("task %d resumed", self.idx + 1)
         elif isinstance(action, core.WriteControl):
             self.ctl_flags = (action.suspended, action.network_suspended)

@@ -336,3 +336,29 @@ def test_start_only_once():
 def test_resume_only_if_we_paused():
     _, a = decide(STARTED, inp())
     assert not any(isinstance(x, ResumeTask) for x in a)
+
+
+def test_time_limit_counts_running_time_only():
+    ctx = TaskContext(time_limit=10.0)
+    s = STARTED
+    t = 0.0
+    for _ in range(8):
+        t += 1.0
+        s, a = decide(s, inp(now=t, task=ctx))
+        assert not any(isinstance(x, EndTask) for x in a)
+    # paused for a long time: does not count
+    s, _ = decide(s, inp(now=t + 0.5, task=ctx, boinc=BoincView(suspended=True)))
+    for k in range(1, 30):
+        s, a = decide(s, inp(now=t + k, task=ctx, boinc=BoincView(suspended=True), backend=PAUSED))
+        assert not any(isinstance(x, EndTask) for x in a)
+    t += 30
+    s, _ = decide(s, inp(now=t, task=ctx))
+    for _ in range(5):
+        t += 1.0
+        s, a = decide(s, inp(now=t, task=ctx))
+        if any(isinstance(x, EndTask) for x in a):
+            assert a[-1].status == 197 and "time limit" in a[-1].message
+            assert types(a)[-2:] == ["StopTask", "EndTask"]
+            break
+    else:
+        pytest.fail("time limit never hit")
