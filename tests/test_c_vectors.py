@@ -230,3 +230,48 @@ def test_session_writes_the_same_files(lib: Any, session: dict[str, Any], tmp_pa
             _rc, act, err = csdk.decode("status", bytes.fromhex(have["write"]))
             raise AssertionError(f"{where}: different bytes\nwant {exp}\nhave {act or err}")
         assert have["write"] == want["write"], where
+
+
+# --------------------------------------------------------------------------------------------------
+# differential fuzzing: the C decoders accept exactly what the Python reference accepts
+
+
+def _mutations() -> st.SearchStrategy[tuple[str, bytes]]:
+    seeds = [("control", bytes.fromhex(v["hex"])) for v in CONTROL] + [
+        ("status", bytes.fromhex(v["hex"])) for v in STATUS if len(v["hex"]) < 4000
+    ]
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> tuple[str, bytes]:
+        kind, data = draw(st.sampled_from(seeds))
+        buf = bytearray(data)
+        for _ in range(draw(st.integers(min_value=1, max_value=3))):
+            op = draw(st.sampled_from(["flip", "set", "cut", "insert"]))
+            i = draw(st.integers(min_value=0, max_value=max(0, len(buf) - 1)))
+            if op == "flip" and buf:
+                buf[i] ^= 1 << draw(st.integers(min_value=0, max_value=7))
+            elif op == "set" and buf:
+                buf[i] = draw(st.integers(min_value=0, max_value=255))
+            elif op == "cut":
+                del buf[i : i + draw(st.integers(min_value=1, max_value=4))]
+            else:
+                buf[i:i] = draw(st.binary(min_size=1, max_size=3))
+        return kind, bytes(buf)
+
+    return mutate()
+
+
+@settings(max_examples=int(os.environ.get("C_FUZZ_EXAMPLES", "400")), deadline=None)
+@given(_mutations())
+def test_c_decoders_agree_with_python(case: tuple[str, bytes]) -> None:
+    kind, data = case
+    csdk.load()
+    rc, meaning, err = csdk.decode(kind, data)
+    try:
+        obj = P.decode_status(data) if kind == "status" else P.decode_control(data)
+    except P.ProtocolError as exc:
+        assert rc < 0, f"C accepted what Python refuses ({exc.category}: {exc})"
+        assert err.split(":", 1)[0] == exc.category, (err, str(exc))
+        return
+    assert rc == 0, f"C refused what Python accepts: {err}"
+    assert meaning == P.to_meaning(obj)

@@ -60,6 +60,8 @@ static int g_thread_running, g_stop;
 static double g_last_write, g_last_hb, g_last_ckpt;
 static int g_min_ckpt_period;
 static FUNC_PTR g_timer_cb;
+static pid_t g_pid;         /* the process that called boinc_init (a forked child never writes) */
+static int g_write_failing; /* warn once per run of failed writes */
 
 volatile BOINC_STATUS boinc_status;
 
@@ -167,17 +169,19 @@ static int encode_locked(bg_buf* b, uint64_t seq) {
 
 /* Writes the state now. 0, or ERR_WRITE. No-op in standalone mode. */
 static int write_locked(void) {
-    if (!g_initialized || g_standalone) return 0;
+    if (!g_initialized || g_standalone || getpid() != g_pid) return 0;
     int was_dirty = atomic_exchange_explicit(&g_dirty, 0, memory_order_acquire);
     bg_buf b = {NULL, 0, 0, 0, 0};
     int rc = encode_locked(&b, g_seq + 1);
     if (rc == 0 && bg_write_atomic(g_share, BOINC_GUEST_STATUS_FILE, b.p, b.len) == 0) {
         g_seq++;
         g_last_write = mono();
+        g_write_failing = 0;
     } else {
-        if (rc == 0)
+        if (rc == 0 && !g_write_failing)
             warn("cannot write %s/%s: %s (is the shared folder writable and not full?)", g_share,
                  BOINC_GUEST_STATUS_FILE, strerror(errno));
+        g_write_failing = 1;
         if (was_dirty) mark_dirty();
         rc = ERR_WRITE;
     }
@@ -265,7 +269,7 @@ static int reload_control_locked(void) {
     if (rc == -1) return -1;
     if (rc == 0 && g_ctl_bytes && len == g_ctl_len && memcmp(buf, g_ctl_bytes, len) == 0) {
         free(buf);
-        return 0;
+        return g_ctl_err[0] ? -2 : 0;
     }
     boinc_guest_control c;
     if (rc == 0 && boinc_guest_decode_control(buf, len, &c, err, sizeof(err)) == 0) {
@@ -280,11 +284,19 @@ static int reload_control_locked(void) {
         apply_control_status_locked();
         return 0;
     }
-    free(buf);
+    /* remember the refused bytes too: the same file is not decoded (nor reported) again */
+    free(g_ctl_bytes);
+    g_ctl_bytes = buf;
+    g_ctl_len = len;
+    if (rc != 0) {
+        free(buf);
+        g_ctl_bytes = NULL;
+        g_ctl_len = 0;
+    }
     if (strcmp(err, g_ctl_err) != 0) {
         snprintf(g_ctl_err, sizeof(g_ctl_err), "%s", err);
-        warn("ignoring %s: %s (the host bridge and this guest SDK may speak different protocol "
-             "versions: update one of them)", path, err);
+        warn("ignoring %s: %s (keeping the last good one; the host bridge must write a regular "
+             "file in protocol v1: check that bridge and guest SDK versions match)", path, err);
     }
     return -2;
 }
@@ -417,6 +429,7 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
         boinc_options_defaults(&g_opts);
     }
     clock_gettime(CLOCK_MONOTONIC, &g_t0);
+    g_pid = getpid();
     g_seq = g_hb = g_ckpt_count = g_td_ack = 0;
     g_ckpt_cpu = g_fpops_ps = g_fpops_cum = g_intops_ps = g_intops_cum = 0;
     g_want_network = 0;
@@ -795,8 +808,9 @@ int boinc_get_init_data_p(struct APP_INIT_DATA* aid) {
         copy_field(aid->user_name, sizeof(aid->user_name), &d->user_name);
         copy_field(aid->team_name, sizeof(aid->team_name), &d->team_name);
         copy_field(aid->master_url, sizeof(aid->master_url), &d->master_url);
-        free(g_prefs);
-        g_prefs = strdup(d->project_preferences.ptr ? d->project_preferences.ptr : "");
+        /* earlier APP_INIT_DATA copies keep pointing at the old text: it is not freed */
+        const char* p = d->project_preferences.ptr ? d->project_preferences.ptr : "";
+        if (!g_prefs || strcmp(g_prefs, p) != 0) g_prefs = strdup(p);
         aid->project_preferences = g_prefs;
         aid->userid = (int)d->userid;
         aid->teamid = (int)d->teamid;
@@ -963,8 +977,7 @@ void boinc_guest_reset(void) {
     g_ctl_bytes = NULL;
     g_ctl_len = 0;
     g_ctl_err[0] = 0;
-    free(g_prefs);
-    g_prefs = NULL;
+    g_prefs = NULL; /* may still be referenced by an app's APP_INIT_DATA */
     g_initialized = 0;
     g_standalone = 0;
     g_share[0] = 0;
