@@ -353,6 +353,16 @@ time.sleep(120)
         bridge.wait(10)
         wait_for(lambda: not psutil.pid_exists(qemu_pid) or psutil.Process(qemu_pid).status() == "zombie",
                  10, what="QEMU gone after the bridge died")  # fmt: skip
+        # The next bridge's restore() finds nothing to reattach; cleanup() removes the dead VM's files.
+        b = QemuBackend()
+        extra = (("vm_kernel", str(image.kernel)), ("vm_initrd", str(image.initrd)), ("vm_accel", "tcg"))
+        b.create(
+            TaskSpec(name="t", argv=("counter",), share=share, owner_tag=tag_prefix() + tag, extra=extra)
+        )
+        assert (b.cfg.state_dir / "qemu.pid").read_text().strip() == str(qemu_pid)
+        assert b.restore() is False
+        b.cleanup()
+        assert not b.cfg.state_dir.exists()
     finally:
         if bridge.poll() is None:
             bridge.kill()

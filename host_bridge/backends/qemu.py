@@ -351,7 +351,6 @@ class QemuBackend:
                 f"vm_state_dir {state_dir} is inside the shared folder {share}: the guest could tamper with "
                 "the VM's control socket; choose a folder outside the share"
             )
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if len(str(state_dir / "qmp.sock")) > 100:
             raise BackendError(
                 f"vm_state_dir {state_dir} is too long for a Unix socket path: choose a shorter one"
