@@ -33,11 +33,14 @@ from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
 from .slot import expand_macros, resolve_logical
 from .state import BridgeState, load_state, save_state
+from .vboxcompat import VboxCompat, load_running_time, save_running_time
+from .vboxjob import VboxJob, parse_vbox_job
 from .watch import ShareWatcher
 
 log = logging.getLogger(__name__)
 
 SHARE_DIR = "shared"  # the share inside the slot, for VM tasks and VMwrapper-style local tasks
+VBOX_JOB_FILE = "vbox_job.xml"  # vboxwrapper's job file (logical name), honoured when present
 FRACTION_FILE_MAX = 4096
 
 
@@ -108,6 +111,7 @@ class Runtime:
         self.refusals = RefusalLog(log)
         self._control_seq = 0
         self._last_ack = 0
+        self.vbox_job: VboxJob | None = None
         self.daemons: list[Backend] = []
 
     # ------------------------------------------------------------ job
@@ -118,6 +122,12 @@ class Runtime:
         for w in job.warnings:
             log.warning("%s", w)
         self.job = job
+        # vboxwrapper's vbox_job.xml next to it: its guest files are honoured (host_bridge.vboxcompat)
+        vbox_path = resolve_logical(self.slot, VBOX_JOB_FILE)
+        if vbox_path.is_file():
+            self.vbox_job = parse_vbox_job(vbox_path)
+            for w in self.vbox_job.warnings:
+                log.warning("%s", w)
         return job
 
     def tasks(self) -> list[TaskDesc]:
@@ -300,6 +310,11 @@ class Runtime:
     # ------------------------------------------------------------ one task
 
     def _share_dir(self, desc: TaskDesc) -> Path:
+        if self.vbox_job is not None:  # vboxwrapper: shared/ with <enable_shared_directory/>, or the slot
+            if self.vbox_job.enable_shared_directory:
+                return self.slot / SHARE_DIR
+            if self.vbox_job.share_slot_dir:
+                return self.slot
         vmish = bool(
             (getattr(desc, "virtualmachine", None) or "").strip()
             or getattr(desc, "copy_files_to_vm", ())
@@ -444,6 +459,7 @@ class Runtime:
         resumed = self.state.task_started
         stale_seq: int | None = None
         old: P.Status | None = None
+        compat = self._make_compat(idx, share, resumed)
         try:
             if resumed:
                 old = self._read_guest(share)
@@ -451,6 +467,9 @@ class Runtime:
             else:
                 share.clear([P.STATUS_FILE, P.CONTROL_FILE])
                 self._copy_inputs(desc, share, share_dir)
+                if compat is not None:
+                    compat.clear_triggers()
+                    self._copy_to_shared(share, share_dir)
             spec = self._spec(idx, desc, share_dir)
         except (BackendError, OSError, GuestFileRefused) as e:
             return Outcome("finish", int(ExitCode.EXIT_INIT_FAILURE), f"cannot prepare task {idx + 1}: {e}")
@@ -463,11 +482,12 @@ class Runtime:
             cpu_base=self.state.cpu_done + self.state.task_cpu_checkpoint,
             report_interval=self.cfg.report_interval,
             finish_grace=self.cfg.finish_grace,
-            heartbeat_timeout=self.cfg.heartbeat_timeout,
+            heartbeat_timeout=self.cfg.heartbeat_timeout or (compat.heartbeat_timeout if compat else 0.0),
             time_limit=float(getattr(desc, "time_limit", 0.0) or 0.0),
         )
         cstate = core.CoreState(last_event_id=self.state.last_event_id, max_fraction=self.state.max_fraction)
         task = _TaskRun(self, idx, desc, share, share_dir, backend, ctx, stale_seq)
+        task.compat = compat
         try:
             backend.create(spec)
             backend.restore()  # removes (or reattaches) what an earlier run of this task left
@@ -486,6 +506,41 @@ class Runtime:
         except BaseException:
             self._stop_quietly(backend)
             raise
+
+    def _make_compat(self, idx: int, share: Share, resumed: bool) -> VboxCompat | None:
+        """vboxwrapper's guest files for this task (only with a vbox_job.xml)."""
+        if self.vbox_job is None:
+            return None
+        return VboxCompat(
+            self.vbox_job,
+            share,
+            first_id=self.state.last_event_id + 1,
+            running_time=load_running_time(self.slot, idx) if resumed else 0.0,
+            refusals=self.refusals,
+        )
+
+    def _copy_to_shared(self, share: Share, share_dir: Path) -> None:
+        """vbox_job.xml <copy_to_shared>: slot files (logical names) copied into the share at the start."""
+        assert self.vbox_job is not None
+        if share_dir == self.slot:
+            return
+        for name in self.vbox_job.copy_to_shared:
+            try:
+                dest = safe_name(name[2:] if name.startswith("./") else name)
+            except GuestFileRefused:
+                raise BackendError(
+                    f"{self.vbox_job.path}: <copy_to_shared>{name}</copy_to_shared> must be a plain file "
+                    "name in the slot (no '/')",
+                    temporary=False,
+                ) from None
+            src = resolve_logical(self.slot, dest)
+            if not src.is_file():
+                raise BackendError(
+                    f"{self.vbox_job.path}: <copy_to_shared>{name}</copy_to_shared> names {src}, which "
+                    "does not exist; add it to the workunit or the app version",
+                    temporary=False,
+                )
+            share.copy_in(src, dest)
 
     def _backend_failure(self, e: BackendError, idx: int) -> Outcome:
         if e.temporary:
@@ -621,6 +676,7 @@ class _TaskRun:
         self.fraction_value: float | None = None
         self.ckpt_sig: tuple[int, int] | None = None
         self.file_checkpoint_cpu = 0.0
+        self.compat: VboxCompat | None = None  # vboxwrapper's guest files, when the job has a vbox_job.xml
 
     def recover(self, old: P.Status) -> Outcome | object | None:
         """After a restart: the previous run's status file may hold events the bridge had not processed
@@ -657,12 +713,11 @@ class _TaskRun:
             hinted = True
             while True:
                 now = rt.clock()
-                if hinted or now - self.last_guest_read >= cfg.report_interval:
+                if hinted or self.compat is not None or now - self.last_guest_read >= cfg.report_interval:
                     self._refresh_guest(now)
-                if now - self.last_backend_poll >= cfg.backend_poll_interval or self.bstatus.state in (
-                    VMState.CREATED,
-                ):
-                    self._poll_backend(now)
+                self._poll_backend(now)  # backends keep this cheap (exit check; CPU re-measured less often)
+                if self.compat is not None and self.bstatus.state is VMState.EXITED:
+                    self._refresh_guest(now, final=True)  # trigger files written just before the end
                 if now - self.last_plumbing >= cfg.report_interval:
                     self._plumbing(now)
                 b = rt.api.get_status()
@@ -689,13 +744,19 @@ class _TaskRun:
                         return result  # type: ignore[return-value]
                 if rt.state.trickle_up:
                     self._send_trickle_ups()
-                hinted = watcher.wait(cfg.tick)
+                # once the guest has said it finished, watch for its exit closely (task end -> exit)
+                hinted = watcher.wait(cfg.tick if cstate.finish is None else min(cfg.tick, 0.02))
 
     # -- inputs
 
-    def _refresh_guest(self, now: float) -> None:
+    def _refresh_guest(self, now: float, *, final: bool = False) -> None:
         self.last_guest_read = now
         g = self.rt._read_guest(self.share)
+        if g is None and self.compat is not None and not self.share.exists(P.STATUS_FILE):
+            # a guest that writes only vboxwrapper's files (the SDK's status file wins when present)
+            running = self.bstatus.state is VMState.RUNNING and not self.ctl_flags[0]
+            self.guest = self.compat.poll(now, running, force=final)
+            return
         if g is None:
             return
         if self.stale_seq is not None:
@@ -830,6 +891,8 @@ class _TaskRun:
             rt.state.task_started = True
             rt._save("task started")
             self.last_backend_poll = -math.inf
+            if self.compat is not None:
+                self._report_console()
         elif isinstance(action, core.PauseTask):
             b.pause()
             rt.pause_daemons(True)
@@ -877,6 +940,9 @@ class _TaskRun:
                 return Outcome(
                     "temporary_exit", 0, "cannot save the bridge's state (is the disk full?)", delay=600
                 )
+            if self.compat is not None:
+                self.compat.ack(rt.state.last_event_id)
+                save_running_time(rt.slot, self.idx, self.compat.running_time)
         elif isinstance(action, core.StopTask):
             saved = False
             if action.save:
@@ -893,6 +959,27 @@ class _TaskRun:
                 Runtime._stop_quietly(b)
             return Outcome(action.kind, action.status, action.message, action.delay, action.is_notice)
         return _CONTINUE
+
+    def _report_console(self) -> None:
+        """vboxwrapper's web console / remote desktop address, told to the client once at the start."""
+        from .backends.local import LocalBackend
+
+        assert self.compat is not None
+        b = self.backend
+        url, addr = self.compat.console(
+            host_port=int(getattr(b, "port_forward_host_port", 0) or 0) or None,
+            rd_port=int(getattr(b, "remote_desktop_port", 0) or 0) or None,
+            direct=isinstance(b, LocalBackend),
+        )
+        try:
+            if url and not (self.rt.slot / "graphics_app").exists():
+                self.rt.api.web_graphics_url(url)
+                log.info("web console of the task: %s", url)
+            if addr:
+                self.rt.api.remote_desktop_addr(addr)
+                log.info("remote desktop of the task: %s", addr)
+        except NotImplementedError:
+            pass
 
     def _upload(self, ev: P.UploadRequest) -> None:
         rt = self.rt
