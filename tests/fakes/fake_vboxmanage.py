@@ -865,6 +865,7 @@ def dispatch(vb: FakeVBox, argv: list[str]) -> str:
         if key == "enumerate":
             return "".join(f"Key: {k}, Value: {v}\n" for k, v in sorted(store.items()))
         return f"Value: {store[key]}\n" if key in store else "No value set!\n"
+    sub = args.take() if cmd == "sharedfolder" else ""  # VBoxManage sharedfolder add|remove <vm> ...
     vm = vb.find_vm(args.take())
     if cmd == "showvminfo":
         o = args.options(set(), {"--machinereadable", "--details", "--log"})
@@ -948,7 +949,6 @@ def dispatch(vb: FakeVBox, argv: list[str]) -> str:
         _storageattach(vb, vm, o)
         return ""
     if cmd == "sharedfolder":
-        sub = args.take()
         o = args.options(
             {"--name", "--hostpath", "--auto-mount-point"}, {"--automount", "--readonly", "--transient"}
         )
@@ -1049,8 +1049,12 @@ def _injection(vb: FakeVBox, argv: list[str]) -> tuple[str, str] | None:
     if not spec or not argv:
         return None
     keys = {argv[0]}
-    if len(argv) >= 3 and argv[0] in ("controlvm", "snapshot", "sharedfolder"):
+    name = argv[1] if len(argv) > 1 else ""
+    if len(argv) >= 3 and argv[0] in ("controlvm", "snapshot"):
         keys.add(f"{argv[0]}.{argv[2]}")
+    elif len(argv) >= 3 and argv[0] == "sharedfolder":
+        keys.add(f"sharedfolder.{argv[1]}")
+        name = argv[2]
     for token in filter(None, (t.strip() for t in spec.split(","))):
         parts = token.split(":")
         if len(parts) not in (2, 3) or parts[0] not in keys or parts[1] not in INJECTIONS:
@@ -1060,7 +1064,6 @@ def _injection(vb: FakeVBox, argv: list[str]) -> tuple[str, str] | None:
         if count is not None and used >= count:
             continue
         vb.data["injected"][token] = used + 1
-        name = argv[1] if len(argv) > 1 else ""
         return parts[1], name
     return None
 
