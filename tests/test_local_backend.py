@@ -65,7 +65,8 @@ def backends() -> Iterator[list[LocalBackend]]:
 
 
 def make(backends: list[LocalBackend], share: Path, argv: tuple[str, ...], **kw: object) -> LocalBackend:
-    b = LocalBackend(grace=kw.pop("grace", 1.0))  # type: ignore[arg-type]
+    # cpu_interval 0: every poll re-measures the tree (the default caches it for 0.5 s)
+    b = LocalBackend(grace=kw.pop("grace", 1.0), cpu_interval=kw.pop("cpu_interval", 0.0))  # type: ignore[arg-type]
     kw.setdefault("owner_tag", tag())
     b.create(TaskSpec(name="t", argv=argv, share=share, **kw))  # type: ignore[arg-type]
     backends.append(b)
@@ -266,3 +267,17 @@ def test_poweroff_kills_escaped_daemon(share: Path, backends: list[LocalBackend]
     wait_for(lambda: b.poll().state is VMState.EXITED, what="main exit")
     b.poweroff()
     wait_for(lambda: gone(daemon), timeout=5, what="daemon killed")
+
+
+def test_poll_caches_the_tree_cpu(share: Path, backends: list[LocalBackend]) -> None:
+    """poll() is called every tick: the exit check is cheap, the tree's CPU is re-measured at most
+    every cpu_interval seconds, and an exit is seen at once."""
+    b = make(backends, share, ("sh", "-c", "while :; do :; done"), cpu_interval=0.5)
+    b.start()
+    s1 = b.poll()
+    time.sleep(0.2)
+    assert b.poll().cpu_time == s1.cpu_time  # cached
+    time.sleep(0.4)
+    assert b.poll().cpu_time > s1.cpu_time  # re-measured
+    os.kill(b.pid, signal.SIGKILL)
+    wait_for(lambda: b.poll().state is VMState.EXITED, what="exit seen")
