@@ -607,6 +607,9 @@ def test_settings_from_vboxjob_attributes() -> None:
         and (s.pf_host_port, s.pf_guest_port) == (7859, 80)
     )
     assert s.copy_to_shared == ("init_data.xml",) and s.enable_vm_savestate_usage and not s.share_project_dir
+    assert VBoxSettings.from_vboxjob(
+        types.SimpleNamespace(enable_shared_directory=False)
+    ).enable_shared_directory
     d = VBoxSettings.from_vboxjob(object())
     assert d == VBoxSettings()
 
@@ -694,3 +697,31 @@ def test_copy_in_out_refuses_links(env: Env, tmp_path: Path) -> None:
     with pytest.raises(BackendError):
         b.copy_in(src, "../escape")
     b.cleanup()
+
+
+CMS_JOB = """<vbox_job>
+    <os_name>Linux26_64</os_name>
+    <memory_size_mb>2048</memory_size_mb>
+    <enable_network/>
+    <enable_remotedesktop/>
+    <copy_to_shared>init_data.xml</copy_to_shared>
+    <enable_shared_directory/>
+    <pf_host_port>7859</pf_host_port>
+    <pf_guest_port>80</pf_guest_port>
+    <enable_vm_savestate_usage/>
+    <disable_automatic_checkpoints/>
+    <multiattach_vdi_file>CMS.vdi</multiattach_vdi_file>
+</vbox_job>
+"""  # LHC@home CMS's vbox_job.xml (as published), abridged
+
+
+def test_settings_from_the_real_vboxjob_parser() -> None:
+    from host_bridge import vboxjob
+
+    job = vboxjob.parse_vbox_job_text(CMS_JOB, "vbox_job.xml")
+    s = VBoxSettings.from_vboxjob(job)
+    assert (s.os_name, s.memory_size_mb, s.multiattach_vdi_file) == ("Linux26_64", 2048, "CMS.vdi")
+    assert s.enable_network and (s.pf_host_port, s.pf_guest_port) == (7859, 80) and s.enable_remotedesktop
+    assert s.enable_vm_savestate_usage and s.disable_automatic_checkpoints
+    assert (s.vm_disk_controller_type, s.vm_disk_controller_model) == ("sata", "IntelAHCI")
+    assert s.copy_to_shared == ("init_data.xml",)

@@ -99,9 +99,7 @@ class VBoxSettings:
             vm_disk_controller_model=str(get("vm_disk_controller_model", "") or d.vm_disk_controller_model),
             multiattach_vdi_file=str(get("multiattach_vdi_file", "") or ""),
             enable_network=bool(get("enable_network", False)),
-            enable_shared_directory=bool(
-                get("enable_shared_directory", True) or get("share_slot_dir", False)
-            ),
+            enable_shared_directory=True,  # the bridge protocol needs the share, whatever the job says
             share_project_dir=bool(get("share_project_dir", False)),
             enable_scratch_directory=bool(get("enable_scratch_directory", False)),
             copy_to_shared=(copy,) if isinstance(copy, str) else tuple(copy),
