@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -129,6 +130,7 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the per-image lock files land here
     if not REAL:
         monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("FAKE_VBOX_STATE", str(tmp_path / "vbox-state.json"))
