@@ -705,6 +705,12 @@ class QemuBackend:
         )
 
     def poll(self) -> BackendStatus:
+        status = self._poll(query=True)
+        assert status is not None
+        return status
+
+    def _poll(self, *, query: bool) -> BackendStatus | None:
+        """The status; with ``query=False`` None where QMP would have to be asked (the VM is alive)."""
         if self._cfg is None or self._cleaned:
             return BackendStatus(VMState.ABSENT)
         if self._exit_status is not None:
@@ -745,12 +751,15 @@ class QemuBackend:
                 error=f"the VM did not start the app within {self.cfg.boot_timeout:g} s "
                 f"(vm_boot_timeout); last console lines: {self._serial_tail()}",
             )
+        if not query:
+            return None
         try:
             status = self._qmp("query-status")
         except BackendError:
             self._wait_exit(2.0)  # QEMU dying closes the socket before it is gone
-            if not self._alive():
-                return self.poll()
+            dead = self._poll(query=False)
+            if dead is not None:
+                return dead
             raise
         st = status.get("status") if isinstance(status, dict) else None
         if st == "paused" or (isinstance(status, dict) and not status.get("running", True)):
