@@ -520,8 +520,11 @@ class Runtime:
         )
 
     def _copy_to_shared(self, share: Share, share_dir: Path) -> None:
-        """vbox_job.xml <copy_to_shared>: slot files (logical names) copied into the share at the start."""
+        """vbox_job.xml <copy_to_shared>: slot files (logical names) copied into the share at the start;
+        <copy_cmdline_to_shared/>: the command line in the share's ``cmdline`` (vboxwrapper's format)."""
         assert self.vbox_job is not None
+        if self.vbox_job.copy_cmdline_to_shared:
+            share.write_atomic("cmdline", "".join(f"{a} " for a in self.cfg.extra_args).encode())
         if share_dir == self.slot:
             return
         for name in self.vbox_job.copy_to_shared:

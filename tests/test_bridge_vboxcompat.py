@@ -25,6 +25,7 @@ VBOX_JOB = """\
     <memory_size_mb>2048</memory_size_mb>
     <enable_remotedesktop/>
     <copy_to_shared>init_data.xml</copy_to_shared>
+    <copy_cmdline_to_shared/>
     <completion_trigger_file>shutdown</completion_trigger_file>
     <temporary_exit_trigger_file>restart_later</temporary_exit_trigger_file>
     <trickle_trigger_file>credits</trickle_trigger_file>
@@ -101,8 +102,8 @@ def slot(tmp_path):
         c.close()
 
 
-def _run(c: SlotClient, timeout: float = 60) -> tuple[int, list[float], Bridge]:
-    b = Bridge(c.slot_dir)
+def _run(c: SlotClient, *args: str, timeout: float = 60) -> tuple[int, list[float], Bridge]:
+    b = Bridge(c.slot_dir, *args)
     fractions: list[float] = []
     try:
         deadline = time.monotonic() + timeout
@@ -125,13 +126,14 @@ def _guests_gone(c: SlotClient) -> None:
 
 def test_lhc_like_guest_completes_with_exit_0_and_progress(slot):
     c = slot("ok")
-    rc, fractions, b = _run(c)
+    rc, fractions, b = _run(c, "--events", "100")
     assert rc == 0, b.log()
     assert (c.slot_dir / "boinc_finish_called").exists()
     assert fractions == sorted(fractions), fractions
     assert any(0.0 < f < 1.0 for f in fractions), fractions  # the progress file's values came through
     assert fractions[-1] == pytest.approx(1.0)
     assert (c.slot_dir / "shared" / "init_data.xml").exists()  # <copy_to_shared>
+    assert (c.slot_dir / "shared" / "cmdline").read_text() == "--events 100 "  # <copy_cmdline_to_shared/>
     # vbox_job.xml's port forward: the web console address went to the client (local backend: direct)
     assert "web console of the task: http://localhost:7859" in b.log()
     _guests_gone(c)
