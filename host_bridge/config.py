@@ -18,7 +18,7 @@ class Config:
     extra_args: tuple[str, ...] = ()  # unknown arguments, appended where a task says append_cmdline_args
     watch_mode: WatchMode = "auto"
     standalone: bool = False  # force standalone (no BOINC client)
-    tick: float = 0.1  # the main loop's longest sleep (s)
+    tick: float = 0.25  # the main loop's longest sleep (s): the latency of suspend / resume / exit checks
     report_interval: float = 1.0  # status refresh to the client without guest news (s)
     backend_poll_interval: float = 0.5  # how often the backend is polled (s)
     heartbeat_timeout: float = 0.0  # guest silent this long while running -> hung (0: off)

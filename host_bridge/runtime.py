@@ -8,7 +8,6 @@ the process: ``Runtime.run`` returns an ``Outcome`` and the CLI acts on it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -17,6 +16,7 @@ import shutil
 import sys
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -82,9 +82,15 @@ def default_backend_factory(desc: TaskDesc, spec: TaskSpec) -> Backend:
     return LocalBackend()
 
 
+def _digest(data: bytes) -> str:
+    """A short non-cryptographic fingerprint (zlib's CRC-32 and Adler-32 plus the length): enough to
+    tell one job file or slot from another, without loading OpenSSL (hashlib) into the bridge."""
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
+
+
 def job_digest(path: Path) -> str:
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read(4 * 1024 * 1024)).hexdigest()[:16]
+        return _digest(f.read(4 * 1024 * 1024))
 
 
 class Runtime:
@@ -433,7 +439,7 @@ class Runtime:
 
     def _owner_tag(self, idx: int) -> str:
         ident = self.init_data.result_name or str(self.slot.resolve())
-        h = hashlib.sha256(f"{self.slot.resolve()}|{ident}".encode()).hexdigest()[:12]
+        h = _digest(f"{self.slot.resolve()}|{ident}".encode())[:12]
         return f"hb-{h}-t{idx}"
 
     def _run_task(

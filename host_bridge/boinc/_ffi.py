@@ -17,8 +17,6 @@ given a correctly constructed object from C. The bridge reads ``init_data.xml`` 
 
 from __future__ import annotations
 
-import cffi
-
 #: The library's soname (Debian package ``libboinc-app7``).
 LIBRARY_NAME = "libboinc_api.so.7"
 
@@ -112,8 +110,13 @@ int _Z17boinc_wu_cpu_timeRd(double* cpu_time);
 double _Z18boinc_elapsed_timev(void);
 """
 
-ffi = cffi.FFI()
-ffi.cdef(CDEF)
+try:  # the declarations pre-parsed by _shim_build (no C parsing at start-up)
+    from ._abi import ffi  # type: ignore[import-not-found]
+except ImportError:  # a checkout that was not set up: parse them now
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
 
 
 def dlopen(name: str = LIBRARY_NAME):
