@@ -31,7 +31,7 @@ from .config import Config
 from .exitcodes import ERR_XML_PARSE, ExitCode
 from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
-from .slot import expand_macros, resolve_logical
+from .slot import expand_macros, read_soft_link, resolve_logical
 from .state import BridgeState, load_state, save_state
 from .vboxcompat import VboxCompat, load_running_time, save_running_time
 from .vboxjob import VboxJob, parse_vbox_job
@@ -998,7 +998,20 @@ class _TaskRun:
             rt.refusals.report(e)
             return
         if self.share_dir != rt.slot:
-            dest = resolve_logical(rt.slot, name)
+            dest = self._upload_dest(name)
+            if dest is None:
+                rt.refusals.report(
+                    GuestFileRefused(
+                        name,
+                        "upload refused",
+                        "only the result's output files may be copied out of the shared folder: a name "
+                        "declared with <copy_file_from_VM> in the job file, or a logical name of the slot "
+                        "whose file does not exist yet (never the job file, an input, an app file or the "
+                        "bridge's and the client's own files)",
+                    )
+                )
+                rt.state.uploads[name] = int(P.ERR_INVALID_PARAM)
+                return
             try:
                 self.share.copy_out(name, dest, _max_output(rt))
             except GuestFileRefused as e:
@@ -1011,6 +1024,30 @@ class _TaskRun:
                 return
         rc = rt.api.upload_file(name)
         rt.state.uploads[name] = 1 if rc == 0 else rc
+
+    def _upload_dest(self, name: str) -> Path | None:
+        """Where the guest's upload request for ``name`` may be copied, or None (refused).
+
+        The guest names the file, so the name alone must not let it overwrite anything on the host: an
+        output declared by the (trusted) job file goes to its physical path; any other name only if the
+        slot holds a BOINC soft-link file for it (a logical file of the job) whose target does not exist
+        yet, or that an earlier upload of this job created. Inputs, app-version files (the bridge
+        itself, VM images) and the job file exist before the task runs; the slot's plain files
+        (init_data.xml, the bridge's state, stderr.txt...) are not soft links.
+        """
+        rt = self.rt
+        declared = {
+            os.path.basename(n[2:] if n.startswith("./") else n)
+            for n in getattr(self.desc, "copy_files_from_vm", ()) or ()
+        }
+        if name in declared:
+            return resolve_logical(rt.slot, name)
+        if read_soft_link(rt.slot / name) is None:
+            return None
+        dest = resolve_logical(rt.slot, name)
+        if name in rt.state.uploads or not os.path.lexists(dest):
+            return dest
+        return None
 
     def _end_task(self, action: core.EndTask) -> Outcome | object:
         rt = self.rt

@@ -25,9 +25,9 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import stat
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -394,7 +394,23 @@ class Share:
                 st = self.lstat(name)
                 if st is None or not stat.S_ISDIR(st.st_mode):
                     raise
-                shutil.rmtree(name, dir_fd=self.fd)
+                self._discard_dir(name)
+
+    def _discard_dir(self, name: str) -> None:
+        """Get a directory the guest planted at ``name`` out of the way: rename it to a hidden name at
+        once (O(1), whatever its size or depth), then remove it within bounds. ``shutil.rmtree`` is not
+        used: it recurses on the Python stack (RecursionError on a 1000-level tree) and holds one fd
+        per level. What the bounds leave behind stays in the share (the client removes the slot)."""
+        trash = f".bridge-removed.{os.getpid()}.{time.monotonic_ns()}"
+        os.rename(name, trash, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        if not _remove_tree(self.fd, trash):
+            logger.warning(
+                "a directory the guest left at %s in the shared folder %s is too large to remove here "
+                "(more than 200,000 entries); it was moved aside to %s",
+                _show(name),
+                self.path,
+                trash,
+            )
 
     # -- the local backend's standard streams ------------------------------------------------------------
     def open_input(self, name: str) -> int:
@@ -441,6 +457,59 @@ def read_guest_file(share: Path | str, name: str, max_bytes: int) -> bytes | Non
     """Read the guest file ``name`` from the share (see ``Share.read``); None if absent."""
     with Share(share) as s:
         return s.read(name, max_bytes)
+
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _remove_tree(root_fd: int, name: str, *, max_depth: int = 64, max_entries: int = 200_000) -> bool:
+    """Remove the directory ``name`` of ``root_fd`` and its content without recursion and without
+    following links: every level is opened with O_NOFOLLOW relative to its parent's fd, at most
+    ``max_depth`` levels are open at once (a deeper subtree is renamed up to ``root_fd`` and removed
+    from there later, so any depth goes in O(entries)). Gives up (returns False, leaving the rest)
+    after ``max_entries`` entries."""
+    pending = [name]
+    budget = max_entries
+    moved = 0
+    while pending:
+        top_name = pending.pop()
+        try:
+            top = os.open(top_name, _O_DIR, dir_fd=root_fd)
+        except OSError:
+            return False
+        stack: list[tuple[int, str, int]] = [(root_fd, top_name, top)]
+        try:
+            while stack:
+                pfd, pname, fd = stack[-1]
+                descend: str | None = None
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        budget -= 1
+                        if budget < 0:
+                            return False
+                        if entry.is_dir(follow_symlinks=False):
+                            descend = entry.name
+                            break
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.name, dir_fd=fd)
+                if descend is None:
+                    stack.pop()
+                    os.close(fd)
+                    os.rmdir(pname, dir_fd=pfd)
+                elif len(stack) < max_depth:
+                    stack.append((fd, descend, os.open(descend, _O_DIR, dir_fd=fd)))
+                else:  # too deep to hold open: move the subtree up, take it from there later
+                    moved += 1
+                    up = f"{name}.{moved}"
+                    os.rename(descend, up, src_dir_fd=fd, dst_dir_fd=root_fd)
+                    pending.append(up)
+        except OSError as e:
+            logger.debug("removing %r from the shared folder stopped: %s", name, e)
+            return False
+        finally:
+            for _pfd, _pname, fd in stack:
+                os.close(fd)
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:
