@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 SHARE_DIR = "shared"  # the share inside the slot, for VM tasks and VMwrapper-style local tasks
 VBOX_JOB_FILE = "vbox_job.xml"  # vboxwrapper's job file (logical name), honoured when present
 FRACTION_FILE_MAX = 4096
+DECODE_BUDGET = 20.0  # after a status decode of d seconds, the next waits DECODE_BUDGET x d
+DECODE_WAIT_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,28 +57,22 @@ class Outcome:
     is_notice: bool = False
 
 
-BackendFactory = Callable[[TaskDesc, TaskSpec], Backend]
+BackendFactory = Callable[[str, TaskSpec, "Runtime"], Backend]
+VM_KERNEL_FILE = "vm_kernel"  # logical names of a VM image shipped with the app version, used by the
+VM_INITRD_FILE = "vm_initrd"  # seed's <virtualmachine> tasks that name no image of their own
 
 
-def default_backend_factory(desc: TaskDesc, spec: TaskSpec) -> Backend:
-    """Local process unless the task names a VM."""
-    kind = desc.backend
+def default_backend_factory(kind: str, spec: TaskSpec, rt: Runtime) -> Backend:
+    """The backend for ``kind`` ("local", "qemu" or "vbox"; see ``Runtime.backend_kind``)."""
     if kind == "qemu":
         from .backends.qemu import QemuBackend
 
         return QemuBackend()
-    if kind == "vbox" and (desc.virtualmachine or "").strip().lower() in ("virtualbox", "vbox"):
-        from .backends.virtualbox import VirtualBoxBackend
+    if kind == "vbox":
+        from .backends.virtualbox import VBoxSettings, VirtualBoxBackend
 
-        return VirtualBoxBackend()
-    if desc.virtualmachine:
-        log.warning(
-            "task at line %s names virtualmachine %r (the seed's VMwrapper): no broker is needed any more, "
-            "the task runs with its files in the shared folder on the local backend; name a QEMU image "
-            "(<vm_kernel> or <vm_disk_image>) to run it in a VM",
-            desc.line,
-            desc.virtualmachine,
-        )
+        settings = VBoxSettings.from_vboxjob(rt.vbox_job) if rt.vbox_job is not None else VBoxSettings()
+        return VirtualBoxBackend(settings, slot_dir=rt.slot)
     from .backends.local import LocalBackend
 
     return LocalBackend()
@@ -117,6 +113,9 @@ class Runtime:
         self.refusals = RefusalLog(log)
         self._control_seq = 0
         self._last_ack = 0
+        self._decoded_bytes: bytes | None = None  # the status file's bytes last decoded, and the result
+        self._decoded_status: P.Status | None = None
+        self._decode_not_before = 0.0  # time.perf_counter() before which no new decode starts
         self.vbox_job: VboxJob | None = None
         self.daemons: list[Backend] = []
 
@@ -364,7 +363,33 @@ class Runtime:
             if os.access(src, os.X_OK):
                 os.chmod(share_dir / os.path.basename(name), 0o755)
 
+    def backend_kind(self, desc: TaskDesc) -> str:
+        """Where a task runs: "qemu" for the QEMU tags, or a <virtualmachine> with an image (its
+        <image>, or the app version's vm_kernel / vm_initrd files); "vbox" for <virtualmachine>
+        VirtualBox; otherwise "local" (the seed's VMwrapper without an image: its files still go
+        through the shared folder, as in a VM)."""
+        if desc.backend == "qemu":
+            return "qemu"
+        vm = (desc.virtualmachine or "").strip()
+        if vm.lower() in ("virtualbox", "vbox"):
+            return "vbox"
+        if vm:
+            if desc.image or resolve_logical(self.slot, VM_KERNEL_FILE).is_file():
+                return "qemu"
+            if not getattr(self, "_warned_vm", False):
+                self._warned_vm = True
+                log.warning(
+                    "task at line %s names virtualmachine %r but no VM image (<image>, <vm_kernel>, or a "
+                    "vm_kernel file in the app version): it runs as a local process, its files going "
+                    "through the shared folder as they would in a VM",
+                    desc.line,
+                    vm,
+                )
+        return "local"
+
     def _argv(self, desc: TaskDesc, share_dir: Path) -> tuple[str, ...]:
+        if self.backend_kind(desc) != "local":
+            return self._guest_argv(desc)
         app = self._expand(desc.application.strip())
         in_share = set()
         if share_dir != self.slot:
@@ -380,6 +405,24 @@ class Runtime:
             if os.path.basename(prog) in ("python", "python3"):
                 return (sys.executable, *args)
             return (sys.executable, prog, *args)
+        return (prog, *args)
+
+    def _guest_argv(self, desc: TaskDesc) -> tuple[str, ...]:
+        """The command line as the guest sees it: programs and ./names copied into the share are run
+        from there (the share is the task's working directory in the VM); anything else must be in the
+        VM image. No host path is ever handed to a guest."""
+        app = self._expand(desc.application.strip())
+        name = app[2:] if app.startswith("./") else app
+        in_share = {n[2:] if n.startswith("./") else n for n in desc.copy_files_to_vm}
+        if desc.copy_app_to_vm:
+            in_share.add(name)
+        prog = f"./{os.path.basename(name)}" if name in in_share else app
+        args = [
+            f"./{a.logical}" if a.logical and a.logical in in_share else self._expand(a.text)
+            for a in desc.args
+        ]
+        if desc.append_cmdline_args:
+            args.extend(self.cfg.extra_args)
         return (prog, *args)
 
     def _resolve_arg(self, text: str, logical: str | None, in_share: set[str]) -> str:
@@ -420,6 +463,17 @@ class Runtime:
             v = getattr(desc, tag, None)
             if v:
                 extra.append((tag, str(resolve_logical(self.slot, v)) if tag != "vm_cmdline" else v))
+        kind = self.backend_kind(desc)
+        if kind == "qemu" and not image and not desc.vm_kernel:
+            # the seed's <virtualmachine> task: the VM image the app version ships
+            extra.append(("vm_kernel", str(resolve_logical(self.slot, VM_KERNEL_FILE))))
+            initrd = resolve_logical(self.slot, VM_INITRD_FILE)
+            if initrd.is_file():
+                extra.append(("vm_initrd", str(initrd)))
+        state_dir = self.slot.resolve() / "vm_state"
+        if kind == "qemu" and len(str(state_dir)) < 80:  # a Unix socket path has room for ~107 bytes
+            # the VM's private files (QMP socket, overlay) live in the slot, outside the share
+            extra.append(("vm_state_dir", str(state_dir)))
         return TaskSpec(
             name=f"task{idx}",
             argv=self._argv(desc, share_dir),
@@ -480,7 +534,7 @@ class Runtime:
         except (BackendError, OSError, GuestFileRefused) as e:
             return Outcome("finish", int(ExitCode.EXIT_INIT_FAILURE), f"cannot prepare task {idx + 1}: {e}")
 
-        backend = self.backend_factory(desc, spec)
+        backend = self.backend_factory(self.backend_kind(desc), spec, self)
         ctx = core.TaskContext(
             weight_before=weight_before,
             weight=self._weight(desc),
@@ -577,11 +631,24 @@ class Runtime:
             return None
         if data is None:
             return None
+        # Decoding is budgeted (a valid 1 MiB file of a million empty containers takes ~0.6 s): the
+        # same bytes are never decoded twice, and after a decode that took d seconds the next one waits
+        # until DECODE_BUDGET x d has passed (the previous view stands meanwhile), so a guest rewriting
+        # such files cannot hold more than ~1/DECODE_BUDGET of a core.
+        if data == self._decoded_bytes:
+            return self._decoded_status
+        t0 = time.perf_counter()
+        if t0 < self._decode_not_before:
+            return self._decoded_status
+        status: P.Status | None = None
         try:
-            return P.decode_status(data)
+            status = P.decode_status(data)
         except P.ProtocolError as e:
             self.refusals.report(GuestFileRefused(P.STATUS_FILE, f"bad status file ({e.category})", str(e)))
-            return None
+        t1 = time.perf_counter()
+        self._decoded_bytes, self._decoded_status = data, status
+        self._decode_not_before = t1 + min(DECODE_BUDGET * (t1 - t0), DECODE_WAIT_MAX)
+        return status
 
     def write_control(
         self,

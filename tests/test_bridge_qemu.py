@@ -1,0 +1,205 @@
+"""The whole chain with a real VM: the C worker (examples/c/worker.c, linked statically against the C
+guest SDK) runs inside a QEMU VM; its status crosses the 9p share; the bridge (a subprocess on the
+real libboinc_api) forwards it to the client, played by SlotClient through the real shared memory.
+
+The job file is the seed's VMwrapper dialect, unchanged: <virtualmachine> with copy_app_to_VM,
+copy_file_to_VM, copy_file_from_VM, stdin/stdout. The VM image (kernel + initramfs, built by the tests
+from Debian packages, see host_bridge.vmimage) is shipped as the app version's files vm_kernel and
+vm_initrd.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from boinc_guest import protocol as P
+
+from host_bridge.vmimage import ensure_test_image
+from tests.bridge_support import Bridge, wait_for
+from tests.support.client_shm import SlotClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(300)
+
+JOB = """<job_desc>
+    <task>
+        <virtualmachine>CernVM</virtualmachine>
+        <image></image>
+        <application>./worker</application>
+        <copy_app_to_VM>1</copy_app_to_VM>
+        <copy_file_to_VM>in</copy_file_to_VM>
+        <copy_file_to_VM>stdin_worker</copy_file_to_VM>
+        <stdin_filename>stdin_worker</stdin_filename>
+        <stdout_filename>stdout_worker</stdout_filename>
+        <stderr_filename>stderr_worker</stderr_filename>
+        <copy_file_from_VM>out</copy_file_from_VM>
+        <command_line>{seconds}</command_line>
+        <weight>1</weight>
+    </task>
+</job_desc>
+"""
+
+
+@pytest.fixture(scope="module")
+def vm_files(tmp_path_factory) -> dict[str, Path]:
+    """The static C worker and the test VM image (cached outside the repo after the first build)."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "guest_sdk" / "c")], check=True, timeout=300)
+    out = tmp_path_factory.mktemp("vmfiles")
+    worker = out / "worker"
+    subprocess.run(
+        [
+            "gcc",
+            "-static",
+            "-O2",
+            "-I",
+            str(ROOT / "guest_sdk" / "c" / "include"),
+            "-o",
+            str(worker),
+            str(ROOT / "examples" / "c" / "worker.c"),
+            str(ROOT / "guest_sdk" / "c" / "build" / "libboinc_guest.a"),
+            "-lpthread",
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    img = ensure_test_image()
+    return {"worker": worker, "vm_kernel": Path(img.kernel), "vm_initrd": Path(img.initrd)}
+
+
+def qemu_of(slot: Path) -> list[psutil.Process]:
+    """QEMU processes started for this slot (their state folder lives in the slot)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        cl = p.info.get("cmdline") or []
+        ours = cl and "qemu-system" in cl[0] and any(str(slot) in a for a in cl)
+        if ours and p.info.get("status") != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
+
+
+def make_slot(tmp_path: Path, files: dict[str, Path], seconds: float, **kw) -> SlotClient:
+    # a short path: the VM's QMP socket lives in the slot
+    slot = Path(f"/tmp/hbq-{tmp_path.name[-20:]}-{time.monotonic_ns() % 100000}")
+    slot.mkdir()
+    for name, src in files.items():
+        shutil.copy(src, slot / name)
+    (slot / "in").write_text("input for the vm\n")
+    (slot / "stdin_worker").write_text("stdin for the vm\n")
+    (slot / "job.xml").write_text(JOB.format(seconds=seconds))
+    proj = tmp_path / "project"
+    proj.mkdir(exist_ok=True)
+    (slot / "out").write_text(f"<soft_link>{proj}/result_out</soft_link>\n")
+    c = SlotClient(slot, **kw)
+    c.start_heartbeats()
+    return c
+
+
+@pytest.fixture
+def slots():
+    made: list[SlotClient] = []
+    yield made
+    for c in made:
+        for p in qemu_of(c.slot_dir):
+            p.kill()
+        c.close()
+        shutil.rmtree(c.slot_dir, ignore_errors=True)
+
+
+def status_in_share(slot: Path) -> P.Status | None:
+    try:
+        return P.decode_status((slot / "shared" / P.STATUS_FILE).read_bytes())
+    except (OSError, P.ProtocolError):
+        return None
+
+
+def test_worker_in_vm_progress_suspend_resume_and_outputs(tmp_path, vm_files, slots):
+    c = make_slot(tmp_path, vm_files, seconds=4)
+    slots.append(c)
+    b = Bridge(c.slot_dir)
+    try:
+        st = c.wait_status(lambda s: 0.05 < float(s["fraction_done"]) < 0.6, timeout=120)
+        assert qemu_of(c.slot_dir), "the task runs in a QEMU VM"
+        # suspend: the VM is stopped, the guest's heartbeat and progress freeze
+        c.suspend()
+        time.sleep(1.0)
+        before = status_in_share(c.slot_dir)
+        time.sleep(2.0)
+        after = status_in_share(c.slot_dir)
+        assert before is not None and after is not None
+        assert (after.seq, after.hb, after.fraction_done) == (before.seq, before.hb, before.fraction_done)
+        c.resume()
+        wait_for(
+            lambda: (s := status_in_share(c.slot_dir)) is not None and s.seq > after.seq,
+            30,
+            "guest running again",
+        )
+        fractions = [float(st["fraction_done"])]
+        deadline = time.monotonic() + 120
+        while b.proc.poll() is None and time.monotonic() < deadline:
+            m = c.read_app_status()
+            if m is not None:
+                fractions.append(float(m["fraction_done"]))
+            time.sleep(0.02)
+        assert b.wait(30) == 0, b.log()
+        assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    finally:
+        b.close()
+    # the output file came back from the VM to the physical file behind its logical name
+    assert (tmp_path / "project" / "result_out").read_text() == "INPUT FOR THE VM\n"
+    assert (c.slot_dir / "shared" / "stdout_worker").read_text() == "STDIN FOR THE VM\n"
+    assert not qemu_of(c.slot_dir)
+
+
+def test_vm_quit_then_restart_resumes_from_checkpoint(tmp_path, vm_files, slots):
+    c = make_slot(tmp_path, vm_files, seconds=6, checkpoint_period=1)
+    slots.append(c)
+    b = Bridge(c.slot_dir)
+    try:
+        st = c.wait_status(
+            lambda s: float(s["fraction_done"]) > 0.3 and float(s.get("checkpoint_cpu_time", 0)) > 0,
+            timeout=150,
+        )
+        c.quit()
+        assert b.wait(60) == 0, b.log()
+    finally:
+        b.close()
+    assert not qemu_of(c.slot_dir), "no VM outlives a quit"
+    assert not (c.slot_dir / "boinc_finish_called").exists()
+    ckpt = (c.slot_dir / "shared" / "worker_checkpoint.txt").read_text()
+    assert float(ckpt.split()[0]) > 0
+    b = Bridge(c.slot_dir)
+    try:
+        first = c.wait_status(timeout=150)
+        assert float(first["fraction_done"]) >= float(st["fraction_done"]) - 1e-9
+        assert b.wait(150) == 0, b.log()
+    finally:
+        b.close()
+    err = (c.slot_dir / "shared" / "stderr_worker").read_text()
+    assert "resuming from checkpoint" in err
+    assert (tmp_path / "project" / "result_out").read_text() == "INPUT FOR THE VM\n"
+
+
+def test_vm_abort_leaves_nothing(tmp_path, vm_files, slots):
+    c = make_slot(tmp_path, vm_files, seconds=60)
+    slots.append(c)
+    b = Bridge(c.slot_dir)
+    try:
+        c.wait_status(lambda s: float(s["fraction_done"]) > 0.0, timeout=120)
+        vms = qemu_of(c.slot_dir)
+        assert vms
+        c.abort()
+        assert b.wait(60) == 194, b.log()
+    finally:
+        b.close()
+    for p in vms:
+        assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    assert not qemu_of(c.slot_dir)
+    state = c.slot_dir / "vm_state"
+    assert not state.exists() or not any(state.iterdir()), list(state.iterdir())
