@@ -348,19 +348,21 @@ class Runtime:
     def _copy_inputs(self, desc: TaskDesc, share: Share, share_dir: Path) -> None:
         if share_dir == self.slot:
             return
-        names = list(getattr(desc, "copy_files_to_vm", ()) or ())
-        if getattr(desc, "copy_app_to_vm", False) and desc.application:
-            names.insert(0, desc.application)
-        for raw in names:
+        names = [(n, False) for n in desc.copy_files_to_vm]
+        if desc.copy_app_to_vm and desc.application:
+            names.insert(0, (self._expand(desc.application), True))
+        for raw, is_app in names:
             name = raw[2:] if raw.startswith("./") else raw
             src = resolve_logical(self.slot, name)
             if not src.exists():
+                tag = "application (copy_app_to_VM)" if is_app else "copy_file_to_VM"
                 raise BackendError(
-                    f"job file {self.job.path if self.job else ''}: copy_file_to_VM names {raw!r}, "
+                    f"job file {self.job.path if self.job else ''}: {tag} names {raw!r}, "
                     f"but {src} does not exist; add it to the workunit or the app version"
                 )
             share.copy_in(src, os.path.basename(name))
-            if os.access(src, os.X_OK):
+            if is_app or os.access(src, os.X_OK):
+                # the program must be executable in the guest (BOINC's copies of app files may not be)
                 os.chmod(share_dir / os.path.basename(name), 0o755)
 
     def backend_kind(self, desc: TaskDesc) -> str:

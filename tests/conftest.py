@@ -8,3 +8,39 @@ ROOT = Path(__file__).resolve().parent.parent
 for p in (ROOT, ROOT / "guest_sdk" / "python"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
+
+
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def vm_files(tmp_path_factory) -> dict[str, Path]:
+    """The static C worker (examples/c/worker.c + the C guest SDK) and the test VM image (kernel +
+    initramfs built from Debian packages, cached outside the repo after the first build), under the
+    logical names a job uses: worker, vm_kernel, vm_initrd."""
+    from host_bridge.vmimage import ensure_test_image
+
+    subprocess.run(["make", "-s", "-C", str(ROOT / "guest_sdk" / "c")], check=True, timeout=300)
+    out = tmp_path_factory.mktemp("vmfiles")
+    worker = out / "worker"
+    subprocess.run(
+        [
+            "gcc",
+            "-static",
+            "-O2",
+            "-I",
+            str(ROOT / "guest_sdk" / "c" / "include"),
+            "-o",
+            str(worker),
+            str(ROOT / "examples" / "c" / "worker.c"),
+            str(ROOT / "guest_sdk" / "c" / "build" / "libboinc_guest.a"),
+            "-lpthread",
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    img = ensure_test_image()
+    return {"worker": worker, "vm_kernel": Path(img.kernel), "vm_initrd": Path(img.initrd)}

@@ -11,7 +11,6 @@ vm_initrd.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import psutil
 import pytest
 from boinc_guest import protocol as P
 
-from host_bridge.vmimage import ensure_test_image
 from tests.bridge_support import Bridge, wait_for
 from tests.support.client_shm import SlotClient
 
@@ -46,31 +44,7 @@ JOB = """<job_desc>
 """
 
 
-@pytest.fixture(scope="module")
-def vm_files(tmp_path_factory) -> dict[str, Path]:
-    """The static C worker and the test VM image (cached outside the repo after the first build)."""
-    subprocess.run(["make", "-s", "-C", str(ROOT / "guest_sdk" / "c")], check=True, timeout=300)
-    out = tmp_path_factory.mktemp("vmfiles")
-    worker = out / "worker"
-    subprocess.run(
-        [
-            "gcc",
-            "-static",
-            "-O2",
-            "-I",
-            str(ROOT / "guest_sdk" / "c" / "include"),
-            "-o",
-            str(worker),
-            str(ROOT / "examples" / "c" / "worker.c"),
-            str(ROOT / "guest_sdk" / "c" / "build" / "libboinc_guest.a"),
-            "-lpthread",
-        ],
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
-    img = ensure_test_image()
-    return {"worker": worker, "vm_kernel": Path(img.kernel), "vm_initrd": Path(img.initrd)}
+# the vm_files fixture (static C worker + test VM image) is in tests/conftest.py
 
 
 def qemu_of(slot: Path) -> list[psutil.Process]:

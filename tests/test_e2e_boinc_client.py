@@ -108,3 +108,57 @@ def test_abort_through_boinccmd_leaves_nothing(tmp_path):
     assert not run.app_pids()
     res = run.final_result()
     assert res["exit_status"] in (194, 203), res  # EXIT_ABORTED_BY_CLIENT / ERR_ABORTED_VIA_GUI
+
+
+VM_JOB = """\
+<job_desc>
+    <task>
+        <virtualmachine>CernVM</virtualmachine>
+        <application>./worker</application>
+        <copy_app_to_VM>1</copy_app_to_VM>
+        <copy_file_to_VM>in</copy_file_to_VM>
+        <copy_file_from_VM>out</copy_file_from_VM>
+        <command_line>4</command_line>
+    </task>
+</job_desc>
+"""
+
+
+def test_c_worker_in_a_real_vm_under_the_real_client(tmp_path, vm_files):
+    """The whole chain: C SDK in a QEMU guest -> 9p share -> bridge -> libboinc_api -> BOINC client."""
+    (tmp_path / "job.xml").write_text(VM_JOB)
+    (tmp_path / "in").write_text("vm input\n")
+    out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
+    files = [
+        ExtraFile(tmp_path / "job.xml", "job.xml"),
+        ExtraFile(vm_files["worker"], "worker"),
+        ExtraFile(vm_files["vm_kernel"], "vm_kernel"),
+        ExtraFile(vm_files["vm_initrd"], "vm_initrd"),
+        ExtraFile(tmp_path / "in", "in"),
+        out,
+    ]
+    with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
+        run.wait(lambda t: _fraction(t) > 0.05, timeout=180)
+        seen = [_fraction(run.boinccmd_tasks())]
+        assert any("qemu-system" in " ".join(p.cmdline()) for p in _app_procs(run)), "no VM was started"
+        run.wait(lambda t: _fraction(t) > seen[0], timeout=120)
+        assert run.wait_exit(180) == 0, run.log_tail()
+    res = run.final_result()
+    assert res["exit_status"] == 0, res
+    assert float(res.get("fpops_cumulative", 0)) > 0, res
+    assert run.output_text(out) == "VM INPUT\n"
+    assert not run.app_pids()
+
+
+def _app_procs(run: BoincClientRun) -> list:
+    import psutil
+
+    procs = []
+    for pid in run.app_pids():
+        try:
+            p = psutil.Process(pid)
+            procs.append(p)
+            procs.extend(p.children(recursive=True))
+        except psutil.Error:
+            continue
+    return procs

@@ -28,6 +28,8 @@ static double cpu_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+#define FLOPS_PER_CALL (2.0 * 200000) /* one add and one multiply per iteration of do_some_flops */
+
 /* A few milliseconds of floating-point work (the seed's do_a_giga_flop, scaled down). */
 static double do_some_flops(int seed) {
     volatile double x = 3.14159 * seed;
@@ -93,7 +95,8 @@ int main(int argc, char** argv) {
                 done_before, nsecs);
 
     double start = cpu_seconds(), done;
-    for (int i = 0;; i++) {
+    int i;
+    for (i = 0;; i++) {
         done = done_before + (cpu_seconds() - start);
         if (done >= nsecs) break;
         do_some_flops(i);
@@ -101,9 +104,11 @@ int main(int argc, char** argv) {
         if (boinc_time_to_checkpoint()) {
             if (write_checkpoint(ckpt_path, done) != 0)
                 fprintf(stderr, "worker: cannot write checkpoint %s\n", ckpt_path);
+            boinc_ops_cumulative(FLOPS_PER_CALL * (double)i, 0);
             boinc_checkpoint_completed();
         }
     }
+    boinc_ops_cumulative(FLOPS_PER_CALL * (double)(i > 0 ? i : 1), 0);
 
     if (copy_upper(stdin, stdout) != 0) {
         fprintf(stderr, "worker: cannot copy standard input to standard output\n");

@@ -110,6 +110,17 @@ class BoincClientRun:
     # -- data dir -----------------------------------------------------------------------------------
     def prepare(self) -> None:
         self.project_dir.mkdir(parents=True, exist_ok=True)
+        # the test machine is busy (other tests, VMs): the client must not suspend the task because
+        # of "non-BOINC CPU load" or user activity, or throttle it
+        (self.dir / "global_prefs_override.xml").write_text(
+            "<global_preferences>\n"
+            "    <run_if_user_active>1</run_if_user_active>\n"
+            "    <run_gpu_if_user_active>1</run_gpu_if_user_active>\n"
+            "    <suspend_cpu_usage>0</suspend_cpu_usage>\n"
+            "    <cpu_usage_limit>100</cpu_usage_limit>\n"
+            "    <max_ncpus_pct>100</max_ncpus_pct>\n"
+            "</global_preferences>\n"
+        )
         prog_name = f"{self.app_name}_{self.version_num}_{self.main_program.name}"
         prog = self.project_dir / prog_name
         shutil.copyfile(self.main_program, prog)
