@@ -282,8 +282,8 @@ def test_hostile_entries_at_the_status_name(tmp_path):
     # "not a regular file" (the first one seen is named), the two symlinks share "symbolic link"
     for what in ("symbolic link", "hard link", "not a regular file", "larger than allowed"):
         hits = [ln for ln in lines if what in ln]
-        assert len(hits) == 1, print(what, *lines, sep="\n")
-    assert len(lines) == 4, print(*lines, sep="\n")
+        assert len(hits) == 1, (what, "\n".join(lines))
+    assert len(lines) == 4, "\n".join(lines)
     assert hwm < 200_000, f"bridge peak RSS {hwm} kB"
 
 
@@ -302,8 +302,10 @@ def test_control_file_links_are_replaced_not_followed(tmp_path):
         os.symlink(str(r.secret), r.share / name)
     r.client.suspend()
     wait_for(
-        lambda: not (r.share / P.CONTROL_FILE).is_symlink()
-        and P.decode_control((r.share / P.CONTROL_FILE).read_bytes()).suspended,
+        lambda: (
+            not (r.share / P.CONTROL_FILE).is_symlink()
+            and P.decode_control((r.share / P.CONTROL_FILE).read_bytes()).suspended
+        ),
         10,
         "a control file (not a link) saying suspended",
     )
@@ -416,7 +418,8 @@ def test_raw_status_files_with_hostile_names_are_refused_whole(tmp_path):
         if name == "NONUTF8X":
             data = data.replace(b"NONUTF8X", b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8")
         bad_files.append(data)
-    m = dict(base, seq=base["seq"] + 2000, events=[{"id": 999, "type": "trickle_up", "variety": "v" * 10000, "text": ""}])
+    ev = {"id": 999, "type": "trickle_up", "variety": "v" * 10000, "text": ""}
+    m = dict(base, seq=base["seq"] + 2000, events=[ev])
     bad_files.append(msgpack.packb(m))
     for data in bad_files:
         with pytest.raises(P.ProtocolError):
@@ -510,8 +513,10 @@ def test_msgpack_bombs_and_an_expensive_status_file_rewritten_continuously(tmp_p
         n += 1
         time.sleep(0.01)
     cpu = sum(proc.cpu_times()[:2]) - c0
-    print(f"\nexpensive status: decode {decode_s:.2f} s each; {n} rewrites in {seconds:.0f} s; "
-          f"bridge CPU {cpu / seconds * 100:.1f} % of a core")
+    print(
+        f"\nexpensive status: decode {decode_s:.2f} s each; {n} rewrites in {seconds:.0f} s; "
+        f"bridge CPU {cpu / seconds * 100:.1f} % of a core"
+    )
     r.go_on()
     rc = r.finish()
     r.assert_ok(rc)
@@ -567,15 +572,17 @@ def test_rename_storm_keeps_the_bridge_cpu_bounded(tmp_path):
             storm.send_signal(signal.SIGKILL)
             storm.wait(10)
     rewrites = int(out.strip())
-    print(f"\nrename storm: {rewrites / seconds:.0f} rewrites/s for {seconds:.0f} s; "
-          f"bridge CPU {cpu / wall * 100:.1f} % of a core")
+    print(
+        f"\nrename storm: {rewrites / seconds:.0f} rewrites/s for {seconds:.0f} s; "
+        f"bridge CPU {cpu / wall * 100:.1f} % of a core"
+    )
     r.go_on()
     rc = r.finish()
     r.assert_ok(rc)
     r.assert_host_untouched()
     assert rewrites > 1000
     assert cpu / wall < 0.5, f"bridge CPU {cpu / wall * 100:.0f} % of a core during the storm"
-    assert not r.refusal_lines()
+    assert not r.refusal_lines(), "\n".join(r.refusal_lines())
 
 
 def test_no_process_left_behind():
