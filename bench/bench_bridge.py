@@ -20,7 +20,6 @@ import ctypes
 import os
 import select
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ JOB = """<job_desc>
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def status_bytes(seq: int, fraction: float) -> bytes:
@@ -77,7 +76,11 @@ def run_bridge(slot: Path, secs: float) -> subprocess.Popen[bytes]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "guest_sdk" / "python")])
     (slot / "job.xml").write_text(JOB.format(secs=secs))
     return subprocess.Popen(
-        [sys.executable, "-m", "host_bridge"], cwd=slot, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "host_bridge"],
+        cwd=slot,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -105,11 +108,12 @@ def bench_latency_and_cpu(samples: int, cpu_seconds: float) -> dict[str, float]:
         slot = Path(d)
         client = SlotClient(slot)
         client.start_heartbeats()
-        t_start = time.monotonic()
+        t_start_wall = time.time()
         proc = run_bridge(slot, secs=600)
         try:
             child = wait_child(proc, 10)
-            res["start_to_task_ms"] = (child.create_time() - (time.time() - (time.monotonic() - t_start))) * 1e3
+            # psutil's create_time is wall-clock seconds (1/100 s resolution)
+            res["start_to_task_ms"] = (child.create_time() - t_start_wall) * 1e3
             bridge = psutil.Process(proc.pid)
             time.sleep(1.0)
             # latency: write a new fraction, spin on the channel until it shows up
@@ -149,8 +153,8 @@ def bench_latency_and_cpu(samples: int, cpu_seconds: float) -> dict[str, float]:
             t0 = time.monotonic()
             time.sleep(cpu_seconds)
             c1 = bridge.cpu_times()
-            res["cpu_pct_idle_guest"] = 100.0 * ((c1.user + c1.system) - (c0.user + c0.system)) / (
-                time.monotonic() - t0
+            res["cpu_pct_idle_guest"] = (
+                100.0 * ((c1.user + c1.system) - (c0.user + c0.system)) / (time.monotonic() - t0)
             )
             res["peak_rss_mib"] = vmhwm(proc.pid) / 2**20
             # task end -> bridge exit (the guest finishes: kill the task's program with status 0)
@@ -176,16 +180,21 @@ def main() -> None:
     r = bench_latency_and_cpu(ns.samples, ns.cpu_seconds)
     print(f"floor write+fsync+rename+inotify   p50 {fp50:7.3f} ms  p99 {fp99:7.3f} ms")
     print(
-        f"guest -> client app_status         p50 {r['latency_p50_ms']:7.3f} ms  p99 {r['latency_p99_ms']:7.3f} ms"
+        f"guest -> client app_status         p50 {r['latency_p50_ms']:7.3f} ms  "
+        f"p99 {r['latency_p99_ms']:7.3f} ms"
         f"  max {r['latency_max_ms']:7.3f} ms  (n={r['latency_n']:.0f}; ratio to floor p50 "
         f"{r['latency_p50_ms'] / fp50:.1f}x, p99 {r['latency_p99_ms'] / fp99:.1f}x; target p50<=3, p99<=10;"
         " BOINC wrapper 504 / 980 ms)"
     )
     print(f"bridge CPU, guest at 10 Hz         {r['cpu_pct_10hz']:.3f} % of a core (target <= 0.12 %)")
     print(f"bridge CPU, guest silent           {r['cpu_pct_idle_guest']:.3f} % of a core")
-    print(f"bridge peak RSS                    {r['peak_rss_mib']:.1f} MiB (target <= 20 MiB; wrapper 4.7 MB)")
+    print(
+        f"bridge peak RSS                    {r['peak_rss_mib']:.1f} MiB (target <= 20 MiB; wrapper 4.7 MB)"
+    )
     print(f"bridge start -> task started       {r['start_to_task_ms']:.0f} ms (target <= 150 ms)")
-    print(f"task end -> bridge exit            {r['task_end_to_exit_s']:.2f} s (target <= 2.1 s; wrapper 2.7 s)")
+    print(
+        f"task end -> bridge exit            {r['task_end_to_exit_s']:.2f} s (target <= 2.1 s; wrapper 2.7 s)"
+    )
 
 
 if __name__ == "__main__":
