@@ -466,6 +466,7 @@ class TaskDesc:
     vm_memory_mb: int | None = None
     vm_network: bool = False
     vm_cmdline: str | None = None  # kernel command line (append)
+    vm_python: bool = False  # run the app with the guest Python root (Debian python3 + the guest SDK)
 
     @property
     def backend(self) -> Backend:
@@ -547,6 +548,7 @@ _TASK_TAGS: dict[str, tuple[str, str]] = {
     "vm_memory_mb": ("vm_memory_mb", "int+"),
     "vm_network": ("vm_network", "flag"),
     "vm_cmdline": ("vm_cmdline", "str"),
+    "vm_python": ("vm_python", "flag"),
 }
 _VMWRAPPER_FIELDS = {
     "virtualmachine",
@@ -967,6 +969,8 @@ def _task_lines(t: TaskDesc, n: int, total_weight: float) -> list[str]:
             if getattr(t, k) is not None
         ]
         parts.append(f"network={'on' if t.vm_network else 'off'}")
+        if t.vm_python:
+            parts.append("python=guest Python root")
         lines.append(f"    qemu: {', '.join(parts)}")
     for name, value in t.setenv:
         lines.append(f"    env {name}={value}")
