@@ -476,9 +476,16 @@ class Runtime:
         if kind == "qemu" and len(str(state_dir)) < 80:  # a Unix socket path has room for ~107 bytes
             # the VM's private files (QMP socket, overlay) live in the slot, outside the share
             extra.append(("vm_state_dir", str(state_dir)))
+        argv = self._argv(desc, share_dir)
+        if kind == "qemu" and getattr(desc, "vm_python", False):
+            # <vm_python/>: the guest Python root (built / found by the QEMU backend); a .py program is
+            # started by the guest's python3, whatever its file mode
+            extra.append(("vm_pyroot", "builtin:python"))
+            if argv and argv[0].endswith(".py"):
+                argv = ("python3", *argv)
         return TaskSpec(
             name=f"task{idx}",
-            argv=self._argv(desc, share_dir),
+            argv=argv,
             share=share_dir,
             stdin=getattr(desc, "stdin_filename", None) or None,
             stdout=getattr(desc, "stdout_filename", None) or None,
