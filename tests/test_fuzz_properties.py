@@ -55,7 +55,8 @@ _scalars = (
 _values = st.recursive(
     _scalars,
     lambda inner: (
-        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=12) | st.integers(), inner, max_size=6)
+        st.lists(inner, max_size=6)
+        | st.dictionaries(st.text(max_size=12) | st.integers(-(2**63), 2**64 - 1), inner, max_size=6)
     ),
     max_leaves=40,
 )
