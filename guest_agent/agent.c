@@ -1,7 +1,9 @@
 /*
  * boinc-agent: the in-VM agent of the QEMU backend (boinc-vm-bridge). Static, libc only.
  *
- * Started by the image's /init as PID 1 with the mounted share as its argument. It
+ * Started by the image's /init as PID 1 with the mounted share as its argument (and optionally a second
+ * one: a root folder, e.g. the read-only Python root, with the share bind-mounted at the same path inside;
+ * the app then runs chrooted into it). It
  *   1. reads the task description the host wrote into the share, boinc_task.json:
  *        {"v": 1, "argv": ["prog", "arg", ...], "stdin": "in.txt" | null,
  *         "stdout": "out.txt" | null, "stderr": "err.txt" | null, "env": {"NAME": "value", ...}}
@@ -38,6 +40,7 @@
 #define MAX_ITEMS 4096
 
 static const char *share = "/boinc/shared";
+static const char *root = NULL; /* optional: the app runs chrooted here (the Python root, docs/qemu.md) */
 
 static void logmsg(const char *fmt, ...) {
     va_list ap;
@@ -331,6 +334,11 @@ static void power_off(void) {
     while (waitpid(-1, NULL, WNOHANG) > 0) {
     }
     sync();
+    if (root) {
+        char inner[4200];
+        snprintf(inner, sizeof inner, "%s%s", root, share);
+        umount2(inner, MNT_DETACH);
+    }
     umount2(share, MNT_DETACH);
     sync();
     reboot(RB_POWER_OFF);
@@ -366,6 +374,10 @@ static void child(task_t *t) {
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+    if (root && (chroot(root) != 0 || chdir("/") != 0)) {
+        fprintf(stderr, "boinc-agent: cannot chroot into %s: %s\n", root, strerror(errno));
+        _exit(127);
+    }
     if (chdir(share) != 0) _exit(127);
     char pathbuf[4200];
     snprintf(pathbuf, sizeof pathbuf, "PATH=%s:/bin:/sbin:/usr/bin", share);
@@ -415,6 +427,7 @@ static long poll_request(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1) share = argv[1];
+    if (argc > 2 && argv[2][0]) root = argv[2];
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -437,6 +450,16 @@ int main(int argc, char **argv) {
     task_t task;
     char why[200];
     if (parse_task(text, len, &task, why, sizeof why) != 0) fail("bad %s: %s", TASK_FILE, why);
+    if (root) { /* the share must be visible inside the root, at the same path */
+        char inner[4200];
+        struct stat a, b;
+        snprintf(inner, sizeof inner, "%s%s/%s", root, share, TASK_FILE);
+        snprintf(path, sizeof path, "%s/%s", share, TASK_FILE);
+        if (stat(inner, &a) != 0 || stat(path, &b) != 0 || a.st_ino != b.st_ino)
+            fail("the guest root %s is not usable (not mounted, or the share is not bound into it at %s%s): "
+                 "check the vm_pyroot tree and that the image's /init mounts the 9p tag pyroot",
+                 root, root, share);
+    }
 
     pid_t pid = fork();
     if (pid < 0) fail("fork: %s", strerror(errno));

@@ -19,6 +19,7 @@ reported with the package name and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -27,9 +28,11 @@ import lzma
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +50,9 @@ MODULE_ROOTS = ("virtio_pci", "9pnet_virtio", "9p", "virtio_net")
 # Mount point of the share in the guest (docs/protocol.md, "Finding the share").
 GUEST_SHARE = "/boinc/shared"
 MOUNT_TAG = "shared"
+# The Python root (ensure_python_root): 9p tag and mount point in the guest.
+PYROOT_TAG = "pyroot"
+PYROOT_GUEST = "/pyroot"
 
 
 class ImageError(Exception):
@@ -334,7 +340,30 @@ if grep -q 'boinc.network=1' /proc/cmdline; then
   ip link set lo up 2>/dev/null
   ip link set eth0 up 2>/dev/null && (udhcpc -q -n -t 5 -i eth0 >/dev/null 2>&1)
 fi
-exec /sbin/boinc-agent {GUEST_SHARE}
+root=""
+if grep -q 'boinc.pyroot=1' /proc/cmdline; then
+  # the Python root (a read-only 9p export, tag {PYROOT_TAG}); the app runs chrooted into it, the share
+  # bind-mounted at the same path. On failure the agent gets the root anyway and reports the error.
+  root={PYROOT_GUEST}
+  mkdir -p $root
+  i=0
+  o=trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro
+  while [ $i -lt 100 ]; do
+    mount -t 9p -o $o {PYROOT_TAG} $root 2>/dev/null && break
+    i=$((i+1)); usleep 50000
+  done
+  if [ -d $root{GUEST_SHARE} ]; then
+    mount -o bind {GUEST_SHARE} $root{GUEST_SHARE}
+    mount -t proc proc $root/proc
+    mount -t sysfs sys $root/sys
+    mkdir -p /dev/shm /dev/pts
+    mount -t tmpfs -o mode=1777 shm /dev/shm
+    mount -o bind /dev $root/dev
+    mount -o bind /dev/shm $root/dev/shm 2>/dev/null
+    mount -t tmpfs -o mode=1777 tmp $root/tmp
+  fi
+fi
+exec /sbin/boinc-agent {GUEST_SHARE} $root
 """
 
 
@@ -428,3 +457,257 @@ def ensure_test_image(extra_files: dict[str, Path] | None = None) -> VMImage:
         os.replace(tmp, initrd)
         logger.info("built test image %s (kernel %s)", key, kernel.release)
     return VMImage(kernel=kernel.vmlinux, initrd=initrd, key=key)
+
+
+# ---------------------------------------------------------------------------------------------- Python root
+
+# A Debian minbase tree with python3 and the guest SDK, exported read-only to the guest as a second 9p
+# share (tag "pyroot"); the agent runs the app chrooted into it (docs/qemu.md, "Python in the guest").
+PYROOT_PACKAGES = ("python3", "python3-msgpack")  # python3-msgpack: the guest SDK's only dependency
+PYROOT_VARIANT = "minbase"
+PYROOT_TIMEOUT = 1200.0  # s for one debootstrap run (downloads ~35 MB, unpacks ~260 MB)
+_PYROOT_LAYOUT = 1  # bump when the tree's layout (trimming, mount points, SDK place) changes
+SDK_DIR = REPO_ROOT / "guest_sdk" / "python" / "boinc_guest"
+_PYROOT_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt")
+
+
+@dataclass(frozen=True)
+class PyRoot:
+    path: Path  # the tree (read-only for the guest)
+    key: str  # cache key: debootstrap inputs + guest SDK content
+    python: str  # the interpreter inside the tree
+
+
+def _host_codename() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("VERSION_CODENAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return ""
+
+
+def debian_mirror(apt_dir: Path = Path("/etc/apt"), codename: str | None = None) -> tuple[str, str]:
+    """(mirror URI, suite) of the host's Debian archive as apt is configured (sources.list and
+    sources.list.d/*.list / *.sources): the first ``deb`` entry with component ``main`` whose suite is the
+    host's release (no -updates / -security). Raises ImageError naming the files when there is none."""
+    codename = _host_codename() if codename is None else codename
+    entries: list[tuple[str, str, list[str]]] = []  # (uri, suite, components)
+    files = [apt_dir / "sources.list"]
+    d = apt_dir / "sources.list.d"
+    if d.is_dir():
+        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
+    for f in files:
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        if f.suffix == ".sources":  # deb822 stanzas
+            for stanza in re.split(r"\n\s*\n", text):
+                fields: dict[str, str] = {}
+                for line in stanza.splitlines():
+                    if line.startswith("#") or ":" not in line or line[:1].isspace():
+                        continue
+                    k, v = line.split(":", 1)
+                    fields[k.strip().lower()] = v.strip()
+                if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
+                    continue
+                comps = fields.get("components", "").split()
+                for uri in fields.get("uris", "").split():
+                    for suite in fields.get("suites", "").split():
+                        entries.append((uri, suite, comps))
+        else:
+            for line in text.splitlines():
+                words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()  # drop [options]
+                if len(words) >= 4 and words[0] == "deb":
+                    entries.append((words[1], words[2], words[3:]))
+    for uri, suite, comps in entries:
+        if "main" not in comps or "-" in suite or not uri.startswith(("http://", "https://", "file:")):
+            continue
+        if codename and suite != codename:
+            continue
+        return uri.rstrip("/"), suite
+    raise ImageError(
+        f"no Debian archive for {codename or 'this release'} (a 'deb' entry with component main) in "
+        f"{', '.join(str(f) for f in files)}: add the Debian mirror to the apt sources"
+    )
+
+
+def _sdk_digest() -> str:
+    h = hashlib.sha256()
+    files = sorted(SDK_DIR.glob("*.py"))
+    if not files:
+        raise ImageError(f"no guest SDK sources in {SDK_DIR}")
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def pyroot_base_key(suite: str) -> str:
+    """Deterministic key of the debootstrap tree: what goes into it, not when or from where."""
+    doc = f"{suite}|{PYROOT_VARIANT}|{','.join(sorted(PYROOT_PACKAGES))}|amd64|layout{_PYROOT_LAYOUT}"
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def _run_group(cmd: list[str], timeout: float, log: Path) -> None:
+    """Run ``cmd`` in its own process group with output to ``log``; kill the whole group on timeout."""
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
+        except FileNotFoundError as e:
+            raise ImageError(
+                f"{cmd[0]} is not installed ({e}): apt-get install debootstrap (see scripts/setup.sh)"
+            ) from e
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise ImageError(
+                f"{' '.join(cmd[:3])} ... did not finish within {timeout:.0f} s (log: {log}); check the "
+                "network / mirror and retry"
+            ) from None
+    if rc != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise ImageError(f"{' '.join(cmd[:3])} ... failed (exit {rc}, log {log}): {' | '.join(tail)}")
+
+
+def _build_pyroot_base(cache: Path, key: str, mirror: str, suite: str) -> Path:
+    base = cache / "pyroot" / f"base-{key}"
+    done = base.with_name(base.name + ".complete")
+    if done.exists() and base.is_dir():
+        return base
+    if os.geteuid() != 0:
+        raise ImageError(
+            "building the guest Python root needs root (debootstrap): run once "
+            "'sudo .venv/bin/python -m host_bridge.vmimage pyroot' with the same BOINC_VM_CACHE "
+            f"({cache}), or run the bridge's first build as root"
+        )
+    if not shutil.which("debootstrap"):
+        raise ImageError("debootstrap is not installed: apt-get install debootstrap (see scripts/setup.sh)")
+    debs = cache / "debootstrap-debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=base.parent, prefix=f".base-{key}-"))
+    log = base.parent / f"debootstrap-{key}.log"
+    log.write_text("")
+    t0 = time.monotonic()
+    logger.info("building the guest Python root (debootstrap %s from %s, a minute or two)", suite, mirror)
+    try:
+        _run_group(
+            [
+                "debootstrap",
+                f"--variant={PYROOT_VARIANT}",
+                f"--include={','.join(PYROOT_PACKAGES)}",
+                "--components=main",
+                "--arch=amd64",
+                f"--cache-dir={debs}",
+                suite,
+                str(tmp),
+                mirror,
+            ],
+            PYROOT_TIMEOUT,
+            log,
+        )
+        if not (tmp / "usr" / "bin" / "python3").exists():
+            raise ImageError(f"debootstrap finished but {tmp}/usr/bin/python3 is missing (log {log})")
+        for rel in _PYROOT_TRIM:
+            shutil.rmtree(tmp / rel, ignore_errors=True)
+        for lists in (tmp / "var" / "lib" / "apt" / "lists").glob("*_*"):
+            with contextlib.suppress(OSError):
+                lists.unlink()
+        for d in ("boinc/shared", "proc", "sys", "dev", "tmp"):
+            (tmp / d).mkdir(parents=True, exist_ok=True)
+        tmp.chmod(0o755)
+        if base.exists():  # an interrupted earlier build
+            shutil.rmtree(base, ignore_errors=True)
+        os.replace(tmp, base)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    done.write_text(f"built in {time.monotonic() - t0:.0f} s from {mirror} {suite}\n")
+    logger.info("guest Python root built in %.0f s", time.monotonic() - t0)
+    return base
+
+
+def _python_lib_dir(root: Path) -> Path:
+    found = sorted((root / "usr" / "lib").glob("python3.*/"))
+    found = [p for p in found if re.fullmatch(r"python3\.\d+", p.name)]
+    if not found:
+        raise ImageError(f"{root}/usr/lib/python3.* is missing: delete {root} so that it is rebuilt")
+    return found[-1]
+
+
+def ensure_python_root() -> PyRoot:
+    """The guest's Python root: a Debian minbase + python3 + python3-msgpack tree (debootstrap from the
+    host's Debian mirror, cached by a deterministic key) with the guest SDK (``boinc_guest``) in its
+    dist-packages. The first build takes a minute or two (needs root); later calls return at once.
+
+    Layout in the cache: ``pyroot/base-KEY`` (the debootstrap tree) and ``pyroot/root-KEY-SDK`` (a
+    hard-link copy of it plus the SDK, so an SDK change never re-runs debootstrap).
+    """
+    cache = cache_dir()
+    (cache / "pyroot").mkdir(exist_ok=True)
+    mirror, suite = debian_mirror()
+    bkey = pyroot_base_key(suite)
+    key = f"{bkey}-{_sdk_digest()}"
+    root = cache / "pyroot" / f"root-{key}"
+    if (root / ".boinc-pyroot").is_file():
+        return PyRoot(root, key, "/usr/bin/python3")
+    import fcntl
+
+    with open(cache / "pyroot" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find the result
+        if (root / ".boinc-pyroot").is_file():
+            return PyRoot(root, key, "/usr/bin/python3")
+        base = _build_pyroot_base(cache, bkey, mirror, suite)
+        tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            try:
+                _run(["cp", "-al", str(base), str(tmp)], timeout=TOOL_TIMEOUT)
+            except ImageError:  # hard links refused (another owner, protected_hardlinks): real copy
+                shutil.rmtree(tmp, ignore_errors=True)
+                _run(["cp", "-a", str(base), str(tmp)], timeout=TOOL_TIMEOUT)
+            dest = _python_lib_dir(tmp).parent / "python3" / "dist-packages" / "boinc_guest"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(SDK_DIR, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            import compileall
+            import py_compile
+
+            # the tree is read-only in the guest: ship the bytecode (hash-checked, so mtimes do not matter)
+            compileall.compile_dir(
+                str(dest), quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+            )
+            (tmp / ".boinc-pyroot").write_text(f"{key}\n")
+            os.replace(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    logger.info("guest Python root ready: %s", root)
+    return PyRoot(root, key, "/usr/bin/python3")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m host_bridge.vmimage [pyroot|image]``: build (or find) the cached parts, print paths."""
+    import sys
+
+    what = (argv if argv is not None else sys.argv[1:]) or ["image"]
+    try:
+        if "pyroot" in what:
+            print(ensure_python_root().path)
+        if "image" in what:
+            img = ensure_test_image()
+            print(img.kernel)
+            print(img.initrd)
+    except ImageError as e:
+        print(f"host_bridge.vmimage: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -73,6 +73,7 @@ EXTRA_KEYS = (
     "vm_poweroff_grace",
     "vm_share_security",
     "vm_qemu",
+    "vm_pyroot",
 )
 _SECURITY_MODELS = ("mapped-xattr", "mapped-file", "none")
 _EXIT_RE = re.compile(rb"\A(exit|signal) (\d{1,3})\n?\Z")
@@ -271,6 +272,7 @@ class _Config:
     security: str
     boot_timeout: float
     grace: float
+    pyroot: Path | None = None  # read-only root the app runs in (tag "pyroot"), e.g. the Python root
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -369,6 +371,7 @@ class QemuBackend:
             raise BackendError(
                 f"vm_boot_timeout / vm_poweroff_grace must be numbers (seconds): {e}"
             ) from None
+        pyroot = self._resolve_pyroot(extra.get("vm_pyroot", ""), share)
         self._task = task
         if self._share is not None:
             self._share.close()
@@ -388,8 +391,39 @@ class QemuBackend:
             security=security,
             boot_timeout=boot_timeout,
             grace=max(0.0, grace),
+            pyroot=pyroot,
             extra=extra,
         )
+
+    @staticmethod
+    def _resolve_pyroot(value: str, share: Path) -> Path | None:
+        """``vm_pyroot``: "builtin:python" (the cached Debian + python3 + guest SDK tree, built on first
+        use, see host_bridge.vmimage.ensure_python_root) or a host folder holding a root file system."""
+        value = value.strip()
+        if not value:
+            return None
+        if value == "builtin:python":
+            from host_bridge.vmimage import ImageError, ensure_python_root
+
+            try:
+                return ensure_python_root().path
+            except ImageError as e:
+                raise BackendError(
+                    f"cannot build the guest Python root (vm_pyroot): {e}", temporary=True
+                ) from e
+        p = Path(value).resolve()
+        if not p.is_dir():
+            raise BackendError(
+                f"vm_pyroot: {value} is not a folder: give a root file system tree or builtin:python"
+            )
+        if not (p / GUEST_SHARE.lstrip("/")).is_dir():
+            raise BackendError(
+                f"vm_pyroot: {p} has no {GUEST_SHARE.lstrip('/')} folder: create it (the share is bound "
+                "there in the guest)"
+            )
+        if p == share or share in p.parents or p in share.parents:
+            raise BackendError(f"vm_pyroot {p} and the shared folder {share} overlap: use a separate tree")
+        return p
 
     def _resolve_image(
         self, task: TaskSpec, extra: dict[str, str]
@@ -439,12 +473,19 @@ class QemuBackend:
             "-pidfile", str(self.pidfile),
             "-virtfs", f"local,path={self.share.path},mount_tag=shared,security_model={c.security},id=fs0",
         ]  # fmt: skip
+        if c.pyroot is not None:  # read-only: the guest can never change the tree other tasks use
+            cmd += [
+                "-virtfs",
+                f"local,path={c.pyroot},mount_tag=pyroot,security_model=none,readonly=on,id=fs1",
+            ]
         if self._accel == "kvm":
             cmd += ["-cpu", "host"]
         if c.kernel is not None:
             append = "console=ttyS0 quiet panic=-1"
             if c.network:
                 append += " boinc.network=1"
+            if c.pyroot is not None:
+                append += " boinc.pyroot=1"
             if c.cmdline:
                 append += " " + c.cmdline
             cmd += ["-kernel", str(c.kernel), "-append", append]

@@ -1,0 +1,169 @@
+"""A Python worker on the Python guest SDK, inside a real VM, through the whole chain.
+
+examples/worker.py (the seed's worker ported to ``boinc_guest``) runs in a QEMU VM with Debian's python3
+from the guest Python root (``host_bridge.vmimage.ensure_python_root``: debootstrap minbase + python3 +
+python3-msgpack + the guest SDK, exported read-only as the 9p tag ``pyroot``; the agent runs the app
+chrooted into it with the share bound at /boinc/shared). The bridge is a subprocess on the real
+libboinc_api; SlotClient plays the client through the real shared memory. The job is the seed's
+<virtualmachine> dialect plus ``<vm_python/>``; the VM image is the app version's vm_kernel / vm_initrd.
+
+Slow: the first run builds the Python root (debootstrap, about 1-1.5 minutes, needs root and the Debian
+mirror from the apt sources), then it is cached; a warm run boots a TCG VM (~5 s) and Python (~2 s).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from host_bridge import vmimage
+from host_bridge.jobfile import parse_job_text
+from host_bridge.vmimage import ensure_python_root, ensure_test_image
+from tests.bridge_support import Bridge
+from tests.support.client_shm import SlotClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(600)
+
+JOB = """<job_desc>
+    <task>
+        <virtualmachine>CernVM</virtualmachine>
+        <vm_python/>
+        <application>./worker.py</application>
+        <copy_app_to_VM>1</copy_app_to_VM>
+        <copy_file_to_VM>in</copy_file_to_VM>
+        <copy_file_to_VM>stdin_worker</copy_file_to_VM>
+        <stdin_filename>stdin_worker</stdin_filename>
+        <stdout_filename>stdout_worker</stdout_filename>
+        <stderr_filename>stderr_worker</stderr_filename>
+        <copy_file_from_VM>out</copy_file_from_VM>
+        <command_line>{seconds}</command_line>
+    </task>
+</job_desc>
+"""
+
+
+@pytest.fixture(scope="module")
+def vm_parts() -> dict[str, Path]:
+    t0 = time.monotonic()
+    pyroot = ensure_python_root()
+    print(f"python root ready in {time.monotonic() - t0:.1f} s: {pyroot.path}")
+    img = ensure_test_image()
+    return {"vm_kernel": img.kernel, "vm_initrd": img.initrd, "pyroot": pyroot.path}
+
+
+def qemu_of(slot: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        cl = p.info.get("cmdline") or []
+        ours = cl and "qemu-system" in cl[0] and any(str(slot) in a for a in cl)
+        if ours and p.info.get("status") != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
+
+
+@pytest.fixture
+def slot(tmp_path, vm_parts):
+    made: list[SlotClient] = []
+
+    def make(seconds: float) -> SlotClient:
+        d = Path(f"/tmp/hbpy-{time.monotonic_ns() % 10**9}")  # short: the QMP socket lives in the slot
+        d.mkdir()
+        shutil.copy(vm_parts["vm_kernel"], d / "vm_kernel")
+        shutil.copy(vm_parts["vm_initrd"], d / "vm_initrd")
+        shutil.copy(ROOT / "examples" / "worker.py", d / "worker.py")  # mode 0644: run as python3 worker.py
+        (d / "in").write_text("input for the python worker\n")
+        (d / "stdin_worker").write_text("stdin for the python worker\n")
+        (d / "job.xml").write_text(JOB.format(seconds=seconds))
+        proj = tmp_path / "project"
+        proj.mkdir()
+        (d / "out").write_text(f"<soft_link>{proj}/result_out</soft_link>\n")
+        c = SlotClient(d)
+        c.start_heartbeats()
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        for p in qemu_of(c.slot_dir):
+            p.kill()
+        c.close()
+        shutil.rmtree(c.slot_dir, ignore_errors=True)
+
+
+def test_vm_python_tag_parses():
+    job = parse_job_text(JOB.format(seconds=1), "job.xml")
+    assert job.tasks[0].vm_python is True
+    assert parse_job_text(JOB.replace("<vm_python/>", ""), "job.xml").tasks[0].vm_python is False
+
+
+def test_debian_mirror_from_apt_sources(tmp_path):
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list").write_text("# nothing here\n")
+    (apt / "sources.list.d" / "other.list").write_text("deb https://example.org/apt cloud-sdk main\n")
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\nTypes: deb deb-src\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main contrib\n"
+    )
+    got = vmimage.debian_mirror(apt, codename="bookworm")
+    assert got == ("http://mirror.example/debian", "bookworm")  # not -security, not the other repo
+    (apt / "sources.list").write_text("deb [arch=amd64] http://old.example/debian/ trixie main\n")
+    assert vmimage.debian_mirror(apt, codename="trixie") == ("http://old.example/debian", "trixie")
+    (apt / "sources.list.d" / "debian.sources").unlink()
+    with pytest.raises(vmimage.ImageError, match=r"sources\.list"):
+        vmimage.debian_mirror(apt, codename="bookworm")
+    # the key depends on what goes into the tree, never on the mirror or the time
+    assert vmimage.pyroot_base_key("bookworm") == vmimage.pyroot_base_key("bookworm")
+    assert vmimage.pyroot_base_key("bookworm") != vmimage.pyroot_base_key("trixie")
+
+
+@pytest.mark.slow
+def test_python_worker_in_vm_progress_finish_and_outputs(slot, vm_parts):
+    root = vm_parts["pyroot"]
+    assert (root / "usr" / "bin" / "python3").exists()
+    assert (root / "usr" / "lib" / "python3" / "dist-packages" / "boinc_guest" / "__init__.py").exists()
+    c = slot(seconds=3)
+    t0 = time.monotonic()
+    b = Bridge(c.slot_dir)
+    try:
+        first = c.wait_status(lambda s: 0.0 < float(s["fraction_done"]) < 1.0, timeout=180)
+        t_progress = time.monotonic() - t0
+        vms = qemu_of(c.slot_dir)
+        assert vms, "the task runs in a QEMU VM"
+        cl = vms[0].cmdline()
+        assert any("mount_tag=pyroot" in a and "readonly=on" in a for a in cl), cl
+        fractions = [float(first["fraction_done"])]
+        deadline = time.monotonic() + 180
+        while b.proc.poll() is None and time.monotonic() < deadline:
+            m = c.read_app_status()
+            if m is not None:
+                fractions.append(float(m["fraction_done"]))
+            time.sleep(0.02)
+        assert b.wait(30) == 0, b.log()
+    finally:
+        b.close()
+    print(
+        f"bridge start -> first progress from the VM: {t_progress:.1f} s; total {time.monotonic() - t0:.1f} s"
+    )
+    assert fractions == sorted(fractions), fractions
+    assert fractions[-1] == pytest.approx(1.0)
+    assert (c.slot_dir / "boinc_finish_called").exists()
+    share = c.slot_dir / "shared"
+    err = (share / "stderr_worker").read_text()
+    assert "worker: starting (with the host)" in err, err  # the SDK found the share through BOINC_GUEST_DIR
+    assert "worker: done" in err, err
+    # the output file came back from the VM to the physical file behind its logical name
+    out = Path(c.slot_dir / "out").read_text()
+    proj_out = Path(out.split("<soft_link>")[1].split("</soft_link>")[0])
+    assert proj_out.read_text() == "INPUT FOR THE PYTHON WORKER\n"
+    assert (share / "stdout_worker").read_text() == "STDIN FOR THE PYTHON WORKER\n"
+    assert not qemu_of(c.slot_dir)
+    # the guest could not write into the read-only Python root
+    assert not list(root.glob("boinc/shared/*"))
