@@ -32,7 +32,7 @@ from .exitcodes import ERR_XML_PARSE, ExitCode
 from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
 from .slot import expand_macros, read_soft_link, resolve_logical
-from .state import BridgeState, load_state, save_state
+from .state import BridgeState, load_state, save_fraction_floor, save_state
 from .vboxcompat import VboxCompat, load_running_time, save_running_time
 from .vboxjob import VboxJob, parse_vbox_job
 from .watch import ShareWatcher
@@ -116,6 +116,7 @@ class Runtime:
         self._decoded_bytes: bytes | None = None  # the status file's bytes last decoded, and the result
         self._decoded_status: P.Status | None = None
         self._decode_not_before = 0.0  # time.perf_counter() before which no new decode starts
+        self._fraction_floor = 0.0  # the highest fraction done recorded by save_fraction_floor
         self.vbox_job: VboxJob | None = None
         self.daemons: list[Backend] = []
 
@@ -156,6 +157,7 @@ class Runtime:
         self.init_data = self.api.init_data()
         digest = job_digest(Path(job.path))
         self.state = load_state(self.slot, digest)
+        self._fraction_floor = self.state.max_fraction
         self.state.runs += 1
         if not self._save("start"):
             return Outcome("temporary_exit", 0, "cannot write the bridge state (disk full?)", delay=600)
@@ -303,6 +305,13 @@ class Runtime:
             return 0.0
         w = getattr(t, "weight", 1.0)
         return float(w if w is not None else 1.0)
+
+    def _save_fraction_floor(self, fraction: float) -> None:
+        self._fraction_floor = fraction
+        try:
+            save_fraction_floor(self.slot, self.state.job_digest, fraction)
+        except OSError as e:
+            log.debug("cannot record the fraction done floor: %s", e)
 
     def _save(self, reason: str) -> bool:
         try:
@@ -997,6 +1006,8 @@ class _TaskRun:
                 abort=action.abort,
             )
         elif isinstance(action, core.ReportStatus):
+            if action.fraction_done > rt._fraction_floor:  # recorded first: a kill -9 never lowers it
+                rt._save_fraction_floor(action.fraction_done)
             rt.api.send_status(
                 cpu_time=action.cpu_time,
                 checkpoint_cpu_time=action.checkpoint_cpu_time,

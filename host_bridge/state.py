@@ -15,6 +15,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 STATE_FILE = "host_bridge_state.json"
+FRACTION_FILE = "host_bridge_fraction"  # the highest fraction done reported (see save_fraction_floor)
 STATE_VERSION = 1
 MAX_STATE_BYTES = 4 * 1024 * 1024
 
@@ -93,6 +94,40 @@ def save_state(folder: Path, state: BridgeState) -> None:
         pass
 
 
+def save_fraction_floor(folder: Path, job_digest: str, fraction: float) -> None:
+    """Record the highest fraction done reported to the client, BEFORE it is reported, so that a bridge
+    killed at any moment (kill -9) never reports less after its restart. Temp file + rename, no fsync:
+    it survives the process being killed (the page cache stays); a power cut may lose it, and then only
+    this floor is lost, never the job's state. Raises OSError."""
+    tmp = folder / f".{FRACTION_FILE}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f"{job_digest} {fraction!r}\n".encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, folder / FRACTION_FILE)
+
+
+def load_fraction_floor(folder: Path, job_digest: str) -> float:
+    """The floor saved by ``save_fraction_floor`` for this job, 0.0 if none (or unreadable)."""
+    try:
+        fd = os.open(folder / FRACTION_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0.0
+    try:
+        digest, _, value = os.read(fd, 256).decode("ascii", "replace").strip().partition(" ")
+        f = float(value)
+    except (OSError, ValueError):
+        return 0.0
+    finally:
+        os.close(fd)
+    if digest != job_digest or not 0.0 <= f <= 1.0:
+        return 0.0
+    return f
+
+
 def load_state(folder: Path, job_digest: str) -> BridgeState:
     """The saved state for this job, or a fresh one (no file, another job, or an unreadable file:
     logged)."""
@@ -118,4 +153,5 @@ def load_state(folder: Path, job_digest: str) -> BridgeState:
     if st.job_digest != job_digest:
         log.warning("%s belongs to another job file: starting the job from the beginning", path)
         return BridgeState(job_digest=job_digest)
+    st.max_fraction = max(st.max_fraction, load_fraction_floor(folder, job_digest))
     return st

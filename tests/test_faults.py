@@ -126,7 +126,7 @@ def test_kill_9_at_random_points_then_restart_until_done(tmp_path):
     output copies), restarted each time: every task resumes from its checkpoint, fraction done never
     goes backwards, each output arrives whole, exactly once; no process left behind."""
     size = 4 << 20  # 4 MiB outputs: the copy back takes a while, so some kills land in it
-    tasks = [("out_a", 30, 0.03, size), ("out_b", 30, 0.03, size), ("out_c", 30, 0.03, size)]
+    tasks = [("out_a", 60, 0.03, size), ("out_b", 60, 0.03, size), ("out_c", 60, 0.03, size)]
     c = _slot(tmp_path, tasks)
     c.start_heartbeats()
     watch = StatusWatch(c)
@@ -140,7 +140,7 @@ def test_kill_9_at_random_points_then_restart_until_done(tmp_path):
             b = Bridge(c.slot_dir)
             try:
                 if kills < 20:
-                    time.sleep(rng.uniform(0.2, 1.6))
+                    time.sleep(rng.uniform(0.4, 2.5))
                     if b.proc.poll() is None:
                         b.proc.send_signal(signal.SIGKILL)
                         b.proc.wait(10)
@@ -165,7 +165,8 @@ def test_kill_9_at_random_points_then_restart_until_done(tmp_path):
         assert starts == sorted(starts), (o, starts)
     assert not [p for p in (tmp_path / "project").iterdir() if p.name.startswith(".")], "partial copies left"
     restarted = sum(len((share / f"starts_{o}").read_text().split()) - 1 for o, *_ in tasks)
-    assert restarted >= 5
+    assert restarted >= 3
+    assert any(int(x) > 0 for o, *_ in tasks for x in (share / f"starts_{o}").read_text().split())
     f = watch.fractions
     assert f and f[-1] == pytest.approx(1.0)
     back = [(i, f[i - 1], f[i]) for i in range(1, len(f)) if f[i] < f[i - 1] - 1e-9]
