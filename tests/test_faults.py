@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -363,3 +364,19 @@ def test_200_suspend_resume_cycles(tmp_path):
     assert stopped_seen == 20
     assert (tmp_path / "project" / "result_0_out").read_bytes() == _expected("out", 100)
     _no_guest_left(c.slot_dir / "shared")
+
+
+@pytest.mark.slow
+def test_load_short_mode_is_correct():
+    """bench/bench_load.py's short mode (4 bridges x 10 s, guests writing 100 status/s): every bridge
+    ends right (exit 0, fraction 1, output, every trickle-up once and in order, the last one included).
+    Correctness only: the figures are the benchmark's business."""
+    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_load.py"
+    r = subprocess.run(
+        [sys.executable, str(bench), "--bridges", "4", "--seconds", "10"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "correct: 4/4" in r.stdout, r.stdout
