@@ -12,6 +12,10 @@ Figures:
 - pause / resume (QMP stop / cont) latency.
 - quit-and-resume cycle (app-level): ``poweroff()`` of a running app, then ``start()`` of a fresh VM until
   the app writes progress again from its checkpoint.
+- a Python app in the VM (``vm_pyroot=builtin:python``, the guest Python root): ``start()`` until a
+  ``python3`` that imported the guest SDK writes its first file (``--no-python`` skips it).
+- the same figures for the LOCAL backend (the same static programs as host processes, the share a local
+  folder), printed beside the QEMU ones: process start -> app running, round trip, quit-and-resume.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
 
 from host_bridge.backends.base import TaskSpec, VMState  # noqa: E402
+from host_bridge.backends.local import LocalBackend  # noqa: E402
 from host_bridge.backends.qemu import QemuBackend, choose_accel, qemu_binary  # noqa: E402
 from host_bridge.vmimage import VMImage, ensure_test_image  # noqa: E402
 from tests.support.vm import build_guest_programs, kill_all, read_int  # noqa: E402
@@ -41,9 +46,93 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def task(img: VMImage, share: Path, argv: tuple[str, ...], name: str) -> TaskSpec:
-    extra = (("vm_kernel", str(img.kernel)), ("vm_initrd", str(img.initrd)))
+def task(
+    img: VMImage, share: Path, argv: tuple[str, ...], name: str, more: tuple[tuple[str, str], ...] = ()
+) -> TaskSpec:
+    extra = (("vm_kernel", str(img.kernel)), ("vm_initrd", str(img.initrd)), *more)
     return TaskSpec(name=name, argv=argv, share=share, owner_tag=TAG + name, extra=extra)
+
+
+PY_FIRST_WRITE = "import boinc_guest; open('py_out.txt', 'w').write(boinc_guest.__name__)"
+
+
+def round_trip(share: Path, pings: int) -> list[float]:
+    """ms per ping.txt -> pong.txt round trip with the pinger running on ``share`` (first one excluded)."""
+    rtts = []
+    for n in range(1, pings + 1):
+        tmp = share / ".ping.tmp"
+        t0 = time.monotonic()
+        tmp.write_text(f"{n}\n")
+        os.replace(tmp, share / "ping.txt")
+        t1 = wait(lambda n=n: read_int(share / "pong.txt") == n, 60 if n == 1 else 10, 0.0002)
+        if n > 1:  # the first includes the boot
+            rtts.append((t1 - t0) * 1000)
+    return rtts
+
+
+def quit_resume(b, share: Path, runs: int) -> tuple[float, float]:
+    """Median poweroff time and median fresh start -> progress past the checkpoint (counter app)."""
+    offs, ons = [], []
+    wait(lambda: read_int(share / "ckpt.txt") >= 5, 120)
+    for _ in range(runs):
+        t0 = time.monotonic()
+        b.poweroff()
+        offs.append(time.monotonic() - t0)
+        assert b.poll().state in (VMState.ABSENT, VMState.EXITED), b.poll()
+        ck = read_int(share / "ckpt.txt")
+        (share / "progress.txt").unlink()
+        t0 = time.monotonic()
+        b.start()
+        ons.append(wait(lambda ck=ck: read_int(share / "progress.txt") > ck, 120) - t0)
+    return statistics.median(offs), statistics.median(ons)
+
+
+def local_figures(progs: dict[str, Path], work: Path, runs: int, pings: int) -> dict[str, float]:
+    """The local backend with the same programs: start -> first write, round trip, quit-and-resume."""
+    out: dict[str, float] = {}
+    firsts = []
+    for i in range(runs):
+        share = work / f"local-start{i}"
+        share.mkdir()
+        b = LocalBackend()
+        b.create(TaskSpec(name=f"ls{i}", argv=(str(progs["/bin/counter"]), "1000", "20"), share=share,
+                          owner_tag=TAG + f"ls{i}"))  # fmt: skip
+        t0 = time.monotonic()
+        b.start()
+        firsts.append(wait(lambda share=share: (share / "progress.txt").exists(), 60) - t0)
+        b.cleanup()
+    out["start"] = statistics.median(firsts)
+    pys = []
+    for i in range(runs):
+        share = work / f"local-py{i}"
+        share.mkdir()
+        b = LocalBackend()
+        env = (("PYTHONPATH", str(ROOT / "guest_sdk" / "python")),)
+        b.create(TaskSpec(name=f"lpy{i}", argv=(sys.executable, "-c", PY_FIRST_WRITE), share=share,
+                          env=env, owner_tag=TAG + f"lpy{i}"))  # fmt: skip
+        t0 = time.monotonic()
+        b.start()
+        pys.append(wait(lambda share=share: (share / "py_out.txt").exists(), 60) - t0)
+        b.cleanup()
+    out["py"] = statistics.median(pys)
+    share = work / "local-ping"
+    share.mkdir()
+    b = LocalBackend()
+    b.create(TaskSpec(name="lp", argv=(str(progs["/bin/pinger"]),), share=share, owner_tag=TAG + "lp"))
+    b.start()
+    rtts = round_trip(share, pings)
+    (share / "ping.txt").write_text("stop\n")
+    b.cleanup()
+    out["rtt50"], out["rtt99"] = pct(rtts, 50), pct(rtts, 99)
+    share = work / "local-cycle"
+    share.mkdir()
+    b = LocalBackend()
+    b.create(TaskSpec(name="lc", argv=(str(progs["/bin/counter"]), "100000", "20"), share=share,
+                      owner_tag=TAG + "lc"))  # fmt: skip
+    b.start()
+    out["off"], out["on"] = quit_resume(b, share, runs)
+    b.cleanup()
+    return out
 
 
 def wait(cond, timeout: float, interval: float = 0.001) -> float:
@@ -76,10 +165,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pings", type=int, default=200)
+    ap.add_argument("--no-python", action="store_true", help="skip the Python-in-the-VM figure")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-qemu-"))
     t0 = time.monotonic()
-    img = ensure_test_image(build_guest_programs(work / "progs"))
+    progs = build_guest_programs(work / "progs")
+    img = ensure_test_image(progs)
     print(f"image ready in {time.monotonic() - t0:.2f} s (cached after the first build)")
     accel = choose_accel(qemu_binary())
     print(f"accelerator: {accel}")
@@ -115,15 +206,7 @@ def main() -> None:
         b = QemuBackend()
         b.create(task(img, share, ("pinger",), "ping"))
         b.start()
-        rtts = []
-        for n in range(1, args.pings + 1):
-            tmp = share / ".ping.tmp"
-            t0 = time.monotonic()
-            tmp.write_text(f"{n}\n")
-            os.replace(tmp, share / "ping.txt")
-            t1 = wait(lambda n=n: read_int(share / "pong.txt") == n, 60 if n == 1 else 10, 0.0002)
-            if n > 1:  # the first includes the boot
-                rtts.append((t1 - t0) * 1000)
+        rtts = round_trip(share, args.pings)
         print(f"share round trip host->guest->host: p50 {pct(rtts, 50):.1f} ms  p99 {pct(rtts, 99):.1f} ms  "
               f"(n={len(rtts)}; one-way guest->host ~ half)")  # fmt: skip
         stops, conts = [], []
@@ -144,28 +227,54 @@ def main() -> None:
         b.close()
 
         # 4. quit-and-resume cycle
-        cycles_off, cycles_on = [], []
         share = work / "cycle"
         share.mkdir()
         b = QemuBackend()
         b.create(task(img, share, ("counter", "100000", "20"), "cycle"))
         b.start()
-        wait(lambda: read_int(share / "ckpt.txt") >= 5, 120)
-        for _ in range(args.runs):
-            t0 = time.monotonic()
-            b.poweroff()
-            cycles_off.append(time.monotonic() - t0)
-            assert b.poll().state is VMState.ABSENT
-            ck = read_int(share / "ckpt.txt")
-            (share / "progress.txt").unlink()
-            t0 = time.monotonic()
-            b.start()
-            cycles_on.append(wait(lambda ck=ck: read_int(share / "progress.txt") > ck, 120) - t0)
+        off, on = quit_resume(b, share, args.runs)
         b.cleanup()
         b.close()
-        off, on = statistics.median(cycles_off), statistics.median(cycles_on)
         print(f"quit (poweroff via agent, app SIGTERM): median {off:.2f} s; "
               f"fresh VM -> app progressing again: median {on:.2f} s; cycle {off + on:.2f} s")  # fmt: skip
+
+        # 5. a Python app (guest SDK imported) in the VM, from the guest Python root
+        py = None
+        if not args.no_python:
+            from host_bridge.vmimage import ensure_python_root
+
+            t0 = time.monotonic()
+            ensure_python_root()
+            print(f"guest Python root ready in {time.monotonic() - t0:.2f} s (cached after the first build)")
+            pys = []
+            for i in range(args.runs):
+                share = work / f"py{i}"
+                share.mkdir()
+                b = QemuBackend()
+                more = (("vm_pyroot", "builtin:python"),)
+                b.create(task(img, share, ("python3", "-c", PY_FIRST_WRITE), f"py{i}", more))
+                t0 = time.monotonic()
+                b.start()
+                pys.append(wait(lambda share=share: (share / "py_out.txt").exists(), 120) - t0)
+                b.cleanup()
+                b.close()
+            py = statistics.median(pys)
+            print(f"backend start() -> Python app's first write (SDK imported): median {py:.2f} s "
+                  f"({show(pys)}; {py - fi:+.2f} s over the static C app)")  # fmt: skip
+
+        # 6. the local backend, same programs
+        loc = local_figures(progs, work, args.runs, args.pings)
+        print()
+        print(f"{'figure':44} {'QEMU (' + accel + ')':>16} {'local':>12}")
+        print(f"{'start -> app first write (s)':44} {fi:16.3f} {loc['start']:12.3f}")
+        print(f"{'share round trip p50 (ms)':44} {pct(rtts, 50):16.2f} {loc['rtt50']:12.2f}")
+        print(f"{'share round trip p99 (ms)':44} {pct(rtts, 99):16.2f} {loc['rtt99']:12.2f}")
+        print(f"{'quit: poweroff (s)':44} {off:16.3f} {loc['off']:12.3f}")
+        print(f"{'resume: fresh start -> progressing (s)':44} {on:16.3f} {loc['on']:12.3f}")
+        if py is not None:
+            print(f"{'Python app (SDK imported) start -> first write (s)':44} {py:16.3f} {loc['py']:12.3f}")
+        print(f"ratios QEMU/local: start {fi / loc['start']:.0f}x, round trip p50 "
+              f"{pct(rtts, 50) / loc['rtt50']:.0f}x, resume {on / loc['on']:.0f}x")  # fmt: skip
     finally:
         n = kill_all(f"process=bridge-{TAG}")
         if n:
