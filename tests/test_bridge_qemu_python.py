@@ -167,3 +167,34 @@ def test_python_worker_in_vm_progress_finish_and_outputs(slot, vm_parts):
     assert not qemu_of(c.slot_dir)
     # the guest could not write into the read-only Python root
     assert not list(root.glob("boinc/shared/*"))
+
+
+def test_vm_pyroot_validation(tmp_path):
+    from host_bridge.backends.base import BackendError, TaskSpec
+    from host_bridge.backends.qemu import QemuBackend
+
+    share = tmp_path / "share"
+    share.mkdir()
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"\x7fELF" + b"\0" * 600)
+
+    def create(pyroot: str) -> QemuBackend:
+        b = QemuBackend()
+        extra = (("vm_kernel", str(kernel)), ("vm_pyroot", pyroot), ("vm_state_dir", str(tmp_path / "st")))
+        b.create(TaskSpec(name="t", argv=("python3", "x.py"), share=share, extra=extra))
+        return b
+
+    with pytest.raises(BackendError, match=r"vm_pyroot: .* is not a folder"):
+        create(str(tmp_path / "missing"))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with pytest.raises(BackendError, match="no boinc/shared folder"):
+        create(str(tree))
+    (tree / "boinc" / "shared").mkdir(parents=True)
+    with pytest.raises(BackendError, match="overlap"):
+        create(str(share.parent))  # a tree holding the share would let the guest see it twice
+    b = create(str(tree))
+    cmd = b._command()
+    assert f"local,path={tree},mount_tag=pyroot,security_model=none,readonly=on,id=fs1" in cmd
+    assert "boinc.pyroot=1" in cmd[cmd.index("-append") + 1]
+    b.close()

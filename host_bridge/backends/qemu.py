@@ -416,13 +416,13 @@ class QemuBackend:
             raise BackendError(
                 f"vm_pyroot: {value} is not a folder: give a root file system tree or builtin:python"
             )
+        if p == share or share in p.parents or p in share.parents:
+            raise BackendError(f"vm_pyroot {p} and the shared folder {share} overlap: use a separate tree")
         if not (p / GUEST_SHARE.lstrip("/")).is_dir():
             raise BackendError(
                 f"vm_pyroot: {p} has no {GUEST_SHARE.lstrip('/')} folder: create it (the share is bound "
                 "there in the guest)"
             )
-        if p == share or share in p.parents or p in share.parents:
-            raise BackendError(f"vm_pyroot {p} and the shared folder {share} overlap: use a separate tree")
         return p
 
     def _resolve_image(
