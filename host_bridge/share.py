@@ -237,7 +237,9 @@ class Share:
             pre = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        _check_regular(pre, name, max_bytes)
+        # the entry may be renamed over between the name lookup and the stat (0 links): the open below
+        # gets the new file, and the fstat of what was opened is what counts
+        _check_regular(pre, name, max_bytes, opened=pre.st_nlink == 0)
         try:
             fd = os.open(name, _O_READ, dir_fd=self.fd)
         except FileNotFoundError:
