@@ -151,7 +151,7 @@ def test_lost_client_stops_the_task_and_exits(tmp_path):
     # a client pid that is not alive: the library reports no heartbeat and the bridge stops
     dead = psutil.Popen(["true"])
     dead.wait()
-    c = make_slot(tmp_path, client_pid=dead.pid, args="400 0.02")
+    c = make_slot(tmp_path, client_pid=dead.pid, args="3000 0.02")
     try:
         b = Bridge(c.slot_dir)
         try:
