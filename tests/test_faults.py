@@ -127,7 +127,8 @@ def test_kill_9_at_random_points_then_restart_until_done(tmp_path):
     output copies), restarted each time: every task resumes from its checkpoint, fraction done never
     goes backwards, each output arrives whole, exactly once; no process left behind."""
     size = 4 << 20  # 4 MiB outputs: the copy back takes a while, so some kills land in it
-    tasks = [("out_a", 60, 0.03, size), ("out_b", 60, 0.03, size), ("out_c", 60, 0.03, size)]
+    # enough work (3 x 4.5 CPU s) that the job outlasts 20 kills however fast this machine is
+    tasks = [("out_a", 150, 0.03, size), ("out_b", 150, 0.03, size), ("out_c", 150, 0.03, size)]
     c = _slot(tmp_path, tasks)
     c.start_heartbeats()
     watch = StatusWatch(c)
