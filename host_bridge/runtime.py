@@ -117,6 +117,7 @@ class Runtime:
         self._decoded_bytes: bytes | None = None  # the status file's bytes last decoded, and the result
         self._decoded_status: P.Status | None = None
         self._decode_not_before = 0.0  # time.perf_counter() before which no new decode starts
+        self._decode_deferred = False  # a status file was skipped by the budget: re-read when allowed
         self._fraction_floor = 0.0  # the highest fraction done recorded by save_fraction_floor
         self.vbox_job: VboxJob | None = None
         self.daemons: list[Backend] = []
@@ -658,7 +659,9 @@ class Runtime:
             return self._decoded_status
         t0 = time.perf_counter()
         if t0 < self._decode_not_before:
+            self._decode_deferred = True  # the loop re-reads once the budget allows
             return self._decoded_status
+        self._decode_deferred = False
         status: P.Status | None = None
         try:
             status = P.decode_status(data)
@@ -666,8 +669,14 @@ class Runtime:
             self.refusals.report(GuestFileRefused(P.STATUS_FILE, f"bad status file ({e.category})", str(e)))
         t1 = time.perf_counter()
         self._decoded_bytes, self._decoded_status = data, status
-        self._decode_not_before = t1 + min(DECODE_BUDGET * (t1 - t0), DECODE_WAIT_MAX)
+        spent = t1 - t0
+        # an ordinary status file decodes in tens of microseconds: only costly ones are budgeted
+        self._decode_not_before = t1 + min(DECODE_BUDGET * spent, DECODE_WAIT_MAX) if spent > 0.002 else t1
         return status
+
+    def decode_retry_due(self) -> bool:
+        """A newer status file was skipped by the decode budget and the budget now allows it."""
+        return self._decode_deferred and time.perf_counter() >= self._decode_not_before
 
     def write_control(
         self,
@@ -808,7 +817,12 @@ class _TaskRun:
             hinted = True
             while True:
                 now = rt.clock()
-                if hinted or self.compat is not None or now - self.last_guest_read >= cfg.report_interval:
+                if (
+                    hinted
+                    or self.compat is not None
+                    or now - self.last_guest_read >= cfg.report_interval
+                    or rt.decode_retry_due()
+                ):
                     self._refresh_guest(now)
                 self._poll_backend(now)  # backends keep this cheap (exit check; CPU re-measured less often)
                 if self.compat is not None and self.bstatus.state is VMState.EXITED:
