@@ -1,0 +1,68 @@
+"""The host-bridge command line: check, demo, and the exit codes of a run without a client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT / "tests" / "data" / "jobs-real"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "guest_sdk" / "python")]))
+    return subprocess.run(
+        [sys.executable, "-m", "host_bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_check_prints_the_plan():
+    r = run("check", str(REAL / "extra" / "boinc_samples_vm_wrapper_job.xml"))
+    assert r.returncode == 0, r.stderr
+    assert "worker.py" in r.stdout and "out" in r.stdout
+    assert "VMmanage" in r.stdout + r.stderr  # obsolete tasks are named, with a warning
+
+
+def test_check_names_file_line_and_tag(tmp_path):
+    bad = tmp_path / "job.xml"
+    bad.write_text(
+        "<job_desc>\n  <task>\n    <application>a</application>\n"
+        "    <weight>x</weight>\n  </task>\n</job_desc>\n"
+    )
+    r = run("check", str(bad))
+    assert r.returncode != 0
+    assert f"{bad}:4" in r.stderr and "<weight>" in r.stderr
+
+
+def test_check_malformed_real_file():
+    r = run("check", str(REAL / "icrar_sourcefinder_MALFORMED_vbox_job.xml"))
+    assert r.returncode != 0
+    assert ":7" in r.stderr
+
+
+def test_demo_runs_the_worker_standalone():
+    r = run("demo", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "100.0%" in r.stdout
+    assert "HELLO FROM THE INPUT FILE" in r.stdout
+
+
+def test_standalone_run_in_a_plain_directory(tmp_path):
+    (tmp_path / "job.xml").write_text(
+        "<job_desc><task><application>sh</application><command_line>-c 'echo hi > out; exit 3'</command_line>"
+        "</task></job_desc>"
+    )
+    r = run("--standalone", cwd=tmp_path)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert (tmp_path / "out").read_text() == "hi\n"
