@@ -20,6 +20,7 @@ from boinc_guest import protocol as P
 
 from tests.bridge_support import Bridge, wait_for
 from tests.support.client_shm import SlotClient
+from tests.support.vm import qemu_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,17 +46,6 @@ JOB = """<job_desc>
 
 
 # the vm_files fixture (static C worker + test VM image) is in tests/conftest.py
-
-
-def qemu_of(slot: Path) -> list[psutil.Process]:
-    """QEMU processes started for this slot (their state folder lives in the slot)."""
-    found = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        cl = p.info.get("cmdline") or []
-        ours = cl and "qemu-system" in cl[0] and any(str(slot) in a for a in cl)
-        if ours and p.info.get("status") != psutil.STATUS_ZOMBIE:
-            found.append(p)
-    return found
 
 
 def make_slot(tmp_path: Path, files: dict[str, Path], seconds: float, **kw) -> SlotClient:

@@ -17,7 +17,6 @@ import shutil
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from host_bridge import vmimage
@@ -25,6 +24,7 @@ from host_bridge.jobfile import parse_job_text
 from host_bridge.vmimage import ensure_python_root, ensure_test_image
 from tests.bridge_support import Bridge
 from tests.support.client_shm import SlotClient
+from tests.support.vm import qemu_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,16 +55,6 @@ def vm_parts() -> dict[str, Path]:
     print(f"python root ready in {time.monotonic() - t0:.1f} s: {pyroot.path}")
     img = ensure_test_image()
     return {"vm_kernel": img.kernel, "vm_initrd": img.initrd, "pyroot": pyroot.path}
-
-
-def qemu_of(slot: Path) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        cl = p.info.get("cmdline") or []
-        ours = cl and "qemu-system" in cl[0] and any(str(slot) in a for a in cl)
-        if ours and p.info.get("status") != psutil.STATUS_ZOMBIE:
-            found.append(p)
-    return found
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from host_bridge.vmimage import ensure_test_image
 from tests.bridge_support import Bridge
 from tests.support.client_shm import SlotClient
+from tests.support.vm import qemu_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -78,16 +78,6 @@ exit 0
 def image() -> dict[str, Path]:
     img = ensure_test_image()
     return {"vm_kernel": img.kernel, "vm_initrd": img.initrd}
-
-
-def qemu_of(slot: Path) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        cl = p.info.get("cmdline") or []
-        ours = cl and "qemu-system" in cl[0] and any(str(slot) in a for a in cl)
-        if ours and p.info.get("status") != psutil.STATUS_ZOMBIE:
-            found.append(p)
-    return found
 
 
 @pytest.fixture

@@ -171,3 +171,14 @@ def read_int(path: Path) -> int:
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def qemu_of(slot: Path) -> list[psutil.Process]:
+    """Live QEMU processes started for ``slot`` (their command line names a path in it)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        cl = p.info.get("cmdline") or []
+        ours = cl and "qemu-system" in cl[0] and any(str(slot) in a for a in cl)
+        if ours and p.info.get("status") != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
