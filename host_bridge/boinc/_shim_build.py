@@ -73,7 +73,10 @@ static void* sym(const char* name, char* err, int errlen, int* missing) {
 
 extern "C" int shim_open(const char* libname, char* err, int errlen) {
     if (lib_handle) return 0;
-    void* h = dlopen(libname, RTLD_NOW | RTLD_GLOBAL);
+    /* RTLD_LOCAL: the symbols are looked up on this handle only. RTLD_GLOBAL would make libboinc_api's
+     * boinc_* symbols (and its boinc_status) interpose on any other library of the process that
+     * defines the same names, such as the C guest SDK loaded by the tests: that crashed. */
+    void* h = dlopen(libname, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         if (err && errlen > 0) {
             const char* e = dlerror();
