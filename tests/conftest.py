@@ -44,3 +44,12 @@ def vm_files(tmp_path_factory) -> dict[str, Path]:
     )
     img = ensure_test_image()
     return {"worker": worker, "vm_kernel": Path(img.kernel), "vm_initrd": Path(img.initrd)}
+
+
+@pytest.fixture(autouse=True)
+def _floats_are_ieee():
+    """Debian's libboinc_api.so.7 turns on flush-to-zero for the whole process when it is loaded:
+    tests must load it only in child processes, or float tests that follow would see subnormals as 0."""
+    tiny = 5e-324
+    assert tiny * 1.0 != 0.0, "a test loaded libboinc_api (flush-to-zero) in the pytest process"
+    yield

@@ -21,7 +21,6 @@ import pytest
 from host_bridge.boinc import api as boinc_api
 from host_bridge.boinc.api import (
     AppInitData,
-    BoincApi,
     StandaloneApi,
     format_status,
     load_api,
@@ -321,8 +320,21 @@ def test_library_missing_falls_back_with_message(
         assert len(msgs) == 1
         assert "libboinc_api_missing.so.99" in msgs[0] and "install libboinc-app7" in msgs[0]
         monkeypatch.delenv(boinc_api.LIBRARY_ENV)
-        # loading (not init) the real one has no side effects
-        assert isinstance(load_api(slot_dir=tmp_path / "slot"), BoincApi)
+        # the real one loads (in a child process: Debian's libboinc_api.so.7 turns on flush-to-zero
+        # for the whole process when loaded, which would change float behaviour for later tests)
+        code = (
+            "import sys; from pathlib import Path; from host_bridge.boinc.api import load_api, BoincApi; "
+            "print(isinstance(load_api(slot_dir=Path(sys.argv[1])), BoincApi))"
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "slot")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert r.stdout.strip() == "True", r.stderr
 
 
 def test_format_status_sanitises() -> None:
