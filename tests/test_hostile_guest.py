@@ -31,7 +31,7 @@ from boinc_guest import protocol as P
 
 from host_bridge.exitcodes import ExitCode
 from host_bridge.state import STATE_FILE
-from tests.bridge_support import ROOT, Bridge, alive, make_slot, wait_for
+from tests.bridge_support import JOB, ROOT, Bridge, alive, make_slot, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -97,19 +97,6 @@ GUEST = textwrap.dedent(
     boinc_finish(0)
     """
 )
-
-JOB = """\
-<job_desc>
-    <task>
-        <application>./guest.py</application>
-        <copy_app_to_VM>1</copy_app_to_VM>
-        <copy_file_from_VM>out</copy_file_from_VM>
-        <stdout_filename>stdout_guest</stdout_filename>
-        <stderr_filename>stderr_guest</stderr_filename>
-        <command_line>{args}</command_line>
-    </task>
-</job_desc>
-"""
 
 SECRET = "the volunteer's private file\n"
 
