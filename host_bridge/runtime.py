@@ -810,6 +810,13 @@ class _TaskRun:
         log.info("task %d had finished (status %d) before the bridge restarted", self.idx + 1, finish.status)
         return self._end_task(core.EndTask(finish.status, finish.message, finish.is_notice))
 
+    def _job_cpu(self) -> float:
+        """The job's CPU seconds now, by the core's rule (guest figure bounded by the environment's)."""
+        inp = core.Inputs(
+            now=0, boinc=core.BoincView(), backend=self.bstatus, guest=self.guest, task=self.ctx
+        )
+        return core.cpu_times(inp)[0]
+
     def loop(self, cstate: core.CoreState) -> Outcome | None:
         rt = self.rt
         cfg = rt.cfg
@@ -945,9 +952,7 @@ class _TaskRun:
 
     def _periodic_trickle(self) -> None:
         """--trickle X: a trickle-up with the CPU time every X seconds, as BOINC's wrapper sends."""
-        cpu = core.cpu_times(
-            core.Inputs(now=0, boinc=core.BoincView(), backend=self.bstatus, guest=self.guest, task=self.ctx)
-        )[0]
+        cpu = self._job_cpu()
         rc = self.rt.api.send_trickle_up("cpu_time", f"<cpu_time>{cpu:f}</cpu_time>\n")
         if rc:
             log.warning("periodic trickle-up refused by the BOINC API: %d", rc)
@@ -976,11 +981,7 @@ class _TaskRun:
             return
         sig = (st.st_mtime_ns, st.st_size)
         if self.ckpt_sig is not None and sig != self.ckpt_sig:
-            cpu = core.cpu_times(
-                core.Inputs(
-                    now=0, boinc=core.BoincView(), backend=self.bstatus, guest=self.guest, task=self.ctx
-                )
-            )[0]
+            cpu = self._job_cpu()
             self.file_checkpoint_cpu = max(0.0, cpu - self.ctx.cpu_base)
             self.rt.state.task_cpu_checkpoint = max(0.0, cpu - self.rt.state.cpu_done)
             self.rt._save("checkpoint file changed")
@@ -1170,9 +1171,7 @@ class _TaskRun:
                 return err
             rt.state.outputs_copied = True
             rt._save("outputs copied")
-        final_cpu = core.cpu_times(
-            core.Inputs(now=0, boinc=core.BoincView(), backend=self.bstatus, guest=self.guest, task=self.ctx)
-        )[0]
+        final_cpu = self._job_cpu()
         rt.state.cpu_done = max(rt.state.cpu_done, final_cpu)
         rt.state.task_cpu_checkpoint = 0.0
         rt.state.task_index = self.idx + 1
