@@ -18,7 +18,9 @@ class Config:
     extra_args: tuple[str, ...] = ()  # unknown arguments, appended where a task says append_cmdline_args
     watch_mode: WatchMode = "auto"
     standalone: bool = False  # force standalone (no BOINC client)
-    tick: float = 0.25  # the main loop's longest sleep (s): the latency of suspend / resume / exit checks
+    # the main loop's longest sleep (s): the latency of suspend / resume / exit checks, as in BOINC's
+    # wrapper (1 s). Guest updates wake the loop at once; each timed wake-up costs CPU (docs/benchmarks.md).
+    tick: float = 1.0
     report_interval: float = 1.0  # status refresh to the client without guest news (s)
     backend_poll_interval: float = 0.5  # how often the backend is polled (s)
     heartbeat_timeout: float = 0.0  # guest silent this long while running -> hung (0: off)

@@ -15,12 +15,11 @@ import re
 import shutil
 import sys
 import time
-import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boinc_guest import protocol as P
 
@@ -33,9 +32,14 @@ from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
 from .slot import expand_macros, read_soft_link, resolve_logical
 from .state import BridgeState, load_state, save_fraction_floor, save_state
-from .vboxcompat import VboxCompat, load_running_time, save_running_time
-from .vboxjob import VboxJob, parse_vbox_job
 from .watch import ShareWatcher
+
+if TYPE_CHECKING:
+    from .vboxcompat import VboxCompat
+    from .vboxjob import VboxJob
+
+# zipfile and the vboxwrapper modules are imported where a job needs them (<unzip_input>, <zip_output>,
+# a vbox_job.xml): most jobs do not, and every import adds to the bridge's start-up time and memory.
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,8 @@ class Runtime:
         # vboxwrapper's vbox_job.xml next to it: its guest files are honoured (host_bridge.vboxcompat)
         vbox_path = resolve_logical(self.slot, VBOX_JOB_FILE)
         if vbox_path.is_file():
+            from .vboxjob import parse_vbox_job
+
             self.vbox_job = parse_vbox_job(vbox_path)
             for w in self.vbox_job.warnings:
                 log.warning("%s", w)
@@ -233,6 +239,8 @@ class Runtime:
 
     def _unzip_inputs(self, job: JobSpec) -> Outcome | None:
         """<unzip_input>: unpack the named zip files into the slot before the first task."""
+        import zipfile
+
         slot = self.slot.resolve()
         for name in job.unzip_input:
             path = resolve_logical(self.slot, name)
@@ -258,6 +266,8 @@ class Runtime:
 
     def _zip_outputs(self, job: JobSpec) -> Outcome | None:
         """<zip_output>: zip the slot files whose names match the patterns into the named output."""
+        import zipfile
+
         for z in job.zip_output:
             try:
                 regexes = [re.compile(p) for p in z.patterns]
@@ -591,6 +601,8 @@ class Runtime:
         """vboxwrapper's guest files for this task (only with a vbox_job.xml)."""
         if self.vbox_job is None:
             return None
+        from .vboxcompat import VboxCompat, load_running_time
+
         return VboxCompat(
             self.vbox_job,
             share,
@@ -1056,6 +1068,8 @@ class _TaskRun:
                     "temporary_exit", 0, "cannot save the bridge's state (is the disk full?)", delay=600
                 )
             if self.compat is not None:
+                from .vboxcompat import save_running_time
+
                 self.compat.ack(rt.state.last_event_id)
                 save_running_time(rt.slot, self.idx, self.compat.running_time)
         elif isinstance(action, core.StopTask):

@@ -80,6 +80,24 @@ def _child_pids(pid: int) -> list[int]:
     return out
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> tuple[bytes, float, int] | None:
+    """(state letter, CPU seconds including reaped children, start time in clock ticks) of ``pid`` from
+    one read of /proc/PID/stat, or None when it is gone. The same figures psutil's ``cpu_times()``
+    gives (utime + stime + cutime + cstime), at a fraction of the cost: psutil reads the file again for
+    each of ``is_running()``, ``status()`` and ``cpu_times()``, ~0.3 ms a poll here against ~20 us."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        rest = data[data.rindex(b")") + 2 :].split()
+        ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+        return rest[0], ticks / _CLK_TCK, int(rest[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _descendants(p: psutil.Process) -> list[psutil.Process]:
     """All descendants of ``p``. Walks the kernel's per-task children lists where the kernel has them
     (CONFIG_PROC_CHILDREN); psutil's ``children(recursive=True)`` reads every process in /proc, which
@@ -163,6 +181,7 @@ class LocalBackend:
         self._proc: subprocess.Popen[bytes] | None = None
         self._root: psutil.Process | None = None
         self._known: dict[int, psutil.Process] = {}
+        self._start_ticks: dict[int, int] = {}  # pid -> start time (clock ticks) when first seen
         self._paused = False
         self._exit_code: int | None = None
         self._root_cpu_final = 0.0  # rusage of the reaped main program (incl. its reaped descendants)
@@ -251,6 +270,7 @@ class LocalBackend:
                 os.close(fd)
         self._root = psutil.Process(self._proc.pid)
         self._known = {self._proc.pid: self._root}
+        self._start_ticks = {}
         self._paused = False
         self._exit_code = None
         self._root_cpu_final = 0.0
@@ -291,6 +311,44 @@ class LocalBackend:
         if self._root is not None and self._exit_code is None:
             self._known.setdefault(self._root.pid, self._root)
         return list(found.values())
+
+    def _tree_cpu(self) -> float:
+        """CPU seconds of the task's tree (what ``_tree`` finds, summed as psutil's ``cpu_times()`` would),
+        reading each process's /proc/PID/stat once. A process is ours while its start time is the one
+        recorded when it was first seen (a reused pid is not); newcomers join ``_known``."""
+        total = self._root_cpu_final
+        todo = list(self._known)
+        if self._root is not None and self._exit_code is None and self._root.pid not in self._known:
+            todo.append(self._root.pid)
+        seen: set[int] = set()
+        live: dict[int, psutil.Process] = {}
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            st = _proc_stat(pid)
+            if st is None or st[0] in (b"Z", b"X", b"x"):
+                continue
+            if self._start_ticks.setdefault(pid, st[2]) != st[2]:
+                continue  # the pid now names another process
+            p = self._known.get(pid)
+            if p is None:
+                try:
+                    p = psutil.Process(pid)
+                except psutil.Error:
+                    continue
+            live[pid] = p
+            total += st[1]
+            if _PROC_CHILDREN:
+                todo.extend(_child_pids(pid))
+            else:  # no per-task children lists: psutil's scan (costly, rare kernels)
+                with contextlib.suppress(psutil.Error):
+                    todo.extend(c.pid for c in p.children(recursive=True))
+        for pid in [k for k in self._start_ticks if k not in live]:
+            del self._start_ticks[pid]
+        self._known = live
+        return total
 
     def _group_alive(self, tree: list[psutil.Process]) -> bool:
         """Whether the main program's process group id still names our group (never signal a reused id)."""
@@ -349,12 +407,7 @@ class LocalBackend:
         now = time.monotonic()
         if ended or now - self._cpu_at >= self.cpu_interval:
             self._cpu_at = now
-            cpu = self._root_cpu_final
-            for p in self._tree():
-                with contextlib.suppress(psutil.Error):
-                    t = p.cpu_times()
-                    cpu += t.user + t.system + t.children_user + t.children_system
-            self._cpu_max = max(self._cpu_max, cpu)
+            self._cpu_max = max(self._cpu_max, self._tree_cpu())
         if ended:
             return BackendStatus(VMState.EXITED, exit_code=self._exit_code, cpu_time=self._cpu_max)
         state = VMState.PAUSED if self._paused else VMState.RUNNING

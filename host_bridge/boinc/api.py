@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, fields
@@ -200,6 +201,18 @@ def format_status(
     return msg.encode("ascii")
 
 
+def _stop_worker_timer() -> None:
+    """Stop the 10 Hz SIGALRM timer that ``boinc_init_options`` starts (setitimer ITIMER_REAL).
+
+    Its handler (boinc_api.cpp ``worker_signal_handler``) does two things: getrusage() for the library's
+    own CPU report, and an exit when the timer thread set ``worker_thread_exit_flag``. In wrapper mode
+    neither is used: the bridge sends the status itself (``send_status_msgs = 0``), and the exit flag is
+    set only with ``direct_process_action`` (quit / abort / dead client then only set the status flags
+    the bridge polls). The signal itself costs: ten interrupted waits a second in the bridge's main
+    thread, each a Python wake-up. The library's timer *thread* (messages, heartbeat) keeps running."""
+    signal.setitimer(signal.ITIMER_REAL, 0.0)
+
+
 def _flush_python_output() -> None:
     """C ``exit()`` does not flush Python's buffers: flush logging handlers and stdio first."""
     for logger in [
@@ -340,6 +353,7 @@ class BoincApi(BoincApiBase):
                 "is another instance holding boinc_lockfile?)"
             )
         self._initialized = True
+        _stop_worker_timer()
         if self.lib.boinc_is_standalone():
             # init_data.xml unparsable or the shared memory (boinc_mmap_file) cannot be attached
             self.standalone = True

@@ -9,75 +9,7 @@ it runs standalone, like a BOINC app started by hand. Depends on msgpack only.
 
 from __future__ import annotations
 
-from ._runtime import (
-    BoincError,
-    BoincOptions,
-    BoincStatus,
-    begin_critical_section,
-    boinc_begin_critical_section,
-    boinc_checkpoint_completed,
-    boinc_elapsed_time,
-    boinc_end_critical_section,
-    boinc_finish,
-    boinc_finish_message,
-    boinc_fopen,
-    boinc_fraction_done,
-    boinc_get_fraction_done,
-    boinc_get_init_data,
-    boinc_get_status,
-    boinc_init,
-    boinc_init_options,
-    boinc_is_standalone,
-    boinc_need_network,
-    boinc_network_done,
-    boinc_network_poll,
-    boinc_ops_cumulative,
-    boinc_ops_per_cpu_sec,
-    boinc_receive_trickle_down,
-    boinc_resolve_filename,
-    boinc_resolve_filename_s,
-    boinc_send_trickle_up,
-    boinc_set_min_checkpoint_period,
-    boinc_temporary_exit,
-    boinc_time_to_checkpoint,
-    boinc_upload_file,
-    boinc_upload_status,
-    boinc_wu_cpu_time,
-    checkpoint_completed,
-    critical_section,
-    elapsed_time,
-    end_critical_section,
-    find_share,
-    finish,
-    fraction_done,
-    get_fraction_done,
-    get_init_data,
-    get_status,
-    init,
-    is_standalone,
-    need_network,
-    network_done,
-    ops_cumulative,
-    ops_per_cpu_sec,
-    receive_trickle_down,
-    resolve_filename,
-    send_trickle_up,
-    set_min_checkpoint_period,
-    temporary_exit,
-    time_to_checkpoint,
-    upload_file,
-    upload_status,
-    wu_cpu_time,
-)
-from .protocol import (
-    ERR_BUFFER_OVERFLOW,
-    ERR_INVALID_PARAM,
-    ERR_NOT_FOUND,
-    ERR_NULL,
-    ERR_WRITE,
-    EXIT_ABORTED_BY_CLIENT,
-    InitData,
-)
+from typing import Any
 
 # ``from boinc_guest import *`` gives BOINC's names (what a port needs), the option / status types
 # and the error codes; the Pythonic names are imported explicitly (``from boinc_guest import init``).
@@ -123,31 +55,95 @@ __all__ = [
     "boinc_wu_cpu_time",
 ]
 
-_PYTHONIC = (
-    begin_critical_section,
-    checkpoint_completed,
-    critical_section,
-    elapsed_time,
-    end_critical_section,
-    find_share,
-    finish,
-    fraction_done,
-    get_fraction_done,
-    get_init_data,
-    get_status,
-    init,
-    is_standalone,
-    need_network,
-    network_done,
-    ops_cumulative,
-    ops_per_cpu_sec,
-    receive_trickle_down,
-    resolve_filename,
-    send_trickle_up,
-    set_min_checkpoint_period,
-    temporary_exit,
-    time_to_checkpoint,
-    upload_file,
-    upload_status,
-    wu_cpu_time,
+# The SDK's runtime (threads, the status writer) is imported on first use of one of its names, not
+# with the package: the host bridge imports ``boinc_guest.protocol`` only, and pays neither the import
+# time nor the memory of the guest-side runtime.
+_FROM_RUNTIME = frozenset(
+    (
+        "BoincError",
+        "BoincOptions",
+        "BoincStatus",
+        "begin_critical_section",
+        "boinc_begin_critical_section",
+        "boinc_checkpoint_completed",
+        "boinc_elapsed_time",
+        "boinc_end_critical_section",
+        "boinc_finish",
+        "boinc_finish_message",
+        "boinc_fopen",
+        "boinc_fraction_done",
+        "boinc_get_fraction_done",
+        "boinc_get_init_data",
+        "boinc_get_status",
+        "boinc_init",
+        "boinc_init_options",
+        "boinc_is_standalone",
+        "boinc_need_network",
+        "boinc_network_done",
+        "boinc_network_poll",
+        "boinc_ops_cumulative",
+        "boinc_ops_per_cpu_sec",
+        "boinc_receive_trickle_down",
+        "boinc_resolve_filename",
+        "boinc_resolve_filename_s",
+        "boinc_send_trickle_up",
+        "boinc_set_min_checkpoint_period",
+        "boinc_temporary_exit",
+        "boinc_time_to_checkpoint",
+        "boinc_upload_file",
+        "boinc_upload_status",
+        "boinc_wu_cpu_time",
+        "checkpoint_completed",
+        "critical_section",
+        "elapsed_time",
+        "end_critical_section",
+        "find_share",
+        "finish",
+        "fraction_done",
+        "get_fraction_done",
+        "get_init_data",
+        "get_status",
+        "init",
+        "is_standalone",
+        "need_network",
+        "network_done",
+        "ops_cumulative",
+        "ops_per_cpu_sec",
+        "receive_trickle_down",
+        "resolve_filename",
+        "send_trickle_up",
+        "set_min_checkpoint_period",
+        "temporary_exit",
+        "time_to_checkpoint",
+        "upload_file",
+        "upload_status",
+        "wu_cpu_time",
+    )
 )
+_FROM_PROTOCOL = frozenset(
+    (
+        "ERR_BUFFER_OVERFLOW",
+        "ERR_INVALID_PARAM",
+        "ERR_NOT_FOUND",
+        "ERR_NULL",
+        "ERR_WRITE",
+        "EXIT_ABORTED_BY_CLIENT",
+        "InitData",
+    )
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_RUNTIME:
+        from . import _runtime as module
+    elif name in _FROM_PROTOCOL:
+        from . import protocol as module  # type: ignore[no-redef]
+    else:
+        raise AttributeError(f"module 'boinc_guest' has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FROM_RUNTIME, *_FROM_PROTOCOL})
