@@ -180,6 +180,18 @@ def test_c_program_plain_finish_and_atexit_flush(built: dict[str, Path], tmp_pat
     assert st.fraction_done == 0.75 and st.events == ()
 
 
+def test_progress_is_written_about_once_a_second(built: dict[str, Path], tmp_path: Path) -> None:
+    """An app reporting progress all the time: the init write, the first change at once, then one
+    write a second (with the heartbeat), and the atexit flush -- not one per 0.1 s tick."""
+    res = csdk.run([str(built["probe_dyn"]), "hot", "2.5"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout) > 100_000
+    st = status_of(tmp_path)
+    assert st.fraction_done == 0.875
+    assert st.hb >= 2, "the heartbeat advanced"
+    assert 4 <= st.seq <= 7, st.seq  # per 0.1 s it would be ~26
+
+
 @pytest.mark.parametrize("request_", ["quit", "abort"])
 def test_quit_and_abort_end_the_process(built: dict[str, Path], tmp_path: Path, request_: str) -> None:
     with Child([str(built["probe_dyn"]), "loop"], tmp_path) as ch:

@@ -399,8 +399,9 @@ def test_background_thread_coalesces_and_flushes_at_exit(tmp_path: Path) -> None
     s = read_status(tmp_path)
     assert s.fraction_done == 0.875
     assert calls >= 100_000
-    # 1 write at init, at most one per 0.1 s tick over ~1.5 s, and the atexit flush
-    assert 3 <= s.seq <= 1 + 16 + 1 + 2, s.seq
+    # 1 write at init, progress-only changes at most once a second (the first at once, the next with
+    # the heartbeat at ~1 s), and the atexit flush: ~4 writes in ~1.5 s, not one per 0.1 s tick (16)
+    assert 3 <= s.seq <= 6, s.seq
     assert s.hb >= 1, "the heartbeat advanced"
     assert s.cpu_time > 0.5 and s.elapsed_time > 1.0
 

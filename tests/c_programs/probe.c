@@ -36,6 +36,17 @@ int main(int argc, char** argv) {
         boinc_finish(atoi(argv[2]));
         return 99;
     }
+    if (strcmp(mode, "hot") == 0) { /* probe hot SECONDS: progress all the time, then return */
+        boinc_init();
+        double secs = atof(argv[2]), t0 = boinc_elapsed_time();
+        long n = 0;
+        while (boinc_elapsed_time() - t0 < secs) {
+            for (int i = 0; i < 1000; i++, n++) boinc_fraction_done(0.5 * (double)(n % 1000) / 1000.0);
+        }
+        boinc_fraction_done(0.875); /* the last value: only the atexit flush can write it */
+        printf("%ld\n", n);
+        return 0;
+    }
     if (strcmp(mode, "return") == 0) { /* the atexit hook flushes the last progress */
         boinc_init();
         boinc_fraction_done(0.75);

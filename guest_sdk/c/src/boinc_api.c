@@ -1,7 +1,8 @@
 /* boinc_api.c - BOINC's application API on top of the shared-folder protocol (docs/protocol.md).
  *
- * State lives in memory; the background thread writes it (at most every 0.1 s when dirty, and once
- * a second with hb + 1) and re-reads the control file every 0.1 s. Calls that create events or
+ * State lives in memory; the background thread writes it (within 0.1 s when dirty; progress-only
+ * changes -- fraction done, ops -- at most once a second; and once a second with hb + 1) and re-reads
+ * the control file every 0.1 s. Calls that create events or
  * complete a checkpoint write synchronously. boinc_fraction_done is lock- and syscall-free. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +25,10 @@
 
 #define TICK 0.1         /* control re-read, minimum interval between state writes (s) */
 #define HEARTBEAT 1.0    /* heartbeat interval (s) */
+/* progress-only changes (fraction done, ops) are written at most this often (s): BOINC's API sends its
+ * status once a second and the client reads it once a second; each write costs an fsync here and a
+ * wake-up of the host bridge. A change after a second without one goes out within TICK. */
+#define PROGRESS_INTERVAL 1.0
 #define FINISH_WAIT 30.0 /* s: how long boinc_finish waits for room in a full event queue */
 
 typedef struct ev_slot {
@@ -35,7 +40,8 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 
 static _Atomic uint64_t g_fd_bits;  /* fraction done, as the bits of a double */
-static _Atomic int g_dirty;
+static _Atomic int g_dirty;    /* a change the host should see within TICK */
+static _Atomic int g_progress; /* a progress-only change: written within PROGRESS_INTERVAL */
 static _Atomic int g_crit;         /* critical-section nesting count, like BOINC's */
 static int g_ckpt_cs;              /* the critical section entered by boinc_time_to_checkpoint */
 
@@ -57,7 +63,7 @@ static char g_ctl_err[512];
 static char* g_prefs;
 static pthread_t g_thread;
 static int g_thread_running, g_stop;
-static double g_last_write, g_last_hb, g_last_ckpt;
+static double g_last_write, g_last_hb, g_last_ckpt, g_last_progress_write;
 static int g_min_ckpt_period;
 static FUNC_PTR g_timer_cb;
 static pid_t g_pid;         /* the process that called boinc_init (a forked child never writes) */
@@ -104,6 +110,7 @@ static double load_fd(void) {
 }
 
 static void mark_dirty(void) { atomic_store_explicit(&g_dirty, 1, memory_order_release); }
+static void mark_progress(void) { atomic_store_explicit(&g_progress, 1, memory_order_release); }
 
 static void warn(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 static void warn(const char* fmt, ...) {
@@ -171,11 +178,13 @@ static int encode_locked(bg_buf* b, uint64_t seq) {
 static int write_locked(void) {
     if (!g_initialized || g_standalone || getpid() != g_pid) return 0;
     int was_dirty = atomic_exchange_explicit(&g_dirty, 0, memory_order_acquire);
+    int was_progress = atomic_exchange_explicit(&g_progress, 0, memory_order_acquire);
     bg_buf b = {NULL, 0, 0, 0, 0};
     int rc = encode_locked(&b, g_seq + 1);
     if (rc == 0 && bg_write_atomic(g_share, BOINC_GUEST_STATUS_FILE, b.p, b.len) == 0) {
         g_seq++;
         g_last_write = mono();
+        if (was_progress) g_last_progress_write = g_last_write;
         g_write_failing = 0;
     } else {
         if (rc == 0 && !g_write_failing)
@@ -183,6 +192,7 @@ static int write_locked(void) {
                  BOINC_GUEST_STATUS_FILE, strerror(errno));
         g_write_failing = 1;
         if (was_dirty) mark_dirty();
+        if (was_progress) atomic_store_explicit(&g_progress, 1, memory_order_release);
         rc = ERR_WRITE;
     }
     bg_buf_free(&b);
@@ -381,6 +391,8 @@ static void* bg_main(void* arg) {
             write_locked();
         } else if (atomic_load(&g_dirty) && now - g_last_write >= TICK - 0.005) {
             write_locked();
+        } else if (atomic_load(&g_progress) && now - g_last_progress_write >= PROGRESS_INTERVAL - 0.005) {
+            write_locked();
         }
         FUNC_PTR cb = g_timer_cb;
         if (cb) {
@@ -410,7 +422,7 @@ static void at_exit(void) {
     pthread_mutex_lock(&g_lock);
     g_stop = 1;
     pthread_cond_broadcast(&g_cond);
-    if (g_initialized && atomic_load(&g_dirty)) write_locked();
+    if (g_initialized && (atomic_load(&g_dirty) || atomic_load(&g_progress))) write_locked();
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -505,7 +517,7 @@ int boinc_fraction_done(double x) {
     uint64_t bits;
     memcpy(&bits, &x, sizeof(bits));
     atomic_store_explicit(&g_fd_bits, bits, memory_order_relaxed);
-    atomic_store_explicit(&g_dirty, 1, memory_order_release);
+    atomic_store_explicit(&g_progress, 1, memory_order_release);
     return 0;
 }
 
@@ -527,7 +539,7 @@ void boinc_ops_per_cpu_sec(double fp, double integer) {
     pthread_mutex_lock(&g_lock);
     g_fpops_ps = nonneg(fp, g_fpops_ps);
     g_intops_ps = nonneg(integer, g_intops_ps);
-    mark_dirty();
+    mark_progress();
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -535,7 +547,7 @@ void boinc_ops_cumulative(double fp, double integer) {
     pthread_mutex_lock(&g_lock);
     g_fpops_cum = nonneg(fp, g_fpops_cum);
     g_intops_cum = nonneg(integer, g_intops_cum);
-    mark_dirty();
+    mark_progress();
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -993,6 +1005,8 @@ void boinc_guest_reset(void) {
     g_stop = 0;
     atomic_store(&g_crit, 0);
     atomic_store(&g_dirty, 0);
+    atomic_store(&g_progress, 0);
+    g_last_progress_write = 0;
     atomic_store(&g_fd_bits, 0);
     memset((void*)&boinc_status, 0, sizeof(boinc_status));
     pthread_mutex_unlock(&g_lock);

@@ -2,8 +2,9 @@
 
 One process-wide :class:`_Runtime` holds what the app reported. Cheap calls (``boinc_fraction_done``,
 ops, critical sections, network, trickle-down consumption) only update memory and mark the state
-dirty; a daemon thread writes a dirty state at most every 0.1 s, bumps the heartbeat and writes once a
-second, and re-reads the control file every 0.1 s. Checkpoints, events and ``boinc_init`` write at
+dirty; a daemon thread writes a dirty state within 0.1 s (progress-only changes -- fraction done,
+ops -- at most once a second), bumps the heartbeat and writes once a second, and re-reads the control
+file every 0.1 s. Checkpoints, events and ``boinc_init`` write at
 once. Test mode (``boinc_guest.testing``) removes the thread, the atexit hook, the real clocks and the
 process exits, so that sessions of calls give exact, repeatable files.
 """
@@ -52,6 +53,11 @@ logger = logging.getLogger(__name__)
 ENV_SHARE = "BOINC_GUEST_DIR"
 MOUNT_POINTS = ("/boinc/shared", "/shared")
 WRITE_INTERVAL = 0.1  # s: the background thread's tick (dirty writes, control re-reads)
+# s: progress-only changes (fraction done, ops) are written at most this often (BOINC's API sends its
+# status to the client once a second, and the client reads it once a second): an app reporting progress
+# all the time causes one write a second (together with the heartbeat), a change after a second without
+# one goes out within WRITE_INTERVAL. Each write costs the guest an fsync and the host bridge a wake-up.
+PROGRESS_INTERVAL = 1.0
 HEARTBEAT_INTERVAL = 1.0  # s
 FINISH_WAIT = 30.0  # s: how long boinc_finish waits for room in a full event queue
 
@@ -115,7 +121,9 @@ class _Runtime:
         self.td_ack = 0
         self.events: list[Event] = []
         self.next_id = 1
-        self.dirty = False
+        self.dirty = False  # a change the host should see within WRITE_INTERVAL
+        self.progress = False  # a progress-only change (fraction, ops): written within PROGRESS_INTERVAL
+        self.last_progress_write = -math.inf  # monotonic time of the last write carrying a progress change
         # host side
         self.control = Control()
         self.control_bytes: bytes | None = None
@@ -175,16 +183,19 @@ class _Runtime:
             if not self.active():
                 return 0
             assert self.share is not None
-            self.dirty = False
+            dirty, progress = self.dirty, self.progress
+            self.dirty = self.progress = False
             self.seq += 1
             try:
                 data = P.encode_status(self.snapshot())
                 P.write_atomic(self.share, STATUS_FILE, data)
             except (OSError, ProtocolError) as exc:
                 self.seq -= 1
-                self.dirty = True
+                self.dirty, self.progress = True, progress or dirty
                 logger.warning("cannot write %s in %s: %s", STATUS_FILE, self.share, exc)
                 return ERR_WRITE
+            if progress:
+                self.last_progress_write = time.monotonic()
             return 0
 
     def add_event(self, make: Callable[[int], Event]) -> int:
@@ -268,7 +279,7 @@ class _Runtime:
                     self.hb += 1
                     next_hb = max(next_hb + HEARTBEAT_INTERVAL, now)
                     self.write()
-                elif self.dirty:
+                elif self.dirty or (self.progress and now - self.last_progress_write >= PROGRESS_INTERVAL):
                     self.write()
             except Exception:  # never let the reporter die; the app keeps running
                 logger.exception("boinc_guest background thread")
@@ -296,7 +307,7 @@ def _flush_stdio() -> None:
 def _at_exit() -> None:
     rt = _rt
     rt.stop_thread()
-    if rt.dirty:
+    if rt.dirty or rt.progress:
         rt.write()
 
 
@@ -379,7 +390,7 @@ def boinc_fraction_done(fraction_done: float) -> int:
         return 0
     rt = _rt
     rt.fraction_done = 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
-    rt.dirty = True
+    rt.progress = True
     return 0
 
 
@@ -399,7 +410,7 @@ def boinc_ops_per_cpu_sec(fp: float, integer: float) -> None:
     rt = _rt
     rt.fpops_per_cpu_sec = _nonneg(fp, rt.fpops_per_cpu_sec)
     rt.intops_per_cpu_sec = _nonneg(integer, rt.intops_per_cpu_sec)
-    rt.dirty = True
+    rt.progress = True
 
 
 def boinc_ops_cumulative(fp: float, integer: float) -> None:
@@ -407,7 +418,7 @@ def boinc_ops_cumulative(fp: float, integer: float) -> None:
     rt = _rt
     rt.fpops_cumulative = _nonneg(fp, rt.fpops_cumulative)
     rt.intops_cumulative = _nonneg(integer, rt.intops_cumulative)
-    rt.dirty = True
+    rt.progress = True
 
 
 def _checkpoint_period(rt: _Runtime) -> float:
@@ -547,7 +558,7 @@ def _end_process(status: int) -> None:
     and the process ends at once with ``os._exit(status)``."""
     rt = _rt
     rt.stop_thread()
-    if rt.dirty:
+    if rt.dirty or rt.progress:
         rt.write()
     _flush_stdio()
     if threading.current_thread() is threading.main_thread():
