@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from host_bridge.slot import expand_macros
+from host_bridge.slot import SlotNameError, check_logical_name, expand_macros
 
 logger = logging.getLogger(__name__)
 
@@ -523,16 +523,16 @@ class JobSpec:
 # --------------------------------------------------------------------------------------------
 
 # tag -> (field, kind); kinds: str, raw (untrimmed-inner text kept trimmed), flag, float+,
-# int, list, env
+# int, list (of slot file names), env, name (a slot file name: relative, no "..")
 _TASK_TAGS: dict[str, tuple[str, str]] = {
     # BOINC wrapper
     "application": ("application", "str"),
     "command_line": ("command_line", "str"),
-    "stdin_filename": ("stdin_filename", "str"),
-    "stdout_filename": ("stdout_filename", "str"),
-    "stderr_filename": ("stderr_filename", "str"),
-    "checkpoint_filename": ("checkpoint_filename", "str"),
-    "fraction_done_filename": ("fraction_done_filename", "str"),
+    "stdin_filename": ("stdin_filename", "name"),
+    "stdout_filename": ("stdout_filename", "name"),
+    "stderr_filename": ("stderr_filename", "name"),
+    "checkpoint_filename": ("checkpoint_filename", "name"),
+    "fraction_done_filename": ("fraction_done_filename", "name"),
     "weight": ("weight", "float+"),
     "setenv": ("setenv", "env"),
     "exec_dir": ("exec_dir", "str"),
@@ -619,6 +619,18 @@ def _mark(word: str) -> CmdArg:
     return CmdArg(word)
 
 
+def _slot_name(text: str, path: str, node: XmlNode) -> str:
+    """A file named by the job (stdio, checkpoint, fraction, copied files): a logical name in the slot
+    or the shared folder, never an absolute path or one leaving it (``..``)."""
+    try:
+        check_logical_name(text)
+    except SlotNameError as e:
+        raise JobFileError(
+            path, node.line, node.tag, f"{e}; name a file in the slot (its logical name), e.g. out.txt"
+        ) from None
+    return text
+
+
 def _parse_task(node: XmlNode, kind: TaskKind, path: str, warnings: list[str]) -> TaskDesc:
     if (w := attrs_warning(path, node)) is not None:
         warnings.append(w)
@@ -638,7 +650,7 @@ def _parse_task(node: XmlNode, kind: TaskKind, path: str, warnings: list[str]) -
         text = node_text(child, path)
         if vkind == "list":
             if text is not None:
-                lists[fname].append(text)
+                lists[fname].append(_slot_name(text, path, child))
             continue
         if vkind == "env":
             if text is None:
@@ -675,6 +687,8 @@ def _parse_task(node: XmlNode, kind: TaskKind, path: str, warnings: list[str]) -
             continue
         if vkind == "str":
             values[fname] = text
+        elif vkind == "name":
+            values[fname] = _slot_name(text, path, child)
         elif vkind == "float+":
             values[fname] = float(parse_number(text, path, child, minimum=0.0))
         elif vkind == "int+":

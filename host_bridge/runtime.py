@@ -30,7 +30,7 @@ from .config import Config
 from .exitcodes import ERR_XML_PARSE, ExitCode
 from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
-from .slot import expand_macros, read_soft_link, resolve_logical
+from .slot import SlotNameError, expand_macros, read_soft_link, resolve_logical
 from .state import BridgeState, load_state, save_fraction_floor, save_state
 from .watch import ShareWatcher
 
@@ -458,9 +458,14 @@ class Runtime:
 
     def _resolve_program(self, app: str, in_share: set[str], share_dir: Path) -> str:
         name = app[2:] if app.startswith("./") else app
+        if os.path.isabs(name):
+            return name  # a program on the host, e.g. /usr/bin/python3 (the backend checks it exists)
         if name in in_share or ((share_dir / name).is_file() and share_dir != self.slot):
             return str(share_dir / os.path.basename(name))
-        phys = resolve_logical(self.slot, name)
+        try:
+            phys = resolve_logical(self.slot, name)
+        except SlotNameError:
+            return name  # not a logical name (e.g. "../x"): the backend says it is not found
         if phys.is_file():
             return str(phys)
         found = shutil.which(name)

@@ -35,7 +35,7 @@ class SlotNameError(ValueError):
     """A logical name that cannot name a file in the slot (absolute, '..', NUL, empty)."""
 
 
-def _check_name(name: str) -> str:
+def check_logical_name(name: str) -> str:
     """Validate ``name`` and drop a leading ``./`` (the VMwrapper spelling of a logical name)."""
     if not isinstance(name, str) or not name:
         raise SlotNameError("empty file name: give the logical name of a file in the slot directory")
@@ -97,7 +97,7 @@ def resolve_logical(slot_dir: Path, name: str) -> Path:
     the slot, not a logical name: it is returned as ``slot_dir / name`` without reading anything.
     Raises SlotNameError for names that cannot be in the slot (absolute, '..', NUL, empty).
     """
-    clean = _check_name(name)
+    clean = check_logical_name(name)
     slot_dir = Path(slot_dir)
     candidate = slot_dir / clean
     if "/" in clean:

@@ -66,3 +66,15 @@ def test_standalone_run_in_a_plain_directory(tmp_path):
     r = run("--standalone", cwd=tmp_path)
     assert r.returncode == 3, r.stdout + r.stderr
     assert (tmp_path / "out").read_text() == "hi\n"
+
+
+def test_standalone_run_with_an_absolute_program_path(tmp_path):
+    """<application> may name a program on the host by its absolute path (not a logical name)."""
+    (tmp_path / "job.xml").write_text(
+        "<job_desc><task><application>/bin/sh</application><command_line>-c 'echo abs > out'</command_line>"
+        "</task></job_desc>"
+    )
+    r = run("--standalone", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "out").read_text() == "abs\n"
+    assert "internal error" not in r.stderr

@@ -369,6 +369,27 @@ def test_weight_not_a_number_message() -> None:
             None,
             "mismatched closing tag </job_desc>",
         ),
+        (
+            "<job_desc><task><application>a</application>\n<stdin_filename>/etc/passwd</stdin_filename>"
+            "</task></job_desc>",
+            2,
+            "stdin_filename",
+            "is absolute",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n<copy_file_from_VM>../../x</copy_file_from_VM>"
+            "</task></job_desc>",
+            2,
+            "copy_file_from_VM",
+            "contains '..'",
+        ),
+        (
+            "<job_desc><task><application>a</application>\n<checkpoint_filename>/tmp/c</checkpoint_filename>"
+            "</task></job_desc>",
+            2,
+            "checkpoint_filename",
+            "is absolute",
+        ),
         ("<job_desc><task>\n<application>a</application>", 2, None, "ends inside <task> opened on line 1"),
         ("", None, None, "the file is empty"),
         ("\n\n<job_desc", 3, None, "malformed XML"),
