@@ -19,8 +19,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
-import textwrap
 import threading
 from pathlib import Path
 
@@ -245,6 +243,9 @@ def _find_worker() -> Path | None:
 
 
 def _demo(args: list[str]) -> int:
+    import tempfile  # demo only: not paid by the bridge's start-up
+    import textwrap
+
     p = argparse.ArgumentParser(prog="host-bridge demo", description="run examples/worker.py via the bridge")
     p.add_argument("seconds", nargs="?", type=float, default=5.0, help="CPU seconds the worker burns")
     p.add_argument("--keep", action="store_true", help="keep the demo slot directory")

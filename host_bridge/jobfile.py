@@ -31,14 +31,12 @@ Every error is a ``JobFileError`` whose text names the file, the line and the ta
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import logging
 import math
 import os
 import re
 import stat
-import tomllib
 import xml.parsers.expat as expat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -404,6 +402,8 @@ def check_no_stray_text(node: XmlNode, path: str, before_line: int | None = None
 def _closest(tag: str, known: tuple[str, ...]) -> str | None:
     """The known tag closest to ``tag`` (difflib: ~2 ms a call, so cached per (tag, set of tags))."""
     lower = {k.lower(): k for k in known}
+    import difflib  # only for a misspelt tag: not paid by every bridge start
+
     close = difflib.get_close_matches(tag.lower(), list(lower), n=1, cutoff=0.6)
     return lower[close[0]] if close else None
 
@@ -1088,6 +1088,9 @@ def parse_docker_text(text: str, path_for_messages: str = "job.toml") -> DockerJ
     path = path_for_messages
     if len(text) > MAX_JOB_FILE_BYTES:
         raise JobFileError(path, None, None, "the file is over the size limit")
+    import difflib
+    import tomllib  # only for the docker dialect
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
