@@ -695,6 +695,12 @@ class Runtime:
         """A newer status file was skipped by the decode budget and the budget now allows it."""
         return self._decode_deferred and time.perf_counter() >= self._decode_not_before
 
+    def decode_retry_in(self, longest: float) -> float:
+        """How long the loop may sleep without delaying a deferred decode (at most ``longest``)."""
+        if not self._decode_deferred:
+            return longest
+        return min(longest, max(0.0, self._decode_not_before - time.perf_counter()))
+
     def write_control(
         self,
         share: Share,
@@ -878,7 +884,8 @@ class _TaskRun:
                 if rt.state.trickle_up:
                     self._send_trickle_ups()
                 # once the guest has said it finished, watch for its exit closely (task end -> exit)
-                hinted = watcher.wait(cfg.tick if cstate.finish is None else min(cfg.tick, 0.02))
+                tick = cfg.tick if cstate.finish is None else min(cfg.tick, 0.02)
+                hinted = watcher.wait(rt.decode_retry_in(tick))
 
     # -- inputs
 
