@@ -213,11 +213,11 @@ def test_heartbeat_stops_temporary_exit_after_the_interval(slot):
 
 
 def test_job_duration_drives_progress_and_ends_the_job(slot):
-    c = slot("duration", extra="<job_duration>3</job_duration>")
+    c = slot("duration", extra="<job_duration>4</job_duration>")
     rc, fractions, b = _run(c)
     assert rc == 0, b.log()
     rising = [f for f in fractions if 0.0 < f < 1.0]
-    assert len(set(rising)) >= 3, fractions  # progress rose with the running time
+    assert len(set(rising)) >= 2, fractions  # progress rose with the running time (1 s ticks)
     assert fractions == sorted(fractions), fractions
     assert fractions[-1] == pytest.approx(1.0)
     assert "job_duration" in b.log()
