@@ -18,9 +18,12 @@ class Config:
     extra_args: tuple[str, ...] = ()  # unknown arguments, appended where a task says append_cmdline_args
     watch_mode: WatchMode = "auto"
     standalone: bool = False  # force standalone (no BOINC client)
-    # the main loop's longest sleep (s): the latency of suspend / resume / exit checks, as in BOINC's
-    # wrapper (1 s). Guest updates wake the loop at once; each timed wake-up costs CPU (docs/benchmarks.md).
-    tick: float = 1.0
+    # The main loop's longest sleep (s): the latency of suspend / resume / exit checks while the guest is
+    # silent (BOINC's wrapper polls every 1 s). Every guest update wakes the loop at once and the checks
+    # run then too; an SDK guest writes at least once a second (its heartbeat), so with a tick a little
+    # longer than that the loop wakes once a second, not twice (each wake-up costs CPU: docs/benchmarks.md).
+    tick: float = 1.25
+    watch_check_interval: float = 2.0  # the watcher's lstat check for lost inotify events (s)
     report_interval: float = 1.0  # status refresh to the client without guest news (s)
     backend_poll_interval: float = 0.5  # how often the backend is polled (s)
     heartbeat_timeout: float = 0.0  # guest silent this long while running -> hung (0: off)

@@ -843,7 +843,9 @@ class _TaskRun:
     def loop(self, cstate: core.CoreState) -> Outcome | None:
         rt = self.rt
         cfg = rt.cfg
-        with ShareWatcher(self.share_dir, [P.STATUS_FILE], mode=cfg.watch_mode) as watcher:
+        with ShareWatcher(
+            self.share_dir, [P.STATUS_FILE], mode=cfg.watch_mode, check_interval=cfg.watch_check_interval
+        ) as watcher:
             hinted = True
             while True:
                 now = rt.clock()

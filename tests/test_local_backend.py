@@ -281,3 +281,21 @@ def test_poll_caches_the_tree_cpu(share: Path, backends: list[LocalBackend]) -> 
     assert b.poll().cpu_time > s1.cpu_time  # re-measured
     os.kill(b.pid, signal.SIGKILL)
     wait_for(lambda: b.poll().state is VMState.EXITED, what="exit seen")
+
+
+def test_new_descendants_are_found_every_discover_interval(share: Path, backends: list[LocalBackend]) -> None:
+    """Known processes are measured at every poll; the children lists (the costly /proc walk) are read
+    only every discover_interval seconds, so a grandchild started later counts from the next walk."""
+    script = "sleep 0.3; sh -c 'while :; do :; done' & wait"
+    b = LocalBackend(grace=1.0, cpu_interval=0.0, discover_interval=1.5)
+    b.create(TaskSpec(name="t", argv=("sh", "-c", script), share=share, owner_tag=tag()))
+    backends.append(b)
+    b.start()
+    first = b.poll()  # walks: only the shell so far
+    time.sleep(0.8)
+    before_walk = b.poll().cpu_time  # the busy grandchild exists but is not known yet
+    assert before_walk - first.cpu_time < 0.1, (first, before_walk)
+    time.sleep(1.0)
+    after_walk = b.poll().cpu_time  # 1.8 s after the first walk: found, its CPU counted
+    assert after_walk > before_walk + 0.3, (before_walk, after_walk)
+    assert len(b.processes()) >= 2

@@ -170,12 +170,21 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, *, grace: float = 2.0, max_copy_bytes: int = 1 << 40, cpu_interval: float = 0.5
+        self,
+        *,
+        grace: float = 2.0,
+        max_copy_bytes: int = 1 << 40,
+        cpu_interval: float = 0.5,
+        discover_interval: float = 5.0,
     ) -> None:
         self.grace = grace
         self.max_copy_bytes = max_copy_bytes
         self.cpu_interval = cpu_interval
+        # new descendants are looked for this often (s); known ones are measured every cpu_interval. A
+        # process reaped by its parent counts at once (in the parent's children times).
+        self.discover_interval = discover_interval
         self._cpu_at = -math.inf
+        self._walk_at = -math.inf
         self._task: TaskSpec | None = None
         self._share: Share | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -271,6 +280,7 @@ class LocalBackend:
         self._root = psutil.Process(self._proc.pid)
         self._known = {self._proc.pid: self._root}
         self._start_ticks = {}
+        self._walk_at = -math.inf
         self._paused = False
         self._exit_code = None
         self._root_cpu_final = 0.0
@@ -312,10 +322,12 @@ class LocalBackend:
             self._known.setdefault(self._root.pid, self._root)
         return list(found.values())
 
-    def _tree_cpu(self) -> float:
+    def _tree_cpu(self, *, discover: bool) -> float:
         """CPU seconds of the task's tree (what ``_tree`` finds, summed as psutil's ``cpu_times()`` would),
-        reading each process's /proc/PID/stat once. A process is ours while its start time is the one
-        recorded when it was first seen (a reused pid is not); newcomers join ``_known``."""
+        reading each known process's /proc/PID/stat once. With ``discover``, the kernel's children lists
+        are walked too and newcomers join ``_known`` (that walk is the costly part: several /proc reads
+        per process). A process is ours while its start time is the one recorded when it was first seen
+        (a reused pid is not)."""
         total = self._root_cpu_final
         todo = list(self._known)
         if self._root is not None and self._exit_code is None and self._root.pid not in self._known:
@@ -340,6 +352,8 @@ class LocalBackend:
                     continue
             live[pid] = p
             total += st[1]
+            if not discover:
+                continue
             if _PROC_CHILDREN:
                 todo.extend(_child_pids(pid))
             else:  # no per-task children lists: psutil's scan (costly, rare kernels)
@@ -407,7 +421,10 @@ class LocalBackend:
         now = time.monotonic()
         if ended or now - self._cpu_at >= self.cpu_interval:
             self._cpu_at = now
-            self._cpu_max = max(self._cpu_max, self._tree_cpu())
+            discover = ended or now - self._walk_at >= self.discover_interval
+            if discover:
+                self._walk_at = now
+            self._cpu_max = max(self._cpu_max, self._tree_cpu(discover=discover))
         if ended:
             return BackendStatus(VMState.EXITED, exit_code=self._exit_code, cpu_time=self._cpu_max)
         state = VMState.PAUSED if self._paused else VMState.RUNNING
