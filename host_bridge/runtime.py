@@ -8,6 +8,7 @@ the process: ``Runtime.run`` returns an ``Outcome`` and the CLI acts on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -32,11 +33,11 @@ from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
 from .slot import SlotNameError, expand_macros, read_soft_link, resolve_logical
 from .state import BridgeState, load_state, save_fraction_floor, save_state
-from .watch import ShareWatcher
 
 if TYPE_CHECKING:
     from .vboxcompat import VboxCompat
     from .vboxjob import VboxJob
+    from .watch import ShareWatcher
 
 # zipfile and the vboxwrapper modules are imported where a job needs them (<unzip_input>, <zip_output>,
 # a vbox_job.xml): most jobs do not, and every import adds to the bridge's start-up time and memory.
@@ -585,7 +586,11 @@ class Runtime:
         task.compat = compat
         try:
             backend.create(spec)
-            backend.restore()  # removes (or reattaches) what an earlier run of this task left
+            if resumed:
+                # remove (or reattach) what an earlier run of this task left: a scan of the host's
+                # processes / VMs for this task's owner tag, only worth its cost (~10 ms) when there was
+                # an earlier run (task_started is saved right after the first start)
+                backend.restore()
         except BackendError as e:
             backend.cleanup()
             return self._backend_failure(e, idx)
@@ -843,9 +848,8 @@ class _TaskRun:
     def loop(self, cstate: core.CoreState) -> Outcome | None:
         rt = self.rt
         cfg = rt.cfg
-        with ShareWatcher(
-            self.share_dir, [P.STATUS_FILE], mode=cfg.watch_mode, check_interval=cfg.watch_check_interval
-        ) as watcher:
+        with contextlib.ExitStack() as stack:
+            watcher: ShareWatcher | None = None
             hinted = True
             while True:
                 now = rt.clock()
@@ -885,8 +889,27 @@ class _TaskRun:
                         return result  # type: ignore[return-value]
                 if rt.state.trickle_up:
                     self._send_trickle_ups()
+                if watcher is None:
+                    # Set up after the first decision (which starts the task), so that importing and
+                    # starting the watcher is not in the task's start-up time; a status written before
+                    # the watch existed is read at once (hinted).
+                    from .watch import ShareWatcher
+
+                    watcher = stack.enter_context(
+                        ShareWatcher(
+                            self.share_dir,
+                            [P.STATUS_FILE],
+                            mode=cfg.watch_mode,
+                            check_interval=cfg.watch_check_interval,
+                        )
+                    )
+                    continue
                 # once the guest has said it finished, watch for its exit closely (task end -> exit)
                 tick = cfg.tick if cstate.finish is None else min(cfg.tick, 0.02)
+                if self.fraction_file or self.checkpoint_file or self.compat is not None:
+                    # wrapper-style files give no hints: read them every report_interval, as BOINC's
+                    # wrapper and vboxwrapper do (once a second)
+                    tick = min(tick, max(0.0, self.last_plumbing + cfg.report_interval - rt.clock()))
                 hinted = watcher.wait(rt.decode_retry_in(tick))
 
     # -- inputs

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import logging
 import math
 import os
@@ -23,14 +24,38 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
+import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
 from host_bridge.share import GuestFileRefused, Share
+
+
+def _lazy_import(name: str) -> types.ModuleType:
+    """``name``, loaded on first attribute access (the importlib documentation's lazy-import recipe).
+    psutil takes ~25 ms to import here: the task is started before that is paid (start-up target)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = _lazy_import("psutil")
+
 
 logger = logging.getLogger(__name__)
 
