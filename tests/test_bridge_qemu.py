@@ -92,7 +92,7 @@ def test_worker_in_vm_progress_suspend_resume_and_outputs(tmp_path, vm_files, sl
         assert qemu_of(c.slot_dir), "the task runs in a QEMU VM"
         # suspend: the VM is stopped, the guest's heartbeat and progress freeze
         c.suspend()
-        time.sleep(1.0)
+        time.sleep(1.6)  # the bridge checks the client's requests at least every 1.25 s (its tick)
         before = status_in_share(c.slot_dir)
         time.sleep(2.0)
         after = status_in_share(c.slot_dir)
