@@ -10,7 +10,6 @@ vm_initrd.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from boinc_guest import protocol as P
 
 from tests.bridge_support import Bridge, wait_for
 from tests.support.client_shm import SlotClient
-from tests.support.vm import qemu_of
+from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,31 +48,22 @@ JOB = """<job_desc>
 
 
 def make_slot(tmp_path: Path, files: dict[str, Path], seconds: float, **kw) -> SlotClient:
-    # a short path: the VM's QMP socket lives in the slot
-    slot = Path(f"/tmp/hbq-{tmp_path.name[-20:]}-{time.monotonic_ns() % 100000}")
-    slot.mkdir()
-    for name, src in files.items():
-        shutil.copy(src, slot / name)
-    (slot / "in").write_text("input for the vm\n")
-    (slot / "stdin_worker").write_text("stdin for the vm\n")
-    (slot / "job.xml").write_text(JOB.format(seconds=seconds))
     proj = tmp_path / "project"
     proj.mkdir(exist_ok=True)
-    (slot / "out").write_text(f"<soft_link>{proj}/result_out</soft_link>\n")
-    c = SlotClient(slot, **kw)
-    c.start_heartbeats()
-    return c
+    texts = {
+        "in": "input for the vm\n",
+        "stdin_worker": "stdin for the vm\n",
+        "job.xml": JOB.format(seconds=seconds),
+        "out": f"<soft_link>{proj}/result_out</soft_link>\n",
+    }
+    return vm_slot("hbq", files, texts, **kw)
 
 
 @pytest.fixture
 def slots():
     made: list[SlotClient] = []
     yield made
-    for c in made:
-        for p in qemu_of(c.slot_dir):
-            p.kill()
-        c.close()
-        shutil.rmtree(c.slot_dir, ignore_errors=True)
+    close_vm_slots(made)
 
 
 def status_in_share(slot: Path) -> P.Status | None:

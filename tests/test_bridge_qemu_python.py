@@ -13,7 +13,6 @@ mirror from the apt sources), then it is cached; a warm run boots a TCG VM (~5 s
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from host_bridge.jobfile import parse_job_text
 from host_bridge.vmimage import ensure_python_root, ensure_test_image
 from tests.bridge_support import Bridge
 from tests.support.client_shm import SlotClient
-from tests.support.vm import qemu_of
+from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,28 +61,25 @@ def slot(tmp_path, vm_parts):
     made: list[SlotClient] = []
 
     def make(seconds: float) -> SlotClient:
-        d = Path(f"/tmp/hbpy-{time.monotonic_ns() % 10**9}")  # short: the QMP socket lives in the slot
-        d.mkdir()
-        shutil.copy(vm_parts["vm_kernel"], d / "vm_kernel")
-        shutil.copy(vm_parts["vm_initrd"], d / "vm_initrd")
-        shutil.copy(ROOT / "examples" / "worker.py", d / "worker.py")  # mode 0644: run as python3 worker.py
-        (d / "in").write_text("input for the python worker\n")
-        (d / "stdin_worker").write_text("stdin for the python worker\n")
-        (d / "job.xml").write_text(JOB.format(seconds=seconds))
         proj = tmp_path / "project"
         proj.mkdir()
-        (d / "out").write_text(f"<soft_link>{proj}/result_out</soft_link>\n")
-        c = SlotClient(d)
-        c.start_heartbeats()
+        files = {
+            "vm_kernel": vm_parts["vm_kernel"],
+            "vm_initrd": vm_parts["vm_initrd"],
+            "worker.py": ROOT / "examples" / "worker.py",  # mode 0644: run as python3 worker.py
+        }
+        texts = {
+            "in": "input for the python worker\n",
+            "stdin_worker": "stdin for the python worker\n",
+            "job.xml": JOB.format(seconds=seconds),
+            "out": f"<soft_link>{proj}/result_out</soft_link>\n",
+        }
+        c = vm_slot("hbpy", files, texts)
         made.append(c)
         return c
 
     yield make
-    for c in made:
-        for p in qemu_of(c.slot_dir):
-            p.kill()
-        c.close()
-        shutil.rmtree(c.slot_dir, ignore_errors=True)
+    close_vm_slots(made)
 
 
 def test_vm_python_tag_parses():

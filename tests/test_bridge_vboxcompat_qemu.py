@@ -10,7 +10,6 @@ under the local backend).
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from host_bridge.vmimage import ensure_test_image
 from tests.bridge_support import Bridge
 from tests.support.client_shm import SlotClient
-from tests.support.vm import qemu_of
+from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -85,25 +84,14 @@ def slot(image):
     made: list[SlotClient] = []
 
     def make(mode: str, *, hb: float = 30) -> SlotClient:
-        d = Path(f"/tmp/hbvq-{time.monotonic_ns() % 10**9}")  # short: the QMP socket lives in the slot
-        d.mkdir()
-        for name, src in image.items():
-            shutil.copy(src, d / name)
-        (d / "guest.sh").write_text(GUEST)
-        (d / "guest.sh").chmod(0o755)
-        (d / "job.xml").write_text(JOB.format(mode=mode))
-        (d / "vbox_job.xml").write_text(VBOX_JOB.format(hb=hb))
-        c = SlotClient(d)
-        c.start_heartbeats()
+        texts = {"guest.sh": GUEST, "job.xml": JOB.format(mode=mode), "vbox_job.xml": VBOX_JOB.format(hb=hb)}
+        c = vm_slot("hbvq", image, texts)
+        (c.slot_dir / "guest.sh").chmod(0o755)
         made.append(c)
         return c
 
     yield make
-    for c in made:
-        for p in qemu_of(c.slot_dir):
-            p.kill()
-        c.close()
-        shutil.rmtree(c.slot_dir, ignore_errors=True)
+    close_vm_slots(made)
 
 
 def _run(c: SlotClient, timeout: float = 150) -> tuple[int, list[float], Bridge, bool]:

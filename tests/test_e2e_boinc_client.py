@@ -38,7 +38,7 @@ def _main_program(tmp_path: Path) -> Path:
     p = tmp_path / "host_bridge.sh"
     p.write_text(
         "#!/bin/sh\n"
-        f"PYTHONPATH={ROOT}:{ROOT / 'guest_sdk' / 'python'} exec {sys.executable} -m host_bridge \"$@\"\n"
+        f'PYTHONPATH={ROOT}:{ROOT / "guest_sdk" / "python"} exec {sys.executable} -m host_bridge "$@"\n'
     )
     p.chmod(0o755)
     return p

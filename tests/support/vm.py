@@ -16,12 +16,16 @@ image's initramfs (``/bin/...``) by ``host_bridge.vmimage.ensure_test_image``:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from tests.support.client_shm import SlotClient
 
 HELLO_C = r"""
 #include <stdio.h>
@@ -182,3 +186,28 @@ def qemu_of(slot: Path) -> list[psutil.Process]:
         if ours and p.info.get("status") != psutil.STATUS_ZOMBIE:
             found.append(p)
     return found
+
+
+def vm_slot(prefix: str, files: dict[str, Path], texts: dict[str, str], **client_kw: Any) -> SlotClient:
+    """A BOINC slot for a VM task at a short path under /tmp (the VM's QMP socket lives in the slot, and
+    a Unix socket path is limited to 108 bytes): ``files`` copied in, ``texts`` written, and a
+    SlotClient playing the client through the real shared memory (heartbeats on; ``client_kw`` go to
+    SlotClient, e.g. ``checkpoint_period``). Close it with ``close_vm_slots``."""
+    slot = Path(f"/tmp/{prefix}-{os.getpid()}-{time.monotonic_ns() % 10**9}")
+    slot.mkdir()
+    for name, src in files.items():
+        shutil.copy(src, slot / name)
+    for name, text in texts.items():
+        (slot / name).write_text(text)
+    client = SlotClient(slot, **client_kw)
+    client.start_heartbeats()
+    return client
+
+
+def close_vm_slots(clients: list[SlotClient]) -> None:
+    """Kill what is left of the slots' VMs, stop playing the client, remove the slots."""
+    for c in clients:
+        for p in qemu_of(c.slot_dir):
+            p.kill()
+        c.close()
+        shutil.rmtree(c.slot_dir, ignore_errors=True)
