@@ -424,10 +424,13 @@ class Runtime:
         args = [self._resolve_arg(a.text, a.logical, in_share) for a in desc.args]
         if getattr(desc, "append_cmdline_args", False):
             args.extend(self.cfg.extra_args)
+        # A local task's Python program runs with the bridge's own interpreter, which has the guest SDK
+        # (boinc_guest) and msgpack: a bare "python3" / "python", or a *.py program. An absolute path
+        # (e.g. /usr/bin/python3, for the host's own packages) is run as named.
+        if app in ("python", "python3"):
+            return (sys.executable, *args)
         prog = self._resolve_program(app, in_share, share_dir)
-        if prog.endswith(".py") or os.path.basename(prog) in ("python", "python3"):
-            if os.path.basename(prog) in ("python", "python3"):
-                return (sys.executable, *args)
+        if prog.endswith(".py"):
             return (sys.executable, prog, *args)
         return (prog, *args)
 

@@ -78,3 +78,19 @@ def test_standalone_run_with_an_absolute_program_path(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "out").read_text() == "abs\n"
     assert "internal error" not in r.stderr
+
+
+def test_python_interpreter_choice(tmp_path):
+    """A bare python3 runs with the bridge's interpreter (it has the guest SDK); an absolute interpreter
+    path is run as named (the host's own Python and its packages)."""
+    code = "-c \"import sys; open('out','w').write(sys.executable)\""
+    for app, expected in (("python3", sys.executable), ("/usr/bin/python3", "/usr/bin/python3")):
+        slot = tmp_path / app.replace("/", "_")
+        slot.mkdir()
+        (slot / "job.xml").write_text(
+            f"<job_desc><task><application>{app}</application><command_line>{code}</command_line>"
+            "</task></job_desc>"
+        )
+        r = run("--standalone", cwd=slot)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (slot / "out").read_text() == expected
