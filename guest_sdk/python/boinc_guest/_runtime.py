@@ -183,7 +183,7 @@ class _Runtime:
             if not self.active():
                 return 0
             assert self.share is not None
-            dirty, progress = self.dirty, self.progress
+            progress = self.progress
             self.dirty = self.progress = False
             self.seq += 1
             try:
@@ -191,12 +191,17 @@ class _Runtime:
                 P.write_atomic(self.share, STATUS_FILE, data)
             except (OSError, ProtocolError) as exc:
                 self.seq -= 1
-                self.dirty, self.progress = True, progress or dirty
+                self.dirty, self.progress = True, progress
                 logger.warning("cannot write %s in %s: %s", STATUS_FILE, self.share, exc)
                 return ERR_WRITE
             if progress:
                 self.last_progress_write = time.monotonic()
             return 0
+
+    def write_pending(self) -> None:
+        """Write what is not written yet (progress included): at exit and before ending the process."""
+        if self.dirty or self.progress:
+            self.write()
 
     def add_event(self, make: Callable[[int], Event]) -> int:
         """Queue an event and write at once. ERR_BUFFER_OVERFLOW if the queue (64) or the file (1 MiB)
@@ -307,8 +312,7 @@ def _flush_stdio() -> None:
 def _at_exit() -> None:
     rt = _rt
     rt.stop_thread()
-    if rt.dirty or rt.progress:
-        rt.write()
+    rt.write_pending()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -558,8 +562,7 @@ def _end_process(status: int) -> None:
     and the process ends at once with ``os._exit(status)``."""
     rt = _rt
     rt.stop_thread()
-    if rt.dirty or rt.progress:
-        rt.write()
+    rt.write_pending()
     _flush_stdio()
     if threading.current_thread() is threading.main_thread():
         raise SystemExit(status)
