@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -160,141 +161,21 @@ def vmhwm(pid: int) -> int:
     return 0
 
 
-def bench_latency_and_cpu(samples: int, cpu_seconds: float) -> dict[str, float]:
-    res: dict[str, float] = {}
+@contextlib.contextmanager
+def bridge_in_slot(
+    secs: float, job: str = JOB
+) -> Iterator[tuple[Path, SlotClient, subprocess.Popen[bytes], float]]:
+    """A temporary slot with this script playing the client (heartbeats on) and a bridge started in it:
+    yields (slot, client, bridge process, monotonic time just before the start); at the end the bridge
+    and anything still running in the slot are killed."""
     with tempfile.TemporaryDirectory() as d:
         slot = Path(d)
         client = SlotClient(slot)
         client.start_heartbeats()
-        proc = run_bridge(slot, secs=600)
+        t0 = time.monotonic()
+        proc = run_bridge(slot, secs, job)
         try:
-            child, _ = wait_child(proc, 10)
-            bridge = psutil.Process(proc.pid)
-            time.sleep(1.0)
-            # latency: write a new fraction, spin on the channel until it shows up
-            lat = []
-            seq = 1000
-            for i in range(samples):
-                seq += 1
-                frac = round((i + 1) / (samples + 1), 6)
-                t0 = time.perf_counter()
-                P.write_atomic(slot, P.STATUS_FILE, status_bytes(seq, frac))
-                deadline = t0 + 2.0
-                while time.perf_counter() < deadline:
-                    st = client.read_app_status()
-                    if st is not None and abs(float(st["fraction_done"]) - frac) < 1e-6:
-                        lat.append(time.perf_counter() - t0)
-                        break
-                time.sleep(0.02)
-            res["latency_n"] = len(lat)
-            res["latency_p50_ms"] = statistics.median(lat) * 1e3
-            res["latency_p99_ms"] = pct(lat, 0.99) * 1e3
-            res["latency_max_ms"] = max(lat) * 1e3
-            # CPU at a realistic 10 Hz guest
-            c0 = proc_cpu(bridge.pid)
-            t0 = time.monotonic()
-            k = 0
-            while time.monotonic() - t0 < cpu_seconds:
-                seq += 1
-                k += 1
-                P.write_atomic(slot, P.STATUS_FILE, status_bytes(seq, 0.5 + 0.4 * (k % 100) / 100))
-                client.read_app_status()
-                time.sleep(0.1)
-            c1 = proc_cpu(bridge.pid)
-            wall = time.monotonic() - t0
-            res["cpu_pct_10hz"] = 100.0 * (c1 - c0) / wall
-            # CPU with the guest silent (only the 1 s status refresh)
-            c0 = proc_cpu(bridge.pid)
-            t0 = time.monotonic()
-            time.sleep(cpu_seconds)
-            c1 = proc_cpu(bridge.pid)
-            res["cpu_pct_idle_guest"] = 100.0 * (c1 - c0) / (time.monotonic() - t0)
-            res["peak_rss_mib"] = vmhwm(proc.pid) / 2**20
-            # end the task as an SDK app does (task end -> exit is timed in bench_end_to_exit)
-            seq += 1
-            fin = P.Status(seq=seq, hb=seq, fraction_done=1.0, events=(P.Finish(id=1, status=0),))
-            P.write_atomic(slot, P.STATUS_FILE, P.encode_status(fin))
-            child.terminate()
-            proc.wait(30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            client.close()
-    return res
-
-
-def bench_start(n: int) -> list[float]:
-    """Bridge start -> task started (ms), ``n`` separate bridges (one sample is too noisy here)."""
-    out = []
-    for _ in range(n):
-        with tempfile.TemporaryDirectory() as d:
-            slot = Path(d)
-            client = SlotClient(slot)
-            client.start_heartbeats()
-            t0 = time.monotonic()
-            proc = run_bridge(slot, secs=600)
-            try:
-                child, seen = wait_child(proc, 10)
-                out.append((seen - t0) * 1e3)
-                child.kill()
-            finally:
-                proc.kill()
-                proc.wait()
-                client.close()
-    return out
-
-
-def bench_end_to_exit(n: int) -> list[float]:
-    """Task end -> bridge exit (s), ``n`` bridges: the guest finishes as an SDK app does (boinc_finish
-    writes the finish event, then the process exits)."""
-    out = []
-    for _ in range(n):
-        with tempfile.TemporaryDirectory() as d:
-            slot = Path(d)
-            client = SlotClient(slot)
-            client.start_heartbeats()
-            proc = run_bridge(slot, secs=600)
-            try:
-                child, _ = wait_child(proc, 10)
-                time.sleep(1.5)
-                t_end = time.monotonic()
-                fin = P.Status(seq=5, hb=5, fraction_done=1.0, events=(P.Finish(id=1, status=0),))
-                P.write_atomic(slot, P.STATUS_FILE, P.encode_status(fin))
-                child.terminate()
-                proc.wait(30)
-                out.append(time.monotonic() - t_end)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                client.close()
-    return out
-
-
-def bench_worker_cpu(cpu_seconds: float) -> float:
-    """Bridge CPU (% of a core) while examples/worker.py runs through the SDK, after a 3 s warm-up."""
-    with tempfile.TemporaryDirectory() as d:
-        slot = Path(d)
-        client = SlotClient(slot)
-        client.start_heartbeats()
-        proc = run_bridge(slot, secs=cpu_seconds + 60, job=WORKER_JOB)
-        try:
-            wait_child(proc, 10)
-            bridge = psutil.Process(proc.pid)
-            time.sleep(3.0)
-            seen = client.read_app_status()
-            c0 = proc_cpu(bridge.pid)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < cpu_seconds:
-                time.sleep(0.5)
-                st = client.read_app_status()
-                seen = st or seen
-            c1 = proc_cpu(bridge.pid)
-            wall = time.monotonic() - t0
-            if seen is None or not 0.0 < float(seen["fraction_done"]) < 1.0:
-                raise RuntimeError(f"the worker's progress did not reach the client: {seen}")
-            return 100.0 * (c1 - c0) / wall
+            yield slot, client, proc, t0
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -304,6 +185,106 @@ def bench_worker_cpu(cpu_seconds: float) -> float:
                     if p.cwd() == str(slot) and p.pid != os.getpid():
                         p.kill()
             client.close()
+
+
+def finish_task(slot: Path, child: psutil.Process, seq: int) -> None:
+    """End the task as an SDK app does: boinc_finish writes the finish event, then the process exits."""
+    fin = P.Status(seq=seq, hb=seq, fraction_done=1.0, events=(P.Finish(id=1, status=0),))
+    P.write_atomic(slot, P.STATUS_FILE, P.encode_status(fin))
+    child.terminate()
+
+
+def bench_latency_and_cpu(samples: int, cpu_seconds: float) -> dict[str, float]:
+    res: dict[str, float] = {}
+    with bridge_in_slot(600) as (slot, client, proc, _t0):
+        child, _ = wait_child(proc, 10)
+        bridge = psutil.Process(proc.pid)
+        time.sleep(1.0)
+        # latency: write a new fraction, spin on the channel until it shows up
+        lat = []
+        seq = 1000
+        for i in range(samples):
+            seq += 1
+            frac = round((i + 1) / (samples + 1), 6)
+            t0 = time.perf_counter()
+            P.write_atomic(slot, P.STATUS_FILE, status_bytes(seq, frac))
+            deadline = t0 + 2.0
+            while time.perf_counter() < deadline:
+                st = client.read_app_status()
+                if st is not None and abs(float(st["fraction_done"]) - frac) < 1e-6:
+                    lat.append(time.perf_counter() - t0)
+                    break
+            time.sleep(0.02)
+        res["latency_n"] = len(lat)
+        res["latency_p50_ms"] = statistics.median(lat) * 1e3
+        res["latency_p99_ms"] = pct(lat, 0.99) * 1e3
+        res["latency_max_ms"] = max(lat) * 1e3
+        # CPU at a realistic 10 Hz guest
+        c0 = proc_cpu(bridge.pid)
+        t0 = time.monotonic()
+        k = 0
+        while time.monotonic() - t0 < cpu_seconds:
+            seq += 1
+            k += 1
+            P.write_atomic(slot, P.STATUS_FILE, status_bytes(seq, 0.5 + 0.4 * (k % 100) / 100))
+            client.read_app_status()
+            time.sleep(0.1)
+        c1 = proc_cpu(bridge.pid)
+        wall = time.monotonic() - t0
+        res["cpu_pct_10hz"] = 100.0 * (c1 - c0) / wall
+        # CPU with the guest silent (only the 1 s status refresh)
+        c0 = proc_cpu(bridge.pid)
+        t0 = time.monotonic()
+        time.sleep(cpu_seconds)
+        c1 = proc_cpu(bridge.pid)
+        res["cpu_pct_idle_guest"] = 100.0 * (c1 - c0) / (time.monotonic() - t0)
+        res["peak_rss_mib"] = vmhwm(proc.pid) / 2**20
+        # end the task (task end -> exit is timed in bench_end_to_exit)
+        finish_task(slot, child, seq + 1)
+        proc.wait(30)
+    return res
+
+
+def bench_start(n: int) -> list[float]:
+    """Bridge start -> task started (ms), ``n`` separate bridges (one sample is too noisy here)."""
+    out = []
+    for _ in range(n):
+        with bridge_in_slot(600) as (_slot, _client, proc, t0):
+            _child, seen = wait_child(proc, 10)
+            out.append((seen - t0) * 1e3)
+    return out
+
+
+def bench_end_to_exit(n: int) -> list[float]:
+    """Task end -> bridge exit (s), ``n`` bridges, the guest finishing as an SDK app does."""
+    out = []
+    for _ in range(n):
+        with bridge_in_slot(600) as (slot, _client, proc, _t0):
+            child, _ = wait_child(proc, 10)
+            time.sleep(1.5)
+            t_end = time.monotonic()
+            finish_task(slot, child, 5)
+            proc.wait(30)
+            out.append(time.monotonic() - t_end)
+    return out
+
+
+def bench_worker_cpu(cpu_seconds: float) -> float:
+    """Bridge CPU (% of a core) while examples/worker.py runs through the SDK, after a 3 s warm-up."""
+    with bridge_in_slot(cpu_seconds + 60, WORKER_JOB) as (_slot, client, proc, _t0):
+        wait_child(proc, 10)
+        time.sleep(3.0)
+        seen = client.read_app_status()
+        c0 = proc_cpu(proc.pid)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < cpu_seconds:
+            time.sleep(0.5)
+            seen = client.read_app_status() or seen
+        c1 = proc_cpu(proc.pid)
+        wall = time.monotonic() - t0
+        if seen is None or not 0.0 < float(seen["fraction_done"]) < 1.0:
+            raise RuntimeError(f"the worker's progress did not reach the client: {seen}")
+        return 100.0 * (c1 - c0) / wall
 
 
 def main() -> None:
