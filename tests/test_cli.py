@@ -58,23 +58,25 @@ def test_demo_runs_the_worker_standalone():
     assert "HELLO FROM THE INPUT FILE" in r.stdout
 
 
-def test_standalone_run_in_a_plain_directory(tmp_path):
-    (tmp_path / "job.xml").write_text(
-        "<job_desc><task><application>sh</application><command_line>-c 'echo hi > out; exit 3'</command_line>"
-        "</task></job_desc>"
+def run_job(slot: Path, application: str, command_line: str) -> subprocess.CompletedProcess[str]:
+    """Write a one-task job file into ``slot`` and run the bridge there, standalone."""
+    slot.mkdir(exist_ok=True)
+    (slot / "job.xml").write_text(
+        f"<job_desc><task><application>{application}</application><command_line>{command_line}"
+        "</command_line></task></job_desc>"
     )
-    r = run("--standalone", cwd=tmp_path)
+    return run("--standalone", cwd=slot)
+
+
+def test_standalone_run_in_a_plain_directory(tmp_path):
+    r = run_job(tmp_path, "sh", "-c 'echo hi > out; exit 3'")
     assert r.returncode == 3, r.stdout + r.stderr
     assert (tmp_path / "out").read_text() == "hi\n"
 
 
 def test_standalone_run_with_an_absolute_program_path(tmp_path):
     """<application> may name a program on the host by its absolute path (not a logical name)."""
-    (tmp_path / "job.xml").write_text(
-        "<job_desc><task><application>/bin/sh</application><command_line>-c 'echo abs > out'</command_line>"
-        "</task></job_desc>"
-    )
-    r = run("--standalone", cwd=tmp_path)
+    r = run_job(tmp_path, "/bin/sh", "-c 'echo abs > out'")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "out").read_text() == "abs\n"
     assert "internal error" not in r.stderr
@@ -86,11 +88,6 @@ def test_python_interpreter_choice(tmp_path):
     code = "-c \"import sys; open('out','w').write(sys.executable)\""
     for app, expected in (("python3", sys.executable), ("/usr/bin/python3", "/usr/bin/python3")):
         slot = tmp_path / app.replace("/", "_")
-        slot.mkdir()
-        (slot / "job.xml").write_text(
-            f"<job_desc><task><application>{app}</application><command_line>{code}</command_line>"
-            "</task></job_desc>"
-        )
-        r = run("--standalone", cwd=slot)
+        r = run_job(slot, app, code)
         assert r.returncode == 0, r.stdout + r.stderr
         assert (slot / "out").read_text() == expected
