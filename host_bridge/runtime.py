@@ -32,7 +32,7 @@ from .exitcodes import ERR_XML_PARSE, ExitCode
 from .jobfile import JobFileError, JobSpec, TaskDesc, parse_job_file
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
 from .slot import SlotNameError, expand_macros, read_soft_link, resolve_logical
-from .state import BridgeState, load_state, save_fraction_floor, save_state
+from .state import BridgeState, FractionFloor, load_state, save_state
 
 if TYPE_CHECKING:
     from .vboxcompat import VboxCompat
@@ -123,7 +123,8 @@ class Runtime:
         self._decoded_status: P.Status | None = None
         self._decode_not_before = 0.0  # time.perf_counter() before which no new decode starts
         self._decode_deferred = False  # a status file was skipped by the budget: re-read when allowed
-        self._fraction_floor = 0.0  # the highest fraction done recorded by save_fraction_floor
+        self._fraction_floor = 0.0  # the highest fraction done recorded in _floor_file
+        self._floor_file: FractionFloor | None = None
         self.vbox_job: VboxJob | None = None
         self.daemons: list[Backend] = []
 
@@ -167,6 +168,7 @@ class Runtime:
         digest = job_digest(Path(job.path))
         self.state = load_state(self.slot, digest)
         self._fraction_floor = self.state.max_fraction
+        self._floor_file = FractionFloor(self.slot, digest)
         self.state.runs += 1
         if not self._save("start"):
             return Outcome("temporary_exit", 0, "cannot write the bridge state (disk full?)", delay=600)
@@ -190,6 +192,7 @@ class Runtime:
             return self._run_tasks(job, tasks, total)
         finally:
             self._stop_daemons()
+            self._floor_file.close()
 
     def _start_daemons(self, job: JobSpec) -> Outcome | None:
         """The wrapper's daemons: started before the tasks (in the slot), stopped at the end."""
@@ -321,8 +324,10 @@ class Runtime:
 
     def _save_fraction_floor(self, fraction: float) -> None:
         self._fraction_floor = fraction
+        if self._floor_file is None:
+            return
         try:
-            save_fraction_floor(self.slot, self.state.job_digest, fraction)
+            self._floor_file.save(fraction)
         except OSError as e:
             log.debug("cannot record the fraction done floor: %s", e)
 

@@ -261,19 +261,24 @@ class Share:
         opened = self._open_guest(name, max_bytes)
         if opened is None:
             return None
-        fd, _st = opened
+        fd, st = opened
         try:
             chunks: list[bytes] = []
             total = 0
+            # ask for one byte more than fstat said: a shorter read is the end of a regular file, so the
+            # usual small file takes one read, not two
+            want = st.st_size + 1
             while total <= max_bytes:
+                ask = min(_CHUNK, max_bytes + 1 - total, want)
                 try:
-                    chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - total))
+                    chunk = os.read(fd, ask)
                 except BlockingIOError:  # cannot happen for a regular file; never wait
-                    break
-                if not chunk:
                     break
                 chunks.append(chunk)
                 total += len(chunk)
+                if len(chunk) < ask:
+                    break
+                want = _CHUNK  # it grew since the fstat: read on to the end (or past max_bytes)
             if total > max_bytes:
                 raise GuestFileRefused(name, "too large", f"grew past {max_bytes} bytes while read")
             return b"".join(chunks)

@@ -94,30 +94,64 @@ def save_state(folder: Path, state: BridgeState) -> None:
         pass
 
 
-def save_fraction_floor(folder: Path, job_digest: str, fraction: float) -> None:
-    """Record the highest fraction done reported to the client, BEFORE it is reported, so that a bridge
-    killed at any moment (kill -9) never reports less after its restart. Temp file + rename, no fsync:
-    it survives the process being killed (the page cache stays); a power cut may lose it, and then only
-    this floor is lost, never the job's state. Raises OSError."""
-    tmp = folder / f".{FRACTION_FILE}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, f"{job_digest} {fraction!r}\n".encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, folder / FRACTION_FILE)
+FLOOR_RECORD = 64  # bytes: "<job digest> <fraction>" padded with spaces, newline-terminated
+
+
+class FractionFloor:
+    """The highest fraction done reported to the client, recorded BEFORE it is reported, so that a
+    bridge killed at any moment (kill -9) never reports less after its restart.
+
+    One fixed-size record rewritten in place (``pwrite`` at offset 0 of a file kept open): a write of
+    64 bytes into the page cache is never seen half done by a process killed around it, and costs one
+    system call (a temp file + rename, as before, cost five and ~0.6 ms of the bridge's CPU per report
+    here). No fsync: it survives the process being killed; a power cut may tear or lose it, and then the
+    record fails its check at the next start (see ``load_fraction_floor``) and only this floor is lost,
+    never the job's state (whose ``max_fraction`` is then the floor)."""
+
+    def __init__(self, folder: Path, job_digest: str) -> None:
+        self._prefix = f"{job_digest} "
+        self._fd: int | None = None
+        self._folder = folder
+
+    def save(self, fraction: float) -> None:
+        """Raises OSError (the caller logs it; the next save retries)."""
+        record = f"{self._prefix}{fraction!r}".ljust(FLOOR_RECORD - 1).encode() + b"\n"
+        if len(record) != FLOOR_RECORD:
+            raise OSError(f"fraction floor record too long ({len(record)} bytes)")
+        if self._fd is None:
+            fd = os.open(
+                self._folder / FRACTION_FILE,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+            )
+            try:
+                os.ftruncate(fd, FLOOR_RECORD)  # a file of another size (an older bridge's) is rewritten
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
+        if os.pwrite(self._fd, record, 0) != FLOOR_RECORD:
+            raise OSError("short write of the fraction floor record")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
 
 def load_fraction_floor(folder: Path, job_digest: str) -> float:
-    """The floor saved by ``save_fraction_floor`` for this job, 0.0 if none (or unreadable)."""
+    """The floor saved by ``FractionFloor`` for this job, 0.0 if none (or unreadable)."""
     try:
         fd = os.open(folder / FRACTION_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return 0.0
     try:
-        digest, _, value = os.read(fd, 256).decode("ascii", "replace").strip().partition(" ")
+        data = os.read(fd, 256)
+        # a record torn by a power cut: not newline-terminated where it should be, or not parseable
+        if len(data) != FLOOR_RECORD or not data.endswith(b"\n"):
+            return 0.0
+        digest, _, value = data.decode("ascii", "replace").strip().partition(" ")
         f = float(value)
     except (OSError, ValueError):
         return 0.0
