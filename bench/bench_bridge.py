@@ -90,7 +90,7 @@ def run_bridge(slot: Path, secs: float, job: str = JOB) -> subprocess.Popen[byte
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "guest_sdk" / "python")])
     (slot / "job.xml").write_text(job.format(secs=secs, worker=ROOT / "examples" / "worker.py"))
     return subprocess.Popen(
-        [sys.executable, "-m", "host_bridge"],
+        [os.environ.get("BRIDGE_PY", sys.executable), "-m", "host_bridge"],
         cwd=slot,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -11,6 +11,8 @@ WatchMode = Literal["auto", "events", "poll"]
 
 @dataclass(frozen=True)
 class Config:
+    """The bridge's settings for one run, fixed at start (from the command line and defaults)."""
+
     slot_dir: Path
     job_file: str = "job.xml"  # logical name (resolved through BOINC's soft links) or a path
     nthreads: int | None = None  # --nthreads from BOINC; None: from init data / 1

@@ -53,6 +53,9 @@ class TaskContext:
 
 @dataclass(frozen=True)
 class Inputs:
+    """Everything one decision looks at: the client's requests, the backend's poll, the guest's newest
+    status, the wrapper-style files, the task's fixed facts and a monotonic ``now``."""
+
     now: float  # monotonic seconds
     boinc: BoincView
     backend: BackendStatus
@@ -67,6 +70,8 @@ class Inputs:
 
 @dataclass(frozen=True)
 class CoreState:
+    """What the core remembers between decisions (returned by ``decide``, never changed in place)."""
+
     started: bool = False  # StartTask was issued
     paused: bool = False  # we paused the task for a BOINC suspend
     ending: bool = False  # an ExitBridge / EndTask was issued: nothing more to decide
@@ -90,17 +95,17 @@ class CoreState:
 
 @dataclass(frozen=True)
 class StartTask:
-    pass
+    """Start (or, after a restart, resume) the task's environment."""
 
 
 @dataclass(frozen=True)
 class PauseTask:
-    pass
+    """Suspend the task's environment (BOINC suspend)."""
 
 
 @dataclass(frozen=True)
 class ResumeTask:
-    pass
+    """Continue the task's environment (BOINC resume)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,8 @@ class StopTask:
 
 @dataclass(frozen=True)
 class ReportStatus:
+    """Send the client a status message (fraction done, CPU, checkpoint CPU, ops)."""
+
     fraction_done: float
     cpu_time: float
     checkpoint_cpu_time: float
@@ -125,11 +132,15 @@ class ReportStatus:
 
 @dataclass(frozen=True)
 class ForwardTrickleUp:
+    """Queue a guest trickle-up for the client."""
+
     event: TrickleUp
 
 
 @dataclass(frozen=True)
 class RequestUpload:
+    """Ask the client for an intermediate upload of a guest file."""
+
     event: UploadRequest
 
 

@@ -91,6 +91,8 @@ def _where(path: str, line: int | None, tag: str | None, message: str) -> str:
 
 @dataclass(eq=False)
 class XmlNode:
+    """One element of a parsed job file, with its line for messages."""
+
     tag: str
     line: int
     attrs: dict[str, str] = field(default_factory=dict)
@@ -441,6 +443,9 @@ class CmdArg:
 
 @dataclass(frozen=True)
 class TaskDesc:
+    """One ``<task>`` (or unzip / VMmanage / daemon task) of a job file, as written (macros not
+    expanded)."""
+
     kind: TaskKind
     line: int  # line of the task's start tag, for messages
     application: str  # program: logical name, ./path in the slot, or $PROJECT_DIR/...
@@ -490,6 +495,8 @@ class TaskDesc:
 
 @dataclass(frozen=True)
 class ZipOutput:
+    """One ``<zip_output>``: the archive and the patterns of the files it takes."""
+
     zipfilename: str
     patterns: tuple[str, ...]  # regular expressions on file names created by the tasks
     line: int = 0
@@ -497,6 +504,8 @@ class ZipOutput:
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A parsed job file: its tasks in run order and its job-wide settings."""
+
     path: str
     tasks: tuple[TaskDesc, ...]  # the main tasks, in order
     unzip_tasks: tuple[TaskDesc, ...] = ()

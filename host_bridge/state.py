@@ -26,6 +26,8 @@ class StateError(Exception):
 
 @dataclass
 class BridgeState:
+    """The bridge's checkpoint for one job (saved with ``save_state``)."""
+
     job_digest: str = ""  # the job file it was made for; a different job starts over
     task_index: int = 0  # index into the job's runnable tasks (unzip tasks first)
     cpu_done: float = 0.0  # CPU seconds of the tasks already finished

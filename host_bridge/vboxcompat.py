@@ -156,6 +156,8 @@ def save_running_time(slot: Path, task_index: int, running_time: float) -> None:
 
 @dataclass(frozen=True)
 class _Sig:
+    """What identifies one version of a guest file: inode, size, modification time."""
+
     ino: int
     size: int
     mtime_ns: int

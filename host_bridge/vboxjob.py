@@ -38,6 +38,8 @@ VRAM_MAX_MB = 128.0
 
 @dataclass(frozen=True)
 class PortForward:
+    """One ``<port_forward>`` of vbox_job.xml: a host port forwarded to a guest port."""
+
     host_port: int
     guest_port: int
     is_remote: bool = False
@@ -45,6 +47,8 @@ class PortForward:
 
 @dataclass(frozen=True)
 class VboxJob:
+    """A parsed vbox_job.xml (vboxwrapper's job file): the VM's settings and the files the guest writes."""
+
     path: str
     os_name: str | None = None
     memory_size_mb: float = 0.0  # 0 = not given (vboxwrapper then uses its minimum, 512)

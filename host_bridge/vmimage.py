@@ -61,6 +61,8 @@ class ImageError(Exception):
 
 @dataclass(frozen=True)
 class VMImage:
+    """A bootable test image: kernel and initramfs, cached by the hash of what went into them."""
+
     kernel: Path  # uncompressed vmlinux (PVH boot)
     initrd: Path  # initramfs.cpio.gz
     key: str  # content hash of everything that went into the image
@@ -226,6 +228,8 @@ def module_order(modules: dict[str, bytes], roots: tuple[str, ...] = MODULE_ROOT
 
 @dataclass(frozen=True)
 class _KernelParts:
+    """The unpacked Debian kernel: its release, the vmlinux and the modules the image needs."""
+
     release: str
     vmlinux: Path
     modules: dict[str, Path]  # name -> .ko in the cache
@@ -473,6 +477,8 @@ _PYROOT_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/l
 
 @dataclass(frozen=True)
 class PyRoot:
+    """The guest Python root (Debian python3 + msgpack + the guest SDK), shared read-only with the VM."""
+
     path: Path  # the tree (read-only for the guest)
     key: str  # cache key: debootstrap inputs + guest SDK content
     python: str  # the interpreter inside the tree

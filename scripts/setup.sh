@@ -31,9 +31,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
+# The venv is made from the system's Python 3 (Debian's /usr/bin/python3: the interpreter of the hosts
+# the bridge ships to, built with PGO + LTO), not from whatever `python3` comes first on PATH: a source
+# build such as pyenv's default made each bridge start ~45 ms slower (200 vs 157 ms to the task's start)
+# and its CPU ~7 % higher (docs/benchmarks.md). PYTHON=/path/to/python3 overrides.
+if [ -n "${PYTHON:-}" ]; then
+  PY=$PYTHON
+elif [ -x /usr/bin/python3 ]; then
+  PY=/usr/bin/python3
+else
+  PY=python3
+fi
+ident='import sys; print(sys.base_prefix, sys.version)'
+if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c "$ident" 2>/dev/null)" != "$("$PY" -c "$ident")" ]; then
+  echo "setup: .venv was made with another Python than $PY: re-creating it"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
+  echo "setup: creating .venv with $PY"
   "$PY" -m venv .venv
 fi
 stamp=.venv/.installed-$(cat pyproject.toml setup.py guest_sdk/python/pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)

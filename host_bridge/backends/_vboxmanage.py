@@ -59,6 +59,9 @@ class VBoxError(BackendError):
 
 @dataclass(frozen=True)
 class _Rule:
+    """How to classify one kind of VBoxManage failure: the patterns, temporary or not, the delay and the
+    advice."""
+
     code: str
     patterns: tuple[str, ...]
     temporary: bool

@@ -28,6 +28,8 @@ class VMState(enum.Enum):
 
 @dataclass(frozen=True)
 class BackendStatus:
+    """What a backend's ``poll()`` says about the task's environment."""
+
     state: VMState
     exit_code: int | None = None  # when EXITED: the program's exit status (negative: killed by signal)
     cpu_time: float = 0.0  # CPU seconds used by the task's environment in this run (process tree / VM)

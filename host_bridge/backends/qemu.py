@@ -258,6 +258,8 @@ def _probe_kvm(qemu: str) -> bool:
 
 @dataclass
 class _Config:
+    """Everything needed to start one VM of a task (from the task's spec and the job's tags)."""
+
     qemu: str
     tag: str
     state_dir: Path

@@ -113,6 +113,8 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class TrickleUp:
+    """Event: a trickle-up message for the project (``boinc_send_trickle_up``)."""
+
     id: int
     variety: str
     text: str
@@ -120,12 +122,16 @@ class TrickleUp:
 
 @dataclass(frozen=True)
 class UploadRequest:
+    """Event: upload this file now (``boinc_upload_file``)."""
+
     id: int
     name: str
 
 
 @dataclass(frozen=True)
 class Finish:
+    """Event: the app finished with this status (``boinc_finish`` / ``boinc_finish_message``)."""
+
     id: int
     status: int
     message: str = ""
@@ -134,6 +140,8 @@ class Finish:
 
 @dataclass(frozen=True)
 class TemporaryExit:
+    """Event: stop now and restart after ``delay`` seconds (``boinc_temporary_exit``)."""
+
     id: int
     delay: float
     reason: str = ""
@@ -145,6 +153,8 @@ Event = Union[TrickleUp, UploadRequest, Finish, TemporaryExit]  # noqa: UP007 (P
 
 @dataclass(frozen=True)
 class Status:
+    """The guest's status file: progress, CPU, checkpoints, heartbeat and the events not yet acked."""
+
     seq: int = 0
     hb: int = 0
     fraction_done: float = 0.0
@@ -164,6 +174,8 @@ class Status:
 
 @dataclass(frozen=True)
 class InitData:
+    """The part of BOINC's init data the host passes to the guest (``boinc_get_init_data``)."""
+
     app_name: str = ""
     wu_name: str = ""
     result_name: str = ""
@@ -190,18 +202,25 @@ class InitData:
 
 @dataclass(frozen=True)
 class TrickleDown:
+    """A trickle-down message from the project, for ``boinc_receive_trickle_down``."""
+
     id: int
     text: str
 
 
 @dataclass(frozen=True)
 class UploadResult:
+    """The outcome of an upload request, for ``boinc_upload_status``."""
+
     name: str
     status: int
 
 
 @dataclass(frozen=True)
 class Control:
+    """The host's control file: suspend / quit / abort, the events acknowledged, init data, trickle-
+    downs, upload results."""
+
     seq: int = 0
     suspended: bool = False
     quit: bool = False
