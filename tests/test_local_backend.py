@@ -299,3 +299,34 @@ def test_new_descendants_are_found_every_discover_interval(share: Path, backends
     after_walk = b.poll().cpu_time  # 1.8 s after the first walk: found, its CPU counted
     assert after_walk > before_walk + 0.3, (before_walk, after_walk)
     assert len(b.processes()) >= 2
+
+
+def _stat_fds() -> list[str]:
+    """This process's open /proc/PID/stat files."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/proc/") and target.endswith("/stat"):
+            out.append(target)
+    return out
+
+
+def test_stat_files_kept_open_per_live_process_and_closed(share: Path, backends: list[LocalBackend]) -> None:
+    """The tree's CPU is read through one kept-open /proc/PID/stat per process (one pread a poll): a
+    process that ends has its file closed at the next poll, and cleanup closes the rest."""
+    before = set(_stat_fds())
+    script = "sh -c 'sleep 0.6' & while :; do :; done"
+    b = make(backends, share, ("sh", "-c", script))
+    b.start()
+    wait_for(lambda: b.poll() is not None and len(set(_stat_fds()) - before) >= 2, what="two files open")
+    busy = b.poll().cpu_time
+    time.sleep(0.3)
+    assert b.poll().cpu_time > busy  # re-read through the kept file: the figure moves
+    wait_for(
+        lambda: b.poll() is not None and len(set(_stat_fds()) - before) == 1, what="ended child's file closed"
+    )
+    b.cleanup()
+    assert set(_stat_fds()) - before == set()

@@ -108,22 +108,58 @@ def _child_pids(pid: int) -> list[int]:
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_stat(pid: int) -> tuple[bytes, float, int] | None:
-    """(state letter, CPU seconds including reaped children, start time in clock ticks) of ``pid`` from
-    one read of /proc/PID/stat, or None when it is gone. The same figures psutil's ``cpu_times()``
-    gives (utime + stime + cutime + cstime), at a fraction of the cost: psutil reads the file again for
-    each of ``is_running()``, ``status()`` and ``cpu_times()``, ~0.3 ms a poll here against ~20 us."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)  # 3 system calls; open() takes 7
+def _parse_stat(data: bytes) -> tuple[bytes, float, int]:
+    rest = data[data.rindex(b")") + 2 :].split()
+    ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+    return rest[0], ticks / _CLK_TCK, int(rest[19])
+
+
+class _StatReader:
+    """(state letter, CPU seconds including reaped children, start time in clock ticks) of a process from
+    its /proc/PID/stat: the figures psutil's ``cpu_times()`` gives (utime + stime + cutime + cstime), at
+    a fraction of the cost (psutil reads the file again for each of ``is_running()``, ``status()`` and
+    ``cpu_times()``: ~0.3 ms a poll here). The file of each process measured is kept open (up to
+    ``MAX_OPEN``) and re-read with one ``pread`` (the kernel regenerates it at offset 0): one system
+    call per process per poll instead of open + read + close. An open file keeps naming the process it
+    was opened for: once that process is gone it reads ESRCH, never another process that got its pid."""
+
+    MAX_OPEN = 64
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+
+    def read(self, pid: int) -> tuple[bytes, float, int] | None:
+        """The figures, or None when the process is gone (or unreadable)."""
+        fd = self._fds.get(pid)
         try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        rest = data[data.rindex(b")") + 2 :].split()
-        ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
-        return rest[0], ticks / _CLK_TCK, int(rest[19])
-    except (OSError, ValueError, IndexError):
-        return None
+            if fd is None:
+                fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+                if len(self._fds) < self.MAX_OPEN:
+                    self._fds[pid] = fd
+                else:  # a very large tree: the rest are read the plain way
+                    try:
+                        return _parse_stat(os.read(fd, 4096))
+                    finally:
+                        os.close(fd)
+            return _parse_stat(os.pread(fd, 4096, 0))
+        except (OSError, ValueError, IndexError):
+            self._drop(pid)
+            return None
+
+    def keep_only(self, pids: Iterable[int]) -> None:
+        """Close the files of processes not in ``pids``."""
+        keep = set(pids)
+        for pid in [p for p in self._fds if p not in keep]:
+            self._drop(pid)
+
+    def close(self) -> None:
+        self.keep_only(())
+
+    def _drop(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _descendants(p: psutil.Process) -> list[psutil.Process]:
@@ -219,6 +255,7 @@ class LocalBackend:
         self._root: psutil.Process | None = None
         self._known: dict[int, psutil.Process] = {}
         self._start_ticks: dict[int, int] = {}  # pid -> start time (clock ticks) when first seen
+        self._stat = _StatReader()
         self._paused = False
         self._exit_code: int | None = None
         self._root_cpu_final = 0.0  # rusage of the reaped main program (incl. its reaped descendants)
@@ -308,6 +345,7 @@ class LocalBackend:
         self._root = psutil.Process(self._proc.pid)
         self._known = {self._proc.pid: self._root}
         self._start_ticks = {}
+        self._stat.close()
         self._walk_at = -math.inf
         self._paused = False
         self._exit_code = None
@@ -367,7 +405,7 @@ class LocalBackend:
             if pid in seen:
                 continue
             seen.add(pid)
-            st = _proc_stat(pid)
+            st = self._stat.read(pid)
             if st is None or st[0] in (b"Z", b"X", b"x"):
                 continue
             if self._start_ticks.setdefault(pid, st[2]) != st[2]:
@@ -389,6 +427,7 @@ class LocalBackend:
                     todo.extend(c.pid for c in p.children(recursive=True))
         for pid in [k for k in self._start_ticks if k not in live]:
             del self._start_ticks[pid]
+        self._stat.keep_only(live)
         self._known = live
         return total
 
@@ -493,9 +532,9 @@ class LocalBackend:
     def poweroff(self) -> None:
         """SIGTERM the tree (continuing it if stopped), SIGKILL what is left after ``grace`` seconds,
         reap the main program; then kill anything else carrying our owner tag."""
-        if self._proc is None:
+        if self._proc is None or self._task is None:
             return
-        task, _share = self._spec()
+        task = self._task
         if not self._done():
             self._signal_tree(signal.SIGTERM)
             self._signal_tree(signal.SIGCONT)  # a stopped process gets its pending SIGTERM now
@@ -522,6 +561,7 @@ class LocalBackend:
 
     def cleanup(self) -> None:
         self.poweroff()
+        self._stat.close()
         if self._share is not None:
             self._share.close()
             self._share = None
