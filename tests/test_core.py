@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -362,3 +363,20 @@ def test_time_limit_counts_running_time_only():
             break
     else:
         pytest.fail("time limit never hit")
+
+
+def test_evolve_is_dataclasses_replace() -> None:
+    """The core's cheap state copy gives exactly what dataclasses.replace gives, and refuses unknown
+    fields as replace does."""
+    from host_bridge.core import _evolve
+
+    s = core.CoreState(started=True, last_event_id=3, last_report=(0.5, 1.0), control_sent=(False, True, 3))
+    changes = {"paused": True, "max_fraction": 0.25, "last_tick": 12.5, "finish": Finish(id=4, status=0)}
+    got = _evolve(s, **changes)
+    assert got == replace(s, **changes)
+    assert type(got) is core.CoreState and hash(got) == hash(replace(s, **changes))
+    assert s.paused is False and s.max_fraction == 0.0  # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.paused = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        _evolve(s, no_such_field=1)

@@ -329,17 +329,36 @@ def check_upload_name(name: str) -> int:
     return 0
 
 
+_INT_BOUNDS = {
+    "uint": (0, _UINT_MAX),
+    "int": (_INT_MIN, _INT_MAX),
+    "int32": (_INT32_MIN, _INT32_MAX),
+    "nthreads": (1, _UINT_MAX),
+}
+
+
 def _check(value: Any, kind: Any, where: str) -> Any:
-    """Check one known field; return the normalised value (ints widened to float for float fields)."""
-    if kind in ("uint", "int", "int32", "nthreads"):
+    """Check one known field; return the normalised value (ints widened to float for float fields).
+
+    The common valid cases come first and touch as little as possible: the bridge decodes every status
+    update, and its CPU budget is counted in tens of microseconds."""
+    t = type(value)
+    if t is float and kind in _FLOAT_KINDS:
+        if value == value and (0.0 <= value <= 1.0 if kind == "frac" else 0.0 <= value < math.inf):
+            return value
+    elif t is int and kind in _INT_BOUNDS:
+        lo, hi = _INT_BOUNDS[kind]
+        if lo <= value <= hi:
+            return value
+    return _check_slow(value, kind, where)
+
+
+def _check_slow(value: Any, kind: Any, where: str) -> Any:
+    """``_check`` for everything but the common valid cases: the full checks, and the error messages."""
+    if kind in _INT_BOUNDS:
         if not _is_int(value):
             raise ProtocolError("type", f"{where}: {_fmt(value)} is not an integer")
-        lo, hi = {
-            "uint": (0, _UINT_MAX),
-            "int": (_INT_MIN, _INT_MAX),
-            "int32": (_INT32_MIN, _INT32_MAX),
-            "nthreads": (1, _UINT_MAX),
-        }[kind]
+        lo, hi = _INT_BOUNDS[kind]
         if not lo <= value <= hi:
             raise ProtocolError("range", f"{where}: {value} is outside [{lo}, {hi}]")
         return int(value)
@@ -396,10 +415,16 @@ def _fields(obj: dict[Any, Any], spec: tuple[tuple[str, Any], ...], kind: str, p
     """Check the known keys ``spec`` of map ``obj``; ``kind`` is status/control, ``path`` where the map is."""
     out: dict[str, Any] = {}
     for name, ftype in spec:
-        full = f"{path}.{name}" if path else name
-        if name not in obj:
-            raise ProtocolError("missing", f"{kind} field '{full}': required key is missing")
-        out[name] = _check(obj[name], ftype, f"{kind} field '{full}'")
+        try:
+            value = obj[name]
+        except KeyError:
+            full = f"{path}.{name}" if path else name
+            raise ProtocolError("missing", f"{kind} field '{full}': required key is missing") from None
+        try:
+            out[name] = _check(value, ftype, "")
+        except ProtocolError:  # again, with the field's name in the message (only on the error path)
+            full = f"{path}.{name}" if path else name
+            out[name] = _check(value, ftype, f"{kind} field '{full}'")
     return out
 
 
