@@ -238,10 +238,17 @@ def bench_latency_and_cpu(samples: int, cpu_seconds: float) -> dict[str, float]:
         time.sleep(cpu_seconds)
         c1 = proc_cpu(bridge.pid)
         res["cpu_pct_idle_guest"] = 100.0 * (c1 - c0) / (time.monotonic() - t0)
-        res["peak_rss_mib"] = vmhwm(proc.pid) / 2**20
-        # end the task (task end -> exit is timed in bench_end_to_exit)
+        # end the task (task end -> exit is timed in bench_end_to_exit); the peak RSS is the bridge's
+        # VmHWM last seen before it exits, so the finish path (outputs, boinc_finish) counts too
+        peak = vmhwm(proc.pid)
         finish_task(slot, child, seq + 1)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                peak = max(peak, vmhwm(proc.pid))
+            time.sleep(0.01)
         proc.wait(30)
+        res["peak_rss_mib"] = peak / 2**20
     return res
 
 
