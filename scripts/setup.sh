@@ -58,7 +58,12 @@ if [ ! -f "$stamp" ]; then
   # "compat" editable mode: a plain path entry in a .pth file. The default mode installs an import hook
   # that every Python start in the venv loads (+13 ms and +2.2 MiB for each bridge process, which
   # would distort the bridge's start-up and memory figures; a regular `pip install .` has neither).
-  .venv/bin/python -m pip install -q -e ".[dev]" --config-settings editable_mode=compat
+  # setuptools calls "compat" transitional: where a future setuptools no longer has it, fall back to a
+  # plain editable install (correct, only slower to start) rather than failing the set-up.
+  if ! .venv/bin/python -m pip install -q -e ".[dev]" --config-settings editable_mode=compat; then
+    echo "setup: setuptools has no 'compat' editable mode: plain editable install (slower bridge start-up)"
+    .venv/bin/python -m pip install -q -e ".[dev]"
+  fi
   # compat mode maps the repository root only; the guest SDK's package lives in guest_sdk/python
   purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   echo "$ROOT/guest_sdk/python" >"$purelib/boinc_guest_sdk_source.pth"
