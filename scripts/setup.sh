@@ -35,12 +35,17 @@ fi
 # the bridge ships to, built with PGO + LTO), not from whatever `python3` comes first on PATH: a source
 # build such as pyenv's default made each bridge start ~45 ms slower (200 vs 157 ms to the task's start)
 # and its CPU ~7 % higher (docs/benchmarks.md). PYTHON=/path/to/python3 overrides.
+py_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 if [ -n "${PYTHON:-}" ]; then
   PY=$PYTHON
-elif [ -x /usr/bin/python3 ]; then
+elif [ -x /usr/bin/python3 ] && py_ok /usr/bin/python3; then
   PY=/usr/bin/python3
 else
   PY=python3
+fi
+if ! py_ok "$PY"; then
+  echo "setup: $PY is not Python >= 3.11 (the project needs 3.11: Debian 12's python3); set PYTHON=/path/to/python3.11+" >&2
+  exit 1
 fi
 ident='import sys; print(sys.base_prefix, sys.version)'
 if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c "$ident" 2>/dev/null)" != "$("$PY" -c "$ident")" ]; then
