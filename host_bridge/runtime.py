@@ -912,8 +912,13 @@ class _TaskRun:
                         )
                     )
                     continue
-                # once the guest has said it finished, watch for its exit closely (task end -> exit)
-                tick = cfg.tick if cstate.finish is None else min(cfg.tick, 0.02)
+                # once the guest has said it finished, watch for its exit closely (task end -> exit):
+                # every 5 ms for a quarter of a second (an SDK app exits right after boinc_finish), then
+                # every 50 ms until finish_grace (a guest that does not exit costs little meanwhile)
+                tick = cfg.tick
+                if cstate.finish is not None:
+                    soon = cstate.finish_seen_at is None or now - cstate.finish_seen_at < 0.25
+                    tick = min(tick, 0.005 if soon else 0.05)
                 if self.fraction_file or self.checkpoint_file or self.compat is not None:
                     # wrapper-style files give no hints: read them every report_interval, as BOINC's
                     # wrapper and vboxwrapper do (once a second)

@@ -330,3 +330,26 @@ def test_stat_files_kept_open_per_live_process_and_closed(share: Path, backends:
     )
     b.cleanup()
     assert set(_stat_fds()) - before == set()
+
+
+def test_cleanup_after_poweroff_does_not_scan_again(
+    share: Path, backends: list[LocalBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner-tag sweep (a scan of every process, ~10 ms) runs once per stop: cleanup() after
+    poweroff() has nothing left to find; a new start() sweeps again at its own stop."""
+    import host_bridge.backends.local as local
+
+    calls: list[str] = []
+    real = local.find_owned
+    monkeypatch.setattr(local, "find_owned", lambda tag, **kw: calls.append(tag) or real(tag, **kw))
+    b = make(backends, share, ("sleep", "30"))
+    b.start()
+    b.poweroff()
+    assert len(calls) == 1 and b.poll().state is VMState.EXITED
+    b.cleanup()
+    b.poweroff()
+    assert len(calls) == 1
+    b2 = make(backends, share, ("sleep", "30"))
+    b2.start()
+    b2.cleanup()
+    assert len(calls) == 2

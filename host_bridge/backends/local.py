@@ -256,6 +256,7 @@ class LocalBackend:
         self._known: dict[int, psutil.Process] = {}
         self._start_ticks: dict[int, int] = {}  # pid -> start time (clock ticks) when first seen
         self._stat = _StatReader()
+        self._swept = False  # powered off: the tree is gone and the owner-tag sweep found nothing alive
         self._paused = False
         self._exit_code: int | None = None
         self._root_cpu_final = 0.0  # rusage of the reaped main program (incl. its reaped descendants)
@@ -346,6 +347,7 @@ class LocalBackend:
         self._known = {self._proc.pid: self._root}
         self._start_ticks = {}
         self._stat.close()
+        self._swept = False
         self._walk_at = -math.inf
         self._paused = False
         self._exit_code = None
@@ -532,8 +534,8 @@ class LocalBackend:
     def poweroff(self) -> None:
         """SIGTERM the tree (continuing it if stopped), SIGKILL what is left after ``grace`` seconds,
         reap the main program; then kill anything else carrying our owner tag."""
-        if self._proc is None or self._task is None:
-            return
+        if self._proc is None or self._task is None or self._swept:
+            return  # nothing started, or already powered off (cleanup() after poweroff(): no second scan)
         task = self._task
         if not self._done():
             self._signal_tree(signal.SIGTERM)
@@ -558,6 +560,8 @@ class LocalBackend:
             )
             self._terminate(escaped, grace=0.2)
         self._paused = False
+        # the tree is gone and what carried our tag is dead: nothing of this run can start anything now
+        self._swept = self._done()
 
     def cleanup(self) -> None:
         self.poweroff()
