@@ -192,7 +192,8 @@ class Runtime:
             return self._run_tasks(job, tasks, total)
         finally:
             self._stop_daemons()
-            self._floor_file.close()
+            if self._floor_file is not None:
+                self._floor_file.close()
 
     def _start_daemons(self, job: JobSpec) -> Outcome | None:
         """The wrapper's daemons: started before the tasks (in the slot), stopped at the end."""
