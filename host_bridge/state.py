@@ -120,20 +120,19 @@ class FractionFloor:
         record = f"{self._prefix}{fraction!r}".ljust(FLOOR_RECORD - 1).encode() + b"\n"
         if len(record) != FLOOR_RECORD:
             raise OSError(f"fraction floor record too long ({len(record)} bytes)")
+        first = self._fd is None
         if self._fd is None:
-            fd = os.open(
+            self._fd = os.open(
                 self._folder / FRACTION_FILE,
                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                 0o644,
             )
-            try:
-                os.ftruncate(fd, FLOOR_RECORD)  # a file of another size (an older bridge's) is rewritten
-            except OSError:
-                os.close(fd)
-                raise
-            self._fd = fd
         if os.pwrite(self._fd, record, 0) != FLOOR_RECORD:
             raise OSError("short write of the fraction floor record")
+        # written first, cut after: the previous record stays whole until the new one replaces it; only
+        # a longer file (an older bridge's format) needs the cut
+        if first and os.fstat(self._fd).st_size != FLOOR_RECORD:
+            os.ftruncate(self._fd, FLOOR_RECORD)
 
     def close(self) -> None:
         if self._fd is not None:
