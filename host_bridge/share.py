@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import stat
@@ -89,6 +90,13 @@ def safe_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise GuestFileRefused(name, "bad name", f"a {type(name).__name__}, not a string")
+    return _checked_name(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_name(name: str) -> str:
+    """``safe_name`` for a string, remembered: the status and control files' names are checked at every
+    read, a per-character loop in Python (a refused name raises, and is not remembered)."""
     try:
         encoded = name.encode("utf-8", "strict")
     except UnicodeEncodeError:
