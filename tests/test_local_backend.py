@@ -318,8 +318,12 @@ def test_stat_files_kept_open_per_live_process_and_closed(share: Path, backends:
     """The tree's CPU is read through one kept-open /proc/PID/stat per process (one pread a poll): a
     process that ends has its file closed at the next poll, and cleanup closes the rest."""
     before = set(_stat_fds())
-    script = "sh -c 'sleep 0.6' & while :; do :; done"
-    b = make(backends, share, ("sh", "-c", script))
+    script = "sh -c 'sleep 2' & while :; do :; done"
+    # discover_interval 0: every poll walks the children lists (the default looks every 5 s, so the
+    # child could be found only after it ended)
+    b = LocalBackend(grace=1.0, cpu_interval=0.0, discover_interval=0.0)
+    b.create(TaskSpec(name="t", argv=("sh", "-c", script), share=share, owner_tag=tag()))
+    backends.append(b)
     b.start()
     wait_for(lambda: b.poll() is not None and len(set(_stat_fds()) - before) >= 2, what="two files open")
     busy = b.poll().cpu_time
