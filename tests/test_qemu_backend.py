@@ -367,3 +367,97 @@ time.sleep(120)
         if bridge.poll() is None:
             bridge.kill()
             bridge.wait()
+
+
+# -- KVM that fails: the backend falls back to TCG -------------------------------------------------------
+
+# A wrapper around the real QEMU that plays a host whose KVM fails: under "-accel kvm" it either dies
+# at once as QEMU does when the host's KVM refuses an MSR of "-cpu host" (seen on this machine kind), or
+# starts the VM stopped (-S: the guest never runs, as on hosts where KVM hangs guests). Everything else
+# is the real QEMU, under TCG.
+BROKEN_KVM_QEMU = r"""#!/bin/sh
+REAL="$1"; MODE="$2"; shift 2
+case " $* " in
+  *" -accel kvm "*) ;;
+  *) exec "$REAL" "$@" ;;
+esac
+if [ "$MODE" = crash ]; then
+  echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2
+  kill -ABRT $$
+fi
+args=""
+skip=0
+for a in "$@"; do
+  if [ $skip = 1 ]; then skip=0; continue; fi
+  case "$a" in -cpu) skip=1; continue ;; esac
+  [ "$a" = kvm ] && a=tcg
+  args="$args '$a'"
+done
+eval exec "\"$REAL\"" -S $args
+"""
+
+
+@pytest.mark.parametrize("mode", ["crash", "hang"])
+def test_kvm_failure_falls_back_to_tcg(
+    tmp_path: Path, image: VMImage, image_programs, backends, monkeypatch, mode: str
+):
+    """The accelerator probe chose KVM, but the VM fails under it (QEMU aborts at once, or the guest
+    never comes up): the backend starts the VM again under TCG, the app runs, and TCG is remembered for
+    that QEMU binary so later tasks do not try KVM again."""
+    from host_bridge.backends import qemu as Q
+
+    real = shutil.which("qemu-system-x86_64")
+    assert real
+    wrapper = tmp_path / f"qemu-broken-kvm-{mode}"
+    wrapper.write_text(
+        BROKEN_KVM_QEMU.replace('REAL="$1"; MODE="$2"; shift 2', f'REAL="{real}"; MODE={mode}')
+    )
+    wrapper.chmod(0o755)
+    # the probe's verdict on a host whose KVM passes the firmware probe (this machine's may not)
+    monkeypatch.setattr(Q, "choose_accel", lambda qemu, requested="auto": "kvm")
+    monkeypatch.delenv("BOINC_VM_ACCEL", raising=False)
+    share = tmp_path / "share"
+    share.mkdir()
+    prog = share / "hello_prog"
+    shutil.copy(image_programs["/bin/hello"], prog)
+    extra = (
+        ("vm_kernel", str(image.kernel)),
+        ("vm_initrd", str(image.initrd)),
+        ("vm_qemu", str(wrapper)),
+        ("vm_boot_timeout", "6"),
+    )
+    task = TaskSpec(
+        name=mode, argv=(str(prog), "x", "3"), share=share, owner_tag=tag_prefix() + mode, extra=extra
+    )
+    b = new_backend(backends, task)
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=BOOT + 10)
+    assert s.state is VMState.EXITED, s
+    assert s.exit_code == 3
+    assert b.accel == "tcg"
+    assert (share / "hello_out.txt").read_text().startswith("hi x ")
+    assert Q._load_accel_file().get(Q._accel_key(str(wrapper))) == "tcg"
+
+
+def test_vm_accel_kvm_does_not_fall_back(tmp_path: Path, image: VMImage, image_programs, backends):
+    """A job that insists on KVM (vm_accel=kvm) gets its failure reported, not a silent TCG VM."""
+    real = shutil.which("qemu-system-x86_64")
+    assert real
+    wrapper = tmp_path / "qemu-broken-kvm"
+    wrapper.write_text(BROKEN_KVM_QEMU.replace('REAL="$1"; MODE="$2"; shift 2', f'REAL="{real}"; MODE=crash'))
+    wrapper.chmod(0o755)
+    share = tmp_path / "share"
+    share.mkdir()
+    extra = (
+        ("vm_kernel", str(image.kernel)),
+        ("vm_initrd", str(image.initrd)),
+        ("vm_qemu", str(wrapper)),
+        ("vm_accel", "kvm"),
+    )
+    task = TaskSpec(name="k", argv=("/bin/hello",), share=share, owner_tag=tag_prefix() + "k", extra=extra)
+    b = new_backend(backends, task)
+    with pytest.raises(BackendError, match="failed to set MSR"):
+        b.start()
+        s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=20)
+        raise BackendError(s.error or str(s))
+    assert b.accel == "kvm"

@@ -169,44 +169,80 @@ def qemu_binary(override: str | None = None) -> str:
 
 
 _accel_cache: dict[str, str] = {}
+KVM_CPU = "host"  # the CPU model of a VM under KVM (the probe boots the same one)
+
+
+def _accel_key(qemu: str) -> str:
+    st = os.stat(qemu)
+    return f"{qemu}:{st.st_size}:{int(st.st_mtime)}:{os.uname().release}"
+
+
+def _accel_file() -> Path:
+    from host_bridge.vmimage import cache_dir
+
+    return cache_dir() / "accel-probe.json"
+
+
+def _load_accel_file() -> dict[str, str]:
+    """The persisted choices, {probe key: "kvm" | "tcg"} (an unreadable or old-format file: none)."""
+    try:
+        data = json.loads(_accel_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    if "key" in data and "accel" in data:  # the one-entry format of earlier versions
+        data = {data["key"]: data["accel"]}
+    return {k: v for k, v in data.items() if isinstance(k, str) and v in ("kvm", "tcg")}
+
+
+def remember_accel(qemu: str, accel: str) -> None:
+    """Record the accelerator for this QEMU binary and host kernel (in memory and in the image cache)."""
+    key = _accel_key(qemu)
+    _accel_cache[key] = accel
+    entries = _load_accel_file()
+    entries[key] = accel
+    cfile = _accel_file()
+    with contextlib.suppress(OSError):
+        tmp = cfile.with_name(f".{cfile.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(dict(list(entries.items())[-16:])))
+        os.replace(tmp, cfile)
 
 
 def choose_accel(qemu: str, requested: str = "auto") -> str:
     """ "kvm" if a probe boot under KVM gets through the firmware within a few seconds, else "tcg".
 
-    ``/dev/kvm`` may exist and still hang guests (nested / paravirtual KVM): a VM is only put on KVM after
-    SeaBIOS ran to its end there. The result is cached per QEMU binary and host kernel, in memory and in
-    the image cache folder. ``requested`` (job file ``vm_accel`` or env ``BOINC_VM_ACCEL``): auto, kvm, tcg.
+    ``/dev/kvm`` may exist and still fail guests (nested / paravirtual KVM): a VM is only put on KVM after
+    SeaBIOS ran to its end there, with the CPU model a real VM gets (``-cpu host``: on some hosts only
+    that one fails, e.g. QEMU aborting on an MSR the host's KVM refuses). The backend still falls back
+    to TCG when a VM fails under KVM anyway (``QemuBackend.start``, ``poll``). The result is cached per
+    QEMU binary and host kernel, in memory and in the image cache folder. ``requested`` (job file
+    ``vm_accel`` or env ``BOINC_VM_ACCEL``): auto, kvm, tcg.
     """
-    requested = (os.environ.get("BOINC_VM_ACCEL") or requested or "auto").strip().lower()
+    requested = accel_request(requested)
     if requested in ("kvm", "tcg"):
         return requested
-    if requested != "auto":
-        raise BackendError(f"vm_accel must be auto, kvm or tcg, not {requested!r}: fix the job file")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
-    st = os.stat(qemu)
-    key = f"{qemu}:{st.st_size}:{int(st.st_mtime)}:{os.uname().release}"
+    key = _accel_key(qemu)
     if key in _accel_cache:
         return _accel_cache[key]
-    from host_bridge.vmimage import cache_dir
-
-    cfile = cache_dir() / "accel-probe.json"
-    try:
-        cached = json.loads(cfile.read_text())
-        if isinstance(cached, dict) and cached.get("key") == key and cached.get("accel") in ("kvm", "tcg"):
-            _accel_cache[key] = cached["accel"]
-            return cached["accel"]
-    except (OSError, ValueError):
-        pass
+    cached = _load_accel_file().get(key)
+    if cached is not None:
+        _accel_cache[key] = cached
+        return cached
     accel = "kvm" if _probe_kvm(qemu) else "tcg"
     logger.info("accelerator probe: %s", accel)
-    _accel_cache[key] = accel
-    with contextlib.suppress(OSError):
-        tmp = cfile.with_name(f".{cfile.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"key": key, "accel": accel}))
-        os.replace(tmp, cfile)
+    remember_accel(qemu, accel)
     return accel
+
+
+def accel_request(requested: str = "auto") -> str:
+    """The accelerator asked for: the environment's BOINC_VM_ACCEL, else the job's vm_accel."""
+    requested = (os.environ.get("BOINC_VM_ACCEL") or requested or "auto").strip().lower()
+    if requested not in ("auto", "kvm", "tcg"):
+        raise BackendError(f"vm_accel must be auto, kvm or tcg, not {requested!r}: fix the job file")
+    return requested
 
 
 def _probe_kvm(qemu: str) -> bool:
@@ -216,6 +252,8 @@ def _probe_kvm(qemu: str) -> bool:
             qemu,
             "-accel",
             "kvm",
+            "-cpu",
+            KVM_CPU,
             "-nodefaults",
             "-no-user-config",
             "-display",
@@ -296,6 +334,8 @@ class QemuBackend:
         self._paused_at: float | None = None
         self._started = False  # the agent reported the app started
         self._accel = ""
+        self._kvm_may_fall_back = False  # chosen by the probe, not by the job: may retry under TCG
+        self._fell_back = False
         self._cleaned = False
 
     # -- paths ------------------------------------------------------------------------------------------
@@ -481,7 +521,7 @@ class QemuBackend:
                 f"local,path={c.pyroot},mount_tag=pyroot,security_model=none,readonly=on,id=fs1",
             ]
         if self._accel == "kvm":
-            cmd += ["-cpu", "host"]
+            cmd += ["-cpu", KVM_CPU]
         if c.kernel is not None:
             append = "console=ttyS0 quiet panic=-1"
             if c.network:
@@ -563,6 +603,8 @@ class QemuBackend:
         self._kill_own_leftovers()
         c.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._accel = choose_accel(c.qemu, c.accel_req)
+        self._kvm_may_fall_back = self._accel == "kvm" and accel_request(c.accel_req) == "auto"
+        self._fell_back = False
         try:
             self.share.clear(AGENT_FILES + _AGENT_TEMPS)
             self._write_task_file()
@@ -570,10 +612,15 @@ class QemuBackend:
             raise BackendError(
                 f"cannot prepare the shared folder {self.share.path}: {e}", temporary=True
             ) from e
+        self._make_overlay()
+        self._launch()
+
+    def _launch(self) -> None:
+        """Start the QEMU process (``self._accel``) and wait for its control socket."""
+        c = self.cfg
         for p in (self.qmp_socket, self.pidfile):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        self._make_overlay()
         cmd = self._command()
         logger.info("starting VM %s (%s, %d MiB, %d CPU)", c.tag, self._accel, c.memory_mb, c.cpus)
         logger.debug("QEMU command: %s", cmd)
@@ -604,10 +651,36 @@ class QemuBackend:
         deadline = time.monotonic() + 15.0
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
+                why = f"QEMU exited at once ({self._stderr_tail()})"
+                if self._fall_back_to_tcg(why):
+                    return
                 raise BackendError(f"QEMU failed to start: {self._stderr_tail()}", temporary=True)
             if self.qmp_socket.exists():
                 break
             time.sleep(0.01)
+
+    def _fall_back_to_tcg(self, why: str) -> bool:
+        """A VM the accelerator probe put on KVM failed before its app started (QEMU died, or the guest
+        never came up): start it again under TCG emulation. True if it did. Once the app starts under
+        TCG, TCG is remembered for this QEMU and host kernel (``remember_accel``), so later tasks do
+        not try KVM again; a job's ``vm_accel=kvm`` still insists on KVM."""
+        if not self._kvm_may_fall_back or self._started or self._stopping:
+            return False
+        self._kvm_may_fall_back = False
+        logger.warning(
+            "VM %s failed under KVM before the app started: %s; starting it again under TCG emulation "
+            "(slower: KVM does not work on this host; vm_accel=kvm in the job file insists on KVM)",
+            self.cfg.tag,
+            why,
+        )
+        if self._ps is not None:
+            with contextlib.suppress(psutil.Error):
+                self._ps.kill()
+        self._reap()
+        self._accel = "tcg"
+        self._fell_back = True
+        self._launch()
+        return True
 
     # -- pause / resume ---------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -763,6 +836,9 @@ class QemuBackend:
         alive = self._alive()
         if not self._started and self.share.exists(STARTED_FILE):
             self._started = True
+            if self._fell_back:
+                remember_accel(self.cfg.qemu, "tcg")
+                logger.info("the VM runs under TCG; TCG is remembered for this QEMU and host kernel")
         ended = self._read_exit()
         if ended is not None:
             if not alive:
@@ -774,6 +850,8 @@ class QemuBackend:
             if self._stopping:
                 return BackendStatus(VMState.ABSENT, cpu_time=self._cpu_time)
             code = self._proc.returncode if self._proc is not None else None
+            if self._fall_back_to_tcg(f"QEMU exited ({code}): {self._stderr_tail() or self._serial_tail()}"):
+                return BackendStatus(VMState.RUNNING, cpu_time=self._cpu_time)
             failed = BackendStatus(
                 VMState.FAILED,
                 cpu_time=self._cpu_time,
@@ -788,6 +866,8 @@ class QemuBackend:
             and self._boot_deadline is not None
             and time.monotonic() > self._boot_deadline
         ):
+            if self._fall_back_to_tcg(f"the app did not start within {self.cfg.boot_timeout:g} s"):
+                return BackendStatus(VMState.RUNNING, cpu_time=self._cpu_time)
             return BackendStatus(
                 VMState.FAILED,
                 cpu_time=self._cpu_time,
