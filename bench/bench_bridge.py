@@ -140,6 +140,41 @@ def floor_cpu(seconds: float) -> float:
             client.close()
 
 
+# The parts the bridge is made of, without the bridge: the interpreter, the standard modules it cannot do
+# without, the libraries DEVELOPERS.md requires (msgpack, cffi, watchdog's observer API, psutil), the real
+# libboinc_api initialised in wrapper mode (its timer thread running) and one more thread (the watcher's).
+FLOOR_RSS_CODE = r"""
+import ctypes, os, sys, threading, time
+import logging, pathlib, subprocess
+import msgpack, psutil, _cffi_backend
+import watchdog.events, watchdog.observers.api
+class Opts(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int) for n in ("normal_thread_priority", "main_program", "check_heartbeat",
+        "handle_process_control", "send_status_msgs", "direct_process_action", "multi_thread",
+        "multi_process")]
+lib = ctypes.CDLL("libboinc_api.so.7", mode=os.RTLD_LOCAL)
+if lib.boinc_init_options(ctypes.byref(Opts(0, 1, 1, 1, 0, 0, 0, 0))) != 0:
+    raise SystemExit("boinc_init_options failed")
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+time.sleep(1.0)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+open("floor_rss.out", "w").write(hwm)
+os._exit(0)
+"""
+
+
+def floor_rss() -> float:
+    """Peak RSS (MiB) of the bridge's required parts without the bridge (FLOOR_RSS_CODE)."""
+    with tempfile.TemporaryDirectory() as d:
+        client = SlotClient(Path(d))
+        client.start_heartbeats()
+        try:
+            subprocess.run([sys.executable, "-c", FLOOR_RSS_CODE], cwd=d, timeout=60, check=True)
+            return int((Path(d) / "floor_rss.out").read_text()) / 1024
+        finally:
+            client.close()
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds of a process so far, in nanoseconds' resolution: the sum of its threads'
     /proc/PID/task/TID/schedstat (psutil's cpu_times() counts 10 ms clock ticks, far too coarse for
@@ -312,6 +347,7 @@ def main() -> None:
     starts = bench_start(ns.starts)
     ends = bench_end_to_exit(ns.ends)
     lib_floor = floor_cpu(ns.cpu_seconds)
+    rss_floor = floor_rss()
     print(f"floor write+fsync+rename+inotify   p50 {fp50:7.3f} ms  p99 {fp99:7.3f} ms")
     print(
         f"guest -> client app_status         p50 {r['latency_p50_ms']:7.3f} ms  "
@@ -333,6 +369,11 @@ def main() -> None:
     )
     print(
         f"bridge peak RSS                    {r['peak_rss_mib']:.1f} MiB (target <= 20 MiB; wrapper 4.7 MB)"
+    )
+    print(
+        f"floor: interpreter + required libraries + libboinc_api {rss_floor:.1f} MiB (ratio "
+        f"{r['peak_rss_mib'] / rss_floor:.2f}x; the bridge's own code and data "
+        f"{r['peak_rss_mib'] - rss_floor:.1f} MiB)"
     )
     print(
         f"bridge start -> task started       median {statistics.median(starts):.0f} ms, "
