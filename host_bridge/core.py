@@ -384,16 +384,15 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             EndTask(fin.status, fin.message, fin.is_notice),
         ]
 
-    # 6. The wrapper's <time_limit>: the task ran too long.
+    # 6. The wrapper's <time_limit>: the task is ended and counts as done, as with BOINC's wrapper
+    # (TASK::poll: kill, status 0), e.g. an app that runs until it is stopped; the job goes on.
     limit = inp.task.time_limit
     if limit > 0 and state.running_time >= limit:
+        actions.extend(_final_report(state, inp, done=True))
         return _evolve(state, ending=True), [
             *actions,
             StopTask(save=False),
-            EndTask(
-                int(ExitCode.EXIT_TIME_LIMIT_EXCEEDED),
-                f"the task exceeded its time limit of {limit:g} s (<time_limit> in the job file)",
-            ),
+            EndTask(0, f"reached its time limit of {limit:g} s (<time_limit>): ended, counted as done"),
         ]
 
     # 7. A guest that stopped talking while running is hung.

@@ -523,9 +523,9 @@ class Runtime:
             name=f"task{idx}",
             argv=argv,
             share=share_dir,
-            stdin=getattr(desc, "stdin_filename", None) or None,
-            stdout=getattr(desc, "stdout_filename", None) or None,
-            stderr=getattr(desc, "stderr_filename", None) or None,
+            stdin=self._stdio(desc, getattr(desc, "stdin_filename", None), share_dir),
+            stdout=self._stdio(desc, getattr(desc, "stdout_filename", None), share_dir),
+            stderr=self._stdio(desc, getattr(desc, "stderr_filename", None), share_dir),
             env=tuple(env),
             nthreads=self._nthreads(),
             memory_mb=int(getattr(desc, "vm_memory_mb", 0) or 0),
@@ -535,6 +535,18 @@ class Runtime:
             owner_tag=self._owner_tag(idx),
             extra=tuple(extra),
         )
+
+    def _stdio(self, desc: TaskDesc, name: str | None, share_dir: Path) -> str | None:
+        """A task's stdin / stdout / stderr file as the backend gets it. A local task of the BOINC wrapper
+        kind (it runs in the slot, or its exec_dir) names logical files of the slot: resolved through
+        BOINC's soft links to the host path, as BOINC's wrapper does (before it changes to exec_dir), so
+        the output lands in the result's file, not in the slot's link file. A task with a shared folder
+        (a VM, or the VMwrapper style) names a file in that folder, as the guest sees it."""
+        if not name:
+            return None
+        if self.backend_kind(desc) != "local" or share_dir == self.slot / SHARE_DIR:
+            return name
+        return str(resolve_logical(self.slot, name).absolute())
 
     def _owner_tag(self, idx: int) -> str:
         ident = self.init_data.result_name or str(self.slot.resolve())
@@ -1230,6 +1242,8 @@ class _TaskRun:
         if action.status != 0:
             msg = action.message or f"task {self.idx + 1} ({self.desc.application}) failed"
             return Outcome("finish", action.status, msg, is_notice=action.is_notice)
+        if action.message:
+            log.info("task %d: %s", self.idx + 1, action.message)
         if not rt.state.outputs_copied:
             err = self._copy_outputs()
             if err is not None:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -87,12 +88,14 @@ class Bridge:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "guest_sdk" / "python")])
         self.slot = slot
+        # a file, not a pipe nobody reads: the task's unnamed stdout is the bridge's
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "host_bridge", *args],
             cwd=slot,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=self._out,
             stderr=subprocess.STDOUT,
         )
 
@@ -114,8 +117,7 @@ class Bridge:
 
     def close(self) -> None:
         self.kill()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._out.close()
 
 
 def guest_pids(share: Path) -> list[int]:

@@ -1,6 +1,6 @@
 """BOINC's wrapper dialect through the bridge (subprocess, real libboinc_api, SlotClient playing the
 client): unzip_input, zip_output, daemons, setenv and macros, fraction_done_filename,
-checkpoint_filename, append_cmdline_args, time_limit."""
+checkpoint_filename, append_cmdline_args, time_limit, stdio files through BOINC's soft links."""
 
 from __future__ import annotations
 
@@ -103,18 +103,78 @@ def test_wrapper_dialect_features(tmp_path):
         c.close()
 
 
-def test_time_limit_ends_the_task(tmp_path):
-    job = """<job_desc><task><application>sleep</application><command_line>60</command_line>
-    <time_limit>2</time_limit></task></job_desc>"""
+def test_time_limit_ends_the_task_as_done_and_the_job_goes_on(tmp_path):
+    """<time_limit>: as BOINC's wrapper (TASK::poll: kill, status 0), the task is ended and counts as
+    done; the next task runs and the job finishes with 0."""
+    job = """<job_desc>
+    <task><application>sleep</application><command_line>60</command_line><time_limit>2</time_limit></task>
+    <task><application>app2.sh</application></task></job_desc>"""
     c = _slot(tmp_path, job)
+    (c.slot_dir / "app2.sh").write_text("#!/bin/sh\necho second > second_ran\n")
+    (c.slot_dir / "app2.sh").chmod(0o755)
     try:
         b = Bridge(c.slot_dir)
         try:
             rc = b.wait(30)
         finally:
             b.close()
-        assert rc == 197, b.log()
-        assert "time limit" in b.log()
+        assert rc == 0, b.log()
+        assert "reached its time limit of 2 s" in b.log()
+        assert (c.slot_dir / "second_ran").read_text() == "second\n"
+    finally:
+        c.close()
+
+
+def test_stdio_files_are_resolved_through_soft_links(tmp_path):
+    """BOINC's client puts a soft-link file in the slot for each workunit / result file; BOINC's wrapper
+    opens stdin / stdout / stderr through them. The output must land in the result's file (in the
+    project folder), the link file must stay as it was."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "wu_stdin").write_text("line from the workunit\n")
+    job = """<job_desc><task><application>app3.sh</application>
+    <stdin_filename>in_file</stdin_filename>
+    <stdout_filename>out_file</stdout_filename>
+    <stderr_filename>err_file</stderr_filename></task></job_desc>"""
+    c = _slot(tmp_path, job)
+    links = {
+        "in_file": "<soft_link>../proj/wu_stdin</soft_link>\n",
+        "out_file": "<soft_link>../proj/res_stdout</soft_link>\n",
+        "err_file": "<soft_link>../proj/res_stderr</soft_link>\n",
+    }
+    for name, text in links.items():
+        (c.slot_dir / name).write_text(text)
+    (c.slot_dir / "app3.sh").write_text('#!/bin/sh\nread line\necho "got: $line"\necho oops >&2\n')
+    (c.slot_dir / "app3.sh").chmod(0o755)
+    try:
+        b = Bridge(c.slot_dir)
+        try:
+            assert b.wait(30) == 0, b.log()
+        finally:
+            b.close()
+        assert (proj / "res_stdout").read_text() == "got: line from the workunit\n"
+        assert (proj / "res_stderr").read_text() == "oops\n"
+        for name, text in links.items():
+            assert (c.slot_dir / name).read_text() == text
+    finally:
+        c.close()
+
+
+def test_unnamed_stderr_reaches_stderr_txt(tmp_path):
+    """Without <stderr_filename> the task's stderr is the bridge's: under the client the slot's
+    stderr.txt, which the project gets back with the result (as with BOINC's wrapper), so an app's
+    own error message is not lost."""
+    job = "<job_desc><task><application>app4.sh</application></task></job_desc>"
+    c = _slot(tmp_path, job)
+    (c.slot_dir / "app4.sh").write_text("#!/bin/sh\necho 'app4: cannot find input.dat' >&2\nexit 3\n")
+    (c.slot_dir / "app4.sh").chmod(0o755)
+    try:
+        b = Bridge(c.slot_dir)
+        try:
+            assert b.wait(30) == 3, b.log()
+        finally:
+            b.close()
+        assert "app4: cannot find input.dat" in b.log()
     finally:
         c.close()
 

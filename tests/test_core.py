@@ -358,8 +358,10 @@ def test_time_limit_counts_running_time_only():
         t += 1.0
         s, a = decide(s, inp(now=t, task=ctx))
         if any(isinstance(x, EndTask) for x in a):
-            assert a[-1].status == 197 and "time limit" in a[-1].message
-            assert types(a)[-2:] == ["StopTask", "EndTask"]
+            # as BOINC's wrapper: ended and counted as done (status 0), the task's part complete
+            assert a[-1].status == 0 and "time limit" in a[-1].message
+            assert types(a)[-3:] == ["ReportStatus", "StopTask", "EndTask"]
+            assert a[-3].fraction_done == 1.0
             break
     else:
         pytest.fail("time limit never hit")

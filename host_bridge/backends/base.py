@@ -55,7 +55,7 @@ class TaskSpec:
     name: str
     argv: tuple[str, ...]
     share: Path
-    stdin: str | None = None  # file names relative to the share
+    stdin: str | None = None  # file names in the share; the local backend also takes host paths
     stdout: str | None = None
     stderr: str | None = None
     env: tuple[tuple[str, str], ...] = ()

@@ -80,6 +80,19 @@ def _child_setup(parent_pid: int, priority: int | None) -> Callable[[], None]:
     return setup
 
 
+def _open_stdio(share: Share, name: str, *, write: bool) -> int:
+    """A standard stream file for the task: a host path (a BOINC-wrapper-style task's logical file,
+    resolved by the runtime) opened as BOINC's wrapper does (stdin read, stdout / stderr appended), or a
+    name in the share, opened with the share's hostile-file rules. The caller closes it."""
+    if not os.path.isabs(name):
+        return share.open_append(name) if write else share.open_input(name)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT if write else os.O_RDONLY
+    try:
+        return os.open(name, flags | os.O_CLOEXEC | os.O_NOCTTY, 0o644)
+    except OSError as e:
+        raise OSError(e.errno, f"{name}: {e.strerror}") from None
+
+
 def _exit_code(wstatus: int) -> int:
     if os.WIFSIGNALED(wstatus):
         return -os.WTERMSIG(wstatus)
@@ -313,18 +326,23 @@ class LocalBackend:
         program = self._resolve_program(task, env)
         fds: list[int] = []
         try:
+            # Unnamed stdout / stderr are the bridge's own (as with BOINC's wrapper: under the client,
+            # stderr is the slot's stderr.txt, which the project gets back with the result).
             try:
-                stdin = share.open_input(task.stdin) if task.stdin else subprocess.DEVNULL
+                stdin = _open_stdio(share, task.stdin, write=False) if task.stdin else subprocess.DEVNULL
                 if task.stdin:
                     fds.append(stdin)
-                stdout = share.open_append(task.stdout) if task.stdout else subprocess.DEVNULL
-                if task.stdout:
+                stdout = _open_stdio(share, task.stdout, write=True) if task.stdout else None
+                if stdout is not None:
                     fds.append(stdout)
-                stderr = share.open_append(task.stderr) if task.stderr else subprocess.DEVNULL
-                if task.stderr:
+                stderr = _open_stdio(share, task.stderr, write=True) if task.stderr else None
+                if stderr is not None:
                     fds.append(stderr)
             except (OSError, GuestFileRefused) as e:
-                raise BackendError(f"task {task.name}: standard stream file in {task.share}: {e}") from e
+                raise BackendError(
+                    f"task {task.name}: standard stream file ({e}); check the job file's "
+                    "stdin_filename / stdout_filename / stderr_filename"
+                ) from e
             try:
                 self._proc = subprocess.Popen(
                     [program, *task.argv[1:]],
