@@ -59,15 +59,22 @@ fi
 stamp=.venv/.installed-$(cat pyproject.toml setup.py guest_sdk/python/pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the project into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
   # "compat" editable mode: a plain path entry in a .pth file. The default mode installs an import hook
   # that every Python start in the venv loads (+13 ms and +2.2 MiB for each bridge process, which
   # would distort the bridge's start-up and memory figures; a regular `pip install .` has neither).
   # setuptools calls "compat" transitional: where a future setuptools no longer has it, fall back to a
   # plain editable install (correct, only slower to start) rather than failing the set-up.
-  if ! .venv/bin/python -m pip install -q -e ".[dev]" --config-settings editable_mode=compat; then
+  # pip's and setuptools' chatter (the "compat mode is transitional" notice) goes to a log, shown only
+  # when something fails.
+  log=.venv/setup-pip.log
+  .venv/bin/python -m pip install -q --upgrade pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  if ! .venv/bin/python -m pip install -q -e ".[dev]" --config-settings editable_mode=compat >>"$log" 2>&1; then
     echo "setup: setuptools has no 'compat' editable mode: plain editable install (slower bridge start-up)"
-    .venv/bin/python -m pip install -q -e ".[dev]"
+    if ! .venv/bin/python -m pip install -q -e ".[dev]" >>"$log" 2>&1; then
+      cat "$log" >&2
+      echo "setup: installing the project into .venv failed (log above, also in $log)" >&2
+      exit 1
+    fi
   fi
   # compat mode maps the repository root only; the guest SDK's package lives in guest_sdk/python
   purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
