@@ -51,9 +51,12 @@ _O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCT
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
 
 _ADVICE = (
-    "The bridge never follows links or reads special files from the shared folder; the task's app or VM "
-    "image put it there (a bug or a hostile app): report it to the project if it keeps happening."
+    "The task's app or VM image wrote it (a bug or a hostile app): report it to the project if it keeps "
+    "happening."
 )
+# for links and special files, what the bridge does about them
+_ADVICE_LINKS = "The bridge never follows links or reads special files from the shared folder. " + _ADVICE
+_LINK_REASONS = frozenset({"symlink", "not a regular file", "hard link"})
 
 _REASON_TEXT = {
     "symlink": "it is a symbolic link",
@@ -79,7 +82,8 @@ class GuestFileRefused(Exception):
         self.reason = reason
         why = _REASON_TEXT.get(reason, reason)
         extra = f" ({detail})" if detail else ""
-        super().__init__(f"guest file {_show(name)} in the shared folder refused: {why}{extra}. {_ADVICE}")
+        advice = _ADVICE_LINKS if reason in _LINK_REASONS else _ADVICE
+        super().__init__(f"guest file {_show(name)} in the shared folder refused: {why}{extra}. {advice}")
 
 
 def safe_name(name: str) -> str:

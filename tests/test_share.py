@@ -297,3 +297,13 @@ def test_refusal_log_once_per_name_and_reason(caplog: pytest.LogCaptureFixture) 
     # symlink once, too large once, one bad name, then one "only counted" line
     assert len(caplog.records) == 4
     assert "only counted" in caplog.records[-1].getMessage()
+
+
+def test_refusal_advice_fits_the_reason() -> None:
+    """Links and special files get the "never follows links" explanation; a bad status file or a bad
+    name does not (it would not apply)."""
+    link = str(GuestFileRefused("boinc_status.msgpack", "symlink"))
+    assert "never follows links" in link and "report it to the project" in link
+    bad = str(GuestFileRefused("boinc_status.msgpack", "bad status file (format)", "not msgpack"))
+    assert "never follows links" not in bad and "report it to the project" in bad
+    assert "never follows links" not in str(GuestFileRefused("x" * 300, "bad name"))
