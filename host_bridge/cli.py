@@ -6,15 +6,20 @@ process. Usage:
     host-bridge [--nthreads N] [--trickle X] [--job FILE] [--poll] [--standalone] [other args]
         run the job in the current directory (a BOINC slot); unknown arguments are handed on to
         tasks that ask for them (<append_cmdline_args/>), as BOINC's wrapper does
-    host-bridge check JOBFILE      validate a job file and print what would run
+    host-bridge check JOBFILE      validate a job file (job.xml, or vboxwrapper's vbox_job.xml) and
+                                   print what would run
     host-bridge demo [SECONDS]     run examples/worker.py through the bridge, standalone, with a
                                    live progress line
+
+The run parser takes no abbreviations (``--po`` is an argument for the task, not ``--poll``). A first
+word that is almost a command (``chek``) is refused when no BOINC client started the bridge.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import signal
@@ -57,8 +62,37 @@ class _Signals:
         return self.event.is_set()
 
 
+COMMANDS = ("check", "demo", "run")
+INIT_DATA_FILE = "init_data.xml"  # written into the slot by the BOINC client (host_bridge.boinc.api)
+
+RUN_USAGE = """\
+host-bridge [run] [options] [arguments for the task]
+       host-bridge check JOBFILE
+       host-bridge demo [SECONDS] [--keep]"""
+
+RUN_EPILOG = """\
+commands:
+  host-bridge [run] ...       run the job in this folder (a BOINC slot): what the BOINC client starts;
+                              unknown arguments are handed on to tasks with <append_cmdline_args/>
+  host-bridge check JOBFILE   validate a job file (job.xml, or vboxwrapper's vbox_job.xml) and print
+                              what would run; errors name the file, the line and the tag
+  host-bridge demo [SECONDS]  run examples/worker.py through the bridge, standalone, with a live
+                              progress line (host-bridge demo --help)
+
+Options are never abbreviated: --po is handed on to the task, it is not --poll."""
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="host-bridge", add_help=True, description="BOINC VM bridge (wrapper)")
+    # allow_abbrev=False: unknown arguments belong to the task (BOINC's wrapper hands them on), so an
+    # app's --po must not be taken as --poll, nor --s be an ambiguity error
+    p = argparse.ArgumentParser(
+        prog="host-bridge",
+        usage=RUN_USAGE,
+        description="BOINC VM bridge (wrapper)",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     p.add_argument("--nthreads", type=float, default=None, help="CPUs for the task (BOINC passes this)")
     p.add_argument("--trickle", type=float, default=0.0, help="send a trickle-up every X seconds")
     p.add_argument("--job", default="job.xml", help="job file: logical name in the slot or a path")
@@ -81,7 +115,37 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_demo(args[1:]))
     if args and args[0] == "run":
         args = args[1:]
+    elif (meant := _mistyped_command(args)) is not None:
+        word = args[0]
+        print(
+            f"host-bridge: unknown command {word!r}: did you mean 'host-bridge {meant}'? Nothing was run. "
+            f"(The commands are {', '.join(COMMANDS)}; to run the job in this folder and hand {word!r} "
+            f"to the task, write 'host-bridge run {word} ...'.)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     sys.exit(_run(args))
+
+
+def _slot_of(args: list[str]) -> Path:
+    """The slot directory the run arguments name (``--slot``, default the current directory)."""
+    p = argparse.ArgumentParser(prog="host-bridge", add_help=False, allow_abbrev=False)
+    p.add_argument("--slot", default=".")
+    return Path(p.parse_known_args(args)[0].slot)
+
+
+def _mistyped_command(args: list[str]) -> str | None:
+    """The command a person at a shell probably meant when the first word is almost one (``chek``),
+    or None: run the job. Under BOINC (an init_data.xml in the slot) never: the client may pass
+    positional arguments, and they are the task's."""
+    if not args or args[0].startswith("-") or args[0] in COMMANDS:
+        return None
+    import difflib  # only for a first word that is not an option
+
+    close = difflib.get_close_matches(args[0], COMMANDS, n=1, cutoff=0.6)
+    if not close or (_slot_of(args) / INIT_DATA_FILE).exists():
+        return None
+    return close[0]
 
 
 # ---------------------------------------------------------------- check
@@ -89,36 +153,55 @@ def main(argv: list[str] | None = None) -> None:
 
 def _check(args: list[str]) -> int:
     from .jobfile import JobFileError, describe, parse_job_file
+    from .vboxjob import describe_vbox_job, parse_vbox_job
 
-    p = argparse.ArgumentParser(prog="host-bridge check", description="validate a job file")
+    p = argparse.ArgumentParser(
+        prog="host-bridge check",
+        description="validate a job file (job.xml, or vboxwrapper's vbox_job.xml) and print what would run",
+    )
     p.add_argument("jobfile")
     ns = p.parse_args(args)
     _setup_logging(0)
-    try:
-        job = parse_job_file(Path(ns.jobfile))
+    path = Path(ns.jobfile)
+    try:  # the warnings are in the printed text (vboxjob only logs them at debug level)
+        if _is_vbox_job(path):
+            text = describe_vbox_job(parse_vbox_job(path))
+        else:
+            text = describe(parse_job_file(path))
     except JobFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"error: cannot read {ns.jobfile}: {e.strerror}", file=sys.stderr)
         return 1
-    print(describe(job))
+    print(text)
     return 0
+
+
+def _is_vbox_job(path: Path) -> bool:
+    """Whether the file's root element is <vbox_job> (vboxwrapper's job file). A file that cannot be
+    read or parsed: False, and the job-file parser then says why."""
+    from .jobfile import JobFileError, decode_xml_bytes, parse_xml, read_bounded
+
+    if path.suffix == ".toml":
+        return False
+    try:
+        return parse_xml(decode_xml_bytes(read_bounded(path), str(path)), str(path)).tag == "vbox_job"
+    except (JobFileError, OSError):
+        return False
 
 
 # ---------------------------------------------------------------- run
 
 
-def _run(args: list[str], *, progress: bool = False, api=None) -> int:
-    from .boinc.api import load_api
-    from .runtime import Runtime
+RESUME_HINT = "started again in this folder, the job resumes from its last checkpoint"
 
+
+def _config(args: list[str], *, progress: bool = False) -> tuple[Config, int]:
+    """The run's Config and verbosity from its arguments (unknown ones are handed on to the task)."""
     ns, extra = _run_parser().parse_known_args(args)
-    _setup_logging(ns.verbose)
-    slot = Path(ns.slot).resolve()
-    os.chdir(slot)
     cfg = Config(
-        slot_dir=slot,
+        slot_dir=Path(ns.slot).resolve(),
         job_file=ns.job,
         nthreads=int(ns.nthreads) if ns.nthreads else None,
         trickle_period=ns.trickle,
@@ -128,6 +211,24 @@ def _run(args: list[str], *, progress: bool = False, api=None) -> int:
         heartbeat_timeout=ns.heartbeat_timeout,
         progress=progress,
     )
+    return cfg, ns.verbose
+
+
+def _run(
+    args: list[str],
+    *,
+    progress: bool = False,
+    api=None,
+    signals: _Signals | None = None,
+    stop_hint: str = RESUME_HINT,
+) -> int:
+    """Run the job. ``stop_hint``: what the final message says after "stopped by SIGINT; "."""
+    from .boinc.api import load_api
+    from .runtime import Runtime
+
+    cfg, verbose = _config(args, progress=progress)
+    _setup_logging(verbose)
+    os.chdir(cfg.slot_dir)
     if api is None:
         api = load_api(force_standalone=cfg.standalone)
     try:
@@ -136,8 +237,9 @@ def _run(args: list[str], *, progress: bool = False, api=None) -> int:
         print(f"host-bridge: cannot initialise the BOINC API: {e}", file=sys.stderr)
         return int(ExitCode.EXIT_INIT_FAILURE)
     # boinc_init has reopened fd 2 to stderr.txt: point logging at the new stream
-    _setup_logging(ns.verbose)
-    signals = _Signals()
+    _setup_logging(verbose)
+    if signals is None:
+        signals = _Signals()
     signals.install()
     on_report = _ProgressLine() if progress else None
     rt = Runtime(cfg, api, on_report=on_report, should_stop=signals.requested)
@@ -148,7 +250,7 @@ def _run(args: list[str], *, progress: bool = False, api=None) -> int:
         api.temporary_exit(300, "host-bridge internal error (see stderr.txt)", False)
     if on_report is not None:
         on_report.done()
-    return _end(api, outcome)
+    return _end(api, outcome, signals.signum, stop_hint)
 
 
 class _DemoExit(Exception):
@@ -158,15 +260,24 @@ class _DemoExit(Exception):
         self.status = status
 
 
-def _end(api, outcome) -> int:
+def _end(api, outcome, signum: int | None = None, stop_hint: str = RESUME_HINT) -> int:
     """Turn the runtime's outcome into BOINC's way of ending. Does not return for the real library."""
     try:
-        return _end_inner(api, outcome)
+        return _end_inner(api, outcome, signum, stop_hint)
     except _DemoExit as e:
         return e.status
 
 
-def _end_inner(api, outcome) -> int:
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _end_inner(api, outcome, signum: int | None = None, stop_hint: str = RESUME_HINT) -> int:
+    """``signum``: the signal that asked the bridge to stop (a quit then came from it, not from a
+    BOINC client: the message says so; the exit status stays 0, as BOINC expects of a quit)."""
     kind = outcome.kind
     if kind == "finish":
         if outcome.status == 0:
@@ -182,6 +293,9 @@ def _end_inner(api, outcome) -> int:
     if kind == "abort":
         log.warning("%s", outcome.message or "aborted")
         return int(ExitCode.EXIT_ABORTED_BY_CLIENT)
+    if kind == "quit" and signum is not None:
+        log.warning("stopped by %s; %s", _signal_name(signum), stop_hint)
+        return 0
     log.info("%s", outcome.message or kind)
     return 0
 
@@ -247,7 +361,9 @@ def _demo(args: list[str]) -> int:
     import textwrap
 
     p = argparse.ArgumentParser(prog="host-bridge demo", description="run examples/worker.py via the bridge")
-    p.add_argument("seconds", nargs="?", type=float, default=5.0, help="CPU seconds the worker burns")
+    p.add_argument(
+        "seconds", nargs="?", type=_positive_seconds, default=5.0, help="CPU seconds the worker burns (> 0)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the demo slot directory")
     ns = p.parse_args(args)
     worker = _find_worker()
@@ -268,12 +384,20 @@ def _demo(args: list[str]) -> int:
     from .boinc.api import StandaloneApi
 
     cwd = os.getcwd()
+    signals = _Signals()
+    kept = f"its slot is kept: {slot}" if ns.keep else "its slot is deleted"
     try:
         rc = _run(
-            ["--slot", str(slot), "--standalone"], progress=True, api=_DemoApi(StandaloneApi(slot_dir=slot))
+            ["--slot", str(slot), "--standalone"],
+            progress=True,
+            api=_DemoApi(StandaloneApi(slot_dir=slot)),
+            signals=signals,
+            stop_hint=f"the demo was interrupted ({kept})",
         )
     finally:
         os.chdir(cwd)
+    if signals.signum is not None and rc == 0:
+        rc = 128 + signals.signum  # a person's Ctrl-C: the shell's status for a process ended by it
     out = slot / "out"
     if out.exists():
         print(f"output file 'out':\n{textwrap.indent(out.read_text(errors='replace'), '  ')}")
@@ -281,6 +405,17 @@ def _demo(args: list[str]) -> int:
     if not ns.keep:
         shutil.rmtree(slot, ignore_errors=True)
     return rc
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type of the demo's SECONDS: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give the seconds, e.g. 5") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: the seconds must be a positive number, e.g. 5")
+    return value
 
 
 class _DemoApi:

@@ -362,3 +362,115 @@ def parse_vbox_job(path: Path | str | os.PathLike[str]) -> VboxJob:
     name = str(path)
     data = read_bounded(Path(path), what="vbox_job.xml")
     return parse_vbox_job_text(decode_xml_bytes(data, name), name)
+
+
+def _seconds(value: float) -> str:
+    """``64800 s = 18 h``: seconds, with hours or minutes when that reads better."""
+    if value >= 3600:
+        return f"{value:g} s = {value / 3600:.3g} h"
+    if value >= 60:
+        return f"{value:g} s = {value / 60:.3g} min"
+    return f"{value:g} s"
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names)
+
+
+# flags that describe_vbox_job() explains on their own lines; any other set flag is listed by tag
+_DESCRIBED_FLAGS = (
+    "copy_cmdline_to_shared",
+    "enable_shared_directory",
+    "enable_scratch_directory",
+    "share_slot_dir",
+    "share_project_dir",
+    "enable_network",
+    "network_bridged_mode",
+    "enable_remotedesktop",
+    "enable_vm_savestate_usage",
+    "disable_automatic_checkpoints",
+)
+
+
+def describe_vbox_job(job: VboxJob) -> str:
+    """The human-readable summary printed by ``host-bridge check vbox_job.xml``: the VM's settings,
+    the shared folder, the files the guest writes, and the warnings."""
+    out = [f"vbox_job.xml {job.path} (vboxwrapper's VM settings and guest files)"]
+    memory = f"{job.effective_memory_mb:g} MB"
+    if job.memory_size_mb == 0:
+        memory += " (not given: vboxwrapper's minimum)"
+    elif job.memory_size_mb < MIN_MEMORY_SIZE_MB:
+        memory += f" ({job.memory_size_mb:g} MB asked, raised to vboxwrapper's minimum)"
+    out.append(
+        f"VM: os {job.os_name or '(not given)'}, memory {memory}, video memory {job.vram_size_mb:g} MB"
+    )
+    out.append("  CPUs: as many as BOINC gives the task (--nthreads); vbox_job.xml has no CPU count")
+    disk = f"{job.multiattach_vdi_file} (multi-attach)" if job.multiattach_vdi_file else "(not given)"
+    out.append(f"  disk: {disk}, controller {job.vm_disk_controller_type} / {job.vm_disk_controller_model}")
+    network = "off"
+    if job.enable_network:
+        network = "on, bridged" if job.network_bridged_mode else "on (NAT)"
+    if job.vm_network_driver:
+        network += f", driver {job.vm_network_driver}"
+    out.append(f"  network: {network}")
+    if job.pf_host_port or job.pf_guest_port:
+        host = job.pf_host_port or "(chosen at start)"
+        out.append(f"  web console: host port {host} -> guest port {job.pf_guest_port or '(none)'}")
+    for f in job.port_forwards:
+        remote = ", reachable from other machines" if f.is_remote else ""
+        out.append(f"  port forward: host {f.host_port} -> guest {f.guest_port}{remote}")
+    if job.enable_remotedesktop:
+        out.append("  remote desktop: on")
+    checkpoints = f"no more often than every {_seconds(job.minimum_checkpoint_interval)}"
+    if job.disable_automatic_checkpoints:
+        checkpoints = "automatic checkpoints (VM snapshots) off"
+    if job.enable_vm_savestate_usage:
+        checkpoints += "; the VM's state is saved when the task is stopped"
+    out.append(f"checkpoints: {checkpoints}")
+    if job.job_duration > 0:
+        out.append(
+            f"job duration: {_seconds(job.job_duration)} of running time, then the job ends (status 0)"
+        )
+    if job.share_slot_dir:
+        share = "the slot directory itself (<share_slot_dir/>)"
+    elif job.enable_shared_directory:
+        share = "the slot's shared/ folder (<enable_shared_directory/>)"
+    else:
+        share = "none"
+    out.append(f"shared folder: {share}")
+    if job.copy_to_shared:
+        out.append(f"  copied into it at the start: {_names(job.copy_to_shared)}")
+    if job.copy_cmdline_to_shared:
+        out.append("  the command-line arguments are written into it (cmdline)")
+    if job.enable_scratch_directory:
+        out.append("  scratch directory: on")
+    if job.share_project_dir:
+        out.append("  the project directory is shared too")
+    files = [
+        ("progress (fraction done)", job.fraction_done_filename),
+        ("completion trigger", job.completion_trigger_file),
+        ("temporary-exit trigger", job.temporary_exit_trigger_file),
+    ]
+    if job.heartbeat_filename:
+        every = _seconds(job.minimum_heartbeat_interval)
+        files.append(("heartbeat", f"{job.heartbeat_filename}, touched at least every {every}"))
+    guest = [f"  {what}: {name}" for what, name in files if name]
+    if job.trickle_trigger_files:
+        guest.append(f"  trickle triggers: {_names(job.trickle_trigger_files)}")
+    if job.intermediate_upload_files:
+        guest.append(f"  intermediate uploads: {_names(job.intermediate_upload_files)}")
+    out.append("files the guest writes in the shared folder:" if guest else "files the guest writes: none")
+    out.extend(guest)
+    others = [
+        tag
+        for tag, kind in _TAGS.items()
+        if kind == "flag" and tag not in _DESCRIBED_FLAGS and getattr(job, _FIELD.get(tag, tag))
+    ]
+    if others:
+        out.append(f"other settings: {', '.join(f'<{t}/>' for t in others)}")
+    if job.warnings:
+        out.append(f"warnings ({len(job.warnings)}):")
+        out.extend(f"  {w}" for w in job.warnings)
+    else:
+        out.append("no warnings")
+    return "\n".join(out) + "\n"
