@@ -224,7 +224,7 @@ def _run(
 ) -> int:
     """Run the job. ``stop_hint``: what the final message says after "stopped by SIGINT; "."""
     from .boinc.api import load_api
-    from .runtime import Runtime
+    from .runtime import Outcome, Runtime
 
     cfg, verbose = _config(args, progress=progress)
     _setup_logging(verbose)
@@ -247,7 +247,7 @@ def _run(
         outcome = rt.run()
     except Exception:
         log.exception("internal error; the task will be retried later")
-        api.temporary_exit(300, "host-bridge internal error (see stderr.txt)", False)
+        outcome = Outcome("temporary_exit", 0, "host-bridge internal error (see stderr.txt)", delay=300)
     if on_report is not None:
         on_report.done()
     return _end(api, outcome, signals.signum, stop_hint)

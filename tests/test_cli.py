@@ -282,3 +282,28 @@ def test_ctrl_c_in_the_demo(tmp_path):
     assert first.startswith("host-bridge demo: slot ")
     assert not Path(first.removeprefix("host-bridge demo: slot ")).exists()
     assert "exit status 130" in out.read_text()
+
+
+def test_internal_error_ends_as_a_temporary_exit(tmp_path, monkeypatch, capsys):
+    """An unexpected exception in the runtime is logged with its traceback and ends as BOINC's temporary
+    exit (the task is retried later), through the same ending as every other outcome (the demo's API
+    returns instead of exiting, and no exception escapes)."""
+    from host_bridge.boinc.api import StandaloneApi
+    from host_bridge.runtime import Runtime
+
+    def boom(self):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(Runtime, "run", boom)
+    (tmp_path / "job.xml").write_text("<job_desc><task><application>true</application></task></job_desc>")
+    cwd = os.getcwd()
+    try:
+        rc = cli._run(
+            ["--slot", str(tmp_path), "--standalone"], api=cli._DemoApi(StandaloneApi(slot_dir=tmp_path))
+        )
+    finally:
+        os.chdir(cwd)
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "simulated bug" in err and "internal error; the task will be retried later" in err
+    assert "temporary exit for 300 s: host-bridge internal error" in err
