@@ -2,11 +2,14 @@
 strict C / C++ modes, and real C, C++ and Fortran programs (linked statically and dynamically) run
 in a temporary share, whose status file is decoded with the protocol module. Also: an app written
 for BOINC's own API compiles unchanged, quit / abort / critical sections in child processes,
-standalone mode, hostile control files, and the examples/c worker with checkpoint and resume."""
+standalone mode, hostile control files, and the examples/c worker with checkpoint and resume. BOINC's
+example app (samples/example_app/uc2.cpp: config.h, str_util.h, mfile.h, graphics2.h, g_sleep, ...) is
+mirrored by uc_app.cpp, built as C++11 and C++17, static and dynamic, and killed and resumed."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,7 +43,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             [PROGRAMS / "boinc_style_app.cpp"], out / "boinc_style", cxx=True, static=True
         ),
     }
+    for std in ("c++11", "c++17"):
+        for link in ("dyn", "static"):
+            name = f"uc_{std.replace('+', 'x')}_{link}"
+            progs[name] = csdk.compile_program(
+                [PROGRAMS / "uc_app.cpp"],
+                out / name,
+                cxx=True,
+                static=link == "static",
+                extra=[f"-std={std}"],
+            )
     return progs
+
+
+UC_BUILDS = ["uc_cxx11_dyn", "uc_cxx11_static", "uc_cxx17_dyn", "uc_cxx17_static"]
+UC_INPUT = "Hello, World! mixed Case 0123 xy\n" * 10  # 330 bytes
 
 
 def status_of(share: Path) -> P.Status:
@@ -93,8 +110,14 @@ def test_library_depends_on_libc_only(built: dict[str, Path]) -> None:
     assert needed == ["libc.so.6"], needed
     syms = subprocess.run(["nm", "-D", str(csdk.LIB_SO)], capture_output=True, text=True, timeout=30).stdout
     for name in ("boinc_init", "boinc_fraction_done", "boinc_temporary_exit", "boinc_finish_message",
-                 "boinc_upload_file", "boinc_init_", "boincrf_", "boinc_fopen", "boinc_status"):  # fmt: skip
+                 "boinc_upload_file", "boinc_init_", "boincrf_", "boinc_fopen", "boinc_status",
+                 "boinc_truncate", "boinc_crash", "g_sleep", "boinc_disable_timer_thread",
+                 "boinc_graphics_make_shmem", "strip_whitespace", "parse_command_line"):  # fmt: skip
         assert f" {name}\n" in syms, name
+    # strlcpy / strlcat only where libc lacks them (glibc < 2.38)
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    if glibc.startswith("glibc ") and tuple(int(x) for x in glibc.split()[1].split(".")[:2]) < (2, 38):
+        assert " strlcpy\n" in syms and " strlcat\n" in syms
 
 
 def test_make_install_and_pkg_config_static_link(built: dict[str, Path], tmp_path: Path) -> None:
@@ -105,8 +128,10 @@ def test_make_install_and_pkg_config_static_link(built: dict[str, Path], tmp_pat
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     for rel in ("include/boinc/boinc_api.h", "include/boinc/app_ipc.h", "include/boinc/error_numbers.h",
-                "include/boinc/filesys.h", "include/boinc_guest.h", "lib/libboinc_guest.a",
-                "lib/libboinc_guest.so", "lib/pkgconfig/boinc-guest.pc"):  # fmt: skip
+                "include/boinc/filesys.h", "include/boinc/mfile.h", "include/boinc/str_util.h",
+                "include/boinc/graphics2.h", "include/boinc/config.h", "include/boinc/util.h",
+                "include/boinc_guest.h", "lib/libboinc_guest.a", "lib/libboinc_guest.so",
+                "lib/pkgconfig/boinc-guest.pc"):  # fmt: skip
         assert (prefix / rel).exists(), rel
     env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
     flags = subprocess.run(
@@ -125,6 +150,35 @@ def test_make_install_and_pkg_config_static_link(built: dict[str, Path], tmp_pat
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"XYZ" and (share / "out").read_text() == "ABC\n"
     assert status_of(share).events[-1] == P.Finish(id=1, status=0, message="", is_notice=False)
+    # the BOINC-sample-style C++ app with the installed headers alone (its "config.h" included)
+    exe = tmp_path / "uc"
+    cmd = ["g++", *csdk.STRICT, "-static", str(PROGRAMS / "uc_app.cpp"), "-o", str(exe), *flags]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (share / "in").write_text("abc\n")
+    res = csdk.run([str(exe)], share)
+    assert res.returncode == 0, res.stderr
+    assert (share / "out").read_text() == "ABC\n"
+
+
+def test_documented_checkout_link_line_runs(built: dict[str, Path], tmp_path: Path) -> None:
+    """The link line docs/guest_sdk_c.md gives for this checkout builds a dynamic binary that starts
+    from any folder (the rpath names the library's folder), with no LD_LIBRARY_PATH."""
+    flags = (
+        "-Iguest_sdk/c/include -Lguest_sdk/c/build -Wl,-rpath,$PWD/guest_sdk/c/build -lboinc_guest -lpthread"
+    )
+    doc = (csdk.ROOT / "docs" / "guest_sdk_c.md").read_text()
+    assert f"`{flags}`" in doc
+    exe = tmp_path / "probe"
+    r = subprocess.run(
+        f"cc tests/c_programs/probe.c {flags} -o {exe}", shell=True, cwd=csdk.ROOT,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("BOINC_GUEST_DIR", "LD_LIBRARY_PATH")}
+    r2 = subprocess.run([str(exe), "standalone"], cwd=tmp_path, env=env, capture_output=True, timeout=30)
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stdout.startswith(b"standalone=1")
 
 
 @pytest.mark.parametrize(
@@ -133,12 +187,24 @@ def test_make_install_and_pkg_config_static_link(built: dict[str, Path], tmp_pat
 )
 def test_headers_compile_strict(built: dict[str, Path], tmp_path: Path, compiler: str, std: str) -> None:
     src = tmp_path / ("t.cpp" if compiler == "g++" else "t.c")
+    cxx = compiler == "g++"
     src.write_text(
+        '#include "config.h"\n'
         "#include <boinc/boinc_api.h>\n#include <boinc/app_ipc.h>\n#include <boinc/error_numbers.h>\n"
         '#include "filesys.h"\n#include "util.h"\n#include "diagnostics.h"\n#include "boinc_guest.h"\n'
-        "int main(void) { BOINC_OPTIONS o; BOINC_STATUS s; APP_INIT_DATA a;\n"
-        "  boinc_get_status(&s); boinc_get_init_data_p(&a); (void)o;\n"
-        "  return ERR_BUFFER_OVERFLOW == -118 && EXIT_ABORTED_BY_CLIENT == 194 ? 0 : 1; }\n"
+        '#include "str_util.h"\n#include "mfile.h"\n#include "graphics2.h"\n'
+        "#include <boinc/str_util.h>\n#include <boinc/mfile.h>\n#include <boinc/graphics2.h>\n"
+        "int main(void) { BOINC_OPTIONS o; BOINC_STATUS s; APP_INIT_DATA a; char b[8];\n"
+        "  boinc_get_status(&s); boinc_get_init_data_p(&a); (void)o; g_sleep = 0;\n"
+        '  safe_strcpy(b, "x"); safe_strcat(b, "y"); strip_whitespace(b); downcase_string(b);\n'
+        '  if (boinc_graphics_make_shmem("uc", 8) || boinc_truncate(b, 0) != ERR_TRUNCATE) boinc_crash();\n'
+        + (
+            '  MFILE m; m.open(b, "ab"); m._putchar(\'c\'); m.printf("%d", 1); m.flush(); m.close();\n'
+            "  std::string t(b); strip_whitespace(t); (void)starts_with(t, t);\n"
+            if cxx
+            else ""
+        )
+        + "  return ERR_BUFFER_OVERFLOW == -118 && EXIT_ABORTED_BY_CLIENT == 194 ? 0 : 1; }\n"
     )
     cmd = [compiler, std, "-pedantic", *csdk.STRICT, f"-I{csdk.INCLUDE}", "-fsyntax-only", str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -147,6 +213,21 @@ def test_headers_compile_strict(built: dict[str, Path], tmp_path: Path, compiler
 
 # --------------------------------------------------------------------------------------------------
 # C programs
+
+
+@pytest.mark.parametrize("link", ["probe_dyn", "probe_static"])
+def test_c_program_uses_str_util_graphics_and_file_helpers(
+    built: dict[str, Path], tmp_path: Path, link: str
+) -> None:
+    res = csdk.run([str(built[link]), "helpers"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().splitlines() == [
+        "strip=[hello world] strip8=[é x] strlcpy=8,[abcde] strlcat=7,[abcde] safe=[abcd]",
+        "argc=5 [prog] [-a] [two words] [x y] [last] [NULL]",
+        "down=mixed overlap=abc starts=1,0 ends=1,0",
+        "shmem=(nil),(nil) gstatus=0",
+        "truncate=0,-218,-218 size=4 truncate() failed thread_cpu=0,1 g_sleep=0,0",
+    ]
 
 
 @pytest.mark.parametrize("link", ["probe_dyn", "probe_static"])
@@ -313,6 +394,16 @@ def test_cxx_program(built: dict[str, Path], tmp_path: Path, link: str) -> None:
     )
 
 
+@pytest.mark.parametrize("link", ["cxx_dyn", "cxx_static"])
+def test_mfile_buffers_until_flush(built: dict[str, Path], tmp_path: Path, link: str) -> None:
+    res = csdk.run([str(built[link]), "mfile"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().splitlines() == [
+        "open=0 putchar=a puts=2 printf=4 write=2 size=0,9 tell=0,9 flush=0 big=5001 got=1 empty=1 close=0,0",
+        "file=abc42-xyztail none=-116 missing=-108 str=[mixed case] 11",
+    ]
+
+
 def test_fortran_program(built: dict[str, Path], tmp_path: Path) -> None:
     res = csdk.run([str(built["fortran"])], tmp_path)
     assert res.returncode == 5, res.stderr
@@ -341,6 +432,92 @@ def test_boinc_style_app_compiles_unchanged_and_resumes(built: dict[str, Path], 
     assert res.returncode == 0
     assert (tmp_path / "out").read_text().startswith("200 lines (resumed at 150)")
     assert status_of(tmp_path).checkpoint_count == 50
+
+
+@pytest.mark.parametrize("name", UC_BUILDS)
+def test_uc_app_standalone(built: dict[str, Path], tmp_path: Path, name: str) -> None:
+    """BOINC's example app, compiled unchanged: run by hand (no share), it upper-cases "in" into "out"
+    through MFILE; no graphics shared memory in a VM (the app says so, as BOINC's sample does)."""
+    (tmp_path / "in").write_text(UC_INPUT)
+    env = {k: v for k, v in os.environ.items() if k != "BOINC_GUEST_DIR"}
+    slow = name == "uc_cxx17_dyn"  # one build runs long enough for the timer callback
+    cmd = [str(built[name]), *(["-sleep", "0.004"] if slow else [])]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out").read_text() == UC_INPUT.upper()
+    err = r.stderr.decode()
+    assert "failed to create shared mem segment" in err
+    assert "upper_case: done chars=330 fraction=1 cpu_ok=1 timer_calls=" in err, err
+    if slow:  # the app calls it twice itself; the SDK once a second, in standalone mode too
+        calls = int(err.split("timer_calls=")[1].split()[0])
+        assert 3 <= calls <= 5, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # standalone: no checkpoint
+
+
+@pytest.mark.parametrize("name", ["uc_cxx11_dyn", "uc_cxx17_static"])
+def test_uc_app_checkpoint_kill_and_resume(built: dict[str, Path], tmp_path: Path, name: str) -> None:
+    """In a share: the fraction rises in the status file, each checkpoint flushes the MFILE output;
+    killed (SIGKILL) mid-way, a restart resumes from the checkpoint (boinc_truncate + "ab") and the
+    final output is exactly the input upper-cased."""
+    expected = UC_INPUT.upper().encode()
+    (tmp_path / "in").write_text(UC_INPUT)
+    write_control(tmp_path, init_data=P.InitData(checkpoint_period=0.2))
+    fractions: list[float] = []
+
+    def enough() -> bool:
+        if not (tmp_path / P.STATUS_FILE).exists():
+            return False
+        st = status_of(tmp_path)
+        fractions.append(st.fraction_done)
+        return st.checkpoint_count >= 4 and (tmp_path / "upper_case_state").exists()
+
+    with Child([str(built[name]), "-sleep", "0.01"], tmp_path) as ch:
+        wait_for(enough, timeout=20, what="four checkpoints")
+        time.sleep(0.15)
+        ch.p.send_signal(signal.SIGKILL)
+        rc, _out, _err = ch.wait(timeout=10)
+    assert rc == -signal.SIGKILL
+    assert fractions == sorted(fractions) and 0 < fractions[-1] < 1, fractions
+    assert len(set(fractions)) >= 3, fractions  # it rose while running
+    done = int((tmp_path / "upper_case_state").read_text())
+    partial = (tmp_path / "out").read_bytes()
+    assert 0 < done < len(expected) and len(partial) >= done
+    assert partial[:done] == expected[:done]  # flushed at the checkpoint
+    killed = status_of(tmp_path)
+    assert 0 < killed.fraction_done < 1 and killed.events == ()
+    # the restart (with a compute phase for the second half of the progress) finishes the job
+    res = csdk.run([str(built[name]), "-cpu_time", "0.3"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"upper_case: resumed at {done}".encode() in res.stderr
+    assert (tmp_path / "out").read_bytes() == expected
+    st = status_of(tmp_path)
+    assert st.seq > killed.seq and st.fraction_done == 1.0 and st.checkpoint_count >= 1
+    assert st.events == (P.Finish(id=1, status=0, message="", is_notice=False),)
+
+
+def test_uc_app_g_sleep_is_a_hung_app(built: dict[str, Path], tmp_path: Path) -> None:
+    """g_sleep = true, as BOINC's sample does for -early_sleep: the SDK's thread stops (no heartbeat,
+    no status writes) and a quit request is not acted on; the host's heartbeat timeout sees a hung
+    task."""
+    (tmp_path / "in").write_text(UC_INPUT)
+    write_control(tmp_path)
+    with Child([str(built["uc_cxx11_static"]), "-early_sleep", "-sleep", "0.01"], tmp_path) as ch:
+        wait_for(lambda: (tmp_path / "asleep").exists(), what="g_sleep set")
+        time.sleep(0.3)
+        frozen = (tmp_path / P.STATUS_FILE).read_bytes()
+        time.sleep(1.5)  # more than a heartbeat interval
+        assert (tmp_path / P.STATUS_FILE).read_bytes() == frozen
+        write_control(tmp_path, seq=1, quit=True)
+        time.sleep(1.0)
+        assert ch.p.poll() is None, "a hung app does not act on a quit request"
+        assert (tmp_path / P.STATUS_FILE).read_bytes() == frozen
+
+
+def test_uc_app_boinc_crash(built: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "in").write_text(UC_INPUT)
+    res = csdk.run([str(built["uc_cxx17_dyn"]), "-early_crash"], tmp_path)
+    assert res.returncode == -signal.SIGABRT
+    assert status_of(tmp_path).events == ()  # no finish reported: the host sees a crash
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <boinc/boinc_api.h> /* the <boinc/...> include style works too */
 #include "boinc_guest.h"
+/* BOINC's other app-side headers compile from C too (mfile.h declares nothing in C) */
+#include "config.h"
+#include "filesys.h"
+#include "graphics2.h"
+#include "mfile.h"
+#include "str_util.h"
+#include "util.h"
+#include <boinc/str_util.h>
 
 static void nap(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -115,6 +124,40 @@ int main(int argc, char** argv) {
             nap(0.01);
         }
         boinc_finish(1);
+    }
+    if (strcmp(mode, "helpers") == 0) { /* str_util.h, graphics2.h, filesys.h, util.h from C */
+        char s1[] = "  \t hello world \n", s2[] = " \xc3\xa9 x \v", small[6], big[16];
+        size_t n1 = strlcpy(small, "abcdefgh", sizeof(small));
+        size_t n2 = safe_strcat(small, "zz");
+        strip_whitespace(s1);
+        strip_whitespace(s2);
+        printf("strip=[%s] strip8=[%s] strlcpy=%zu,[%s] strlcat=%zu,[%s]", s1, s2, n1, small, n2, small);
+        safe_strcpy(big, "ab");
+        safe_strcat(big, "cd");
+        printf(" safe=[%s]\n", big);
+        char line[] = "prog -a 'two words'  \"x y\"\tlast ";
+        char* av[8];
+        int ac = parse_command_line(line, av);
+        printf("argc=%d", ac);
+        for (int i = 0; i <= ac; i++) printf(" [%s]", av[i] ? av[i] : "NULL");
+        char d[] = "MiXeD", ov[] = "xxabc";
+        downcase_string(d);
+        strcpy_overlap(ov, ov + 2);
+        printf("\ndown=%s overlap=%s starts=%d,%d ends=%d,%d\n", d, ov, starts_with("boinc_api", "boinc"),
+               starts_with("boinc", "boinc_api"), ends_with("file.txt", ".txt"), ends_with("a", "abc"));
+        printf("shmem=%p,%p gstatus=%d\n", boinc_graphics_make_shmem("uppercase", 100),
+               boinc_graphics_get_shmem("uppercase"), boinc_write_graphics_status(1, 2, 0.5));
+        FILE* f = fopen("t", "w");
+        fputs("0123456789", f);
+        fclose(f);
+        double cpu = -1;
+        int t1 = boinc_truncate("t", 4), t2 = boinc_truncate("missing", 1), t3 = boinc_truncate("t", -1);
+        struct stat sb;
+        long size = stat("t", &sb) == 0 ? (long)sb.st_size : -1;
+        printf("truncate=%d,%d,%d size=%ld %s", t1, t2, t3, size, boincerror(t2));
+        int rc = boinc_calling_thread_cpu_time(&cpu);
+        printf(" thread_cpu=%d,%d g_sleep=%d,%d\n", rc, cpu >= 0, (int)g_sleep, (int)boinc_disable_timer_thread);
+        return 0;
     }
     fprintf(stderr, "probe: unknown mode '%s'\n", mode);
     return 2;

@@ -97,6 +97,18 @@ extern int boinc_temporary_exit(int delay, const char* reason, _Bool is_notice);
 extern int boinc_finish_message(int status, const char* message, _Bool is_notice);
 #endif
 
+/* Debugging switches of BOINC's API (g_sleep in older BOINC, boinc_disable_timer_thread in newer):
+ * set either to true to simulate an unresponsive app. The SDK's background thread then does nothing
+ * -- no heartbeat, no status writes, no quit / abort handling, no timer callback -- so the host sees
+ * a hung task. Synchronous writes (checkpoints, events, boinc_finish) still happen. */
+#ifdef __cplusplus
+extern bool g_sleep;
+extern bool boinc_disable_timer_thread;
+#else
+extern _Bool g_sleep;
+extern _Bool boinc_disable_timer_thread;
+#endif
+
 /* C versions of BOINC's C++ reference / std::string functions. In C++ the reference overloads
  * below are available as well, so BOINC-style calls compile unchanged. */
 extern int boinc_wu_cpu_time(double* cpu_time);

@@ -31,6 +31,8 @@ extern int is_dir(const char* path);
 extern int is_symlink(const char* path);
 extern int boinc_file_exists(const char* path);
 extern int boinc_file_or_symlink_exists(const char* path);
+/* Cut (or extend with zeros) the file to size bytes: 0, or ERR_TRUNCATE (-218). */
+extern int boinc_truncate(const char* path, double size);
 
 #ifdef __cplusplus
 }

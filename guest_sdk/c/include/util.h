@@ -10,9 +10,20 @@ extern "C" {
 extern double dtime(void);
 /* Sleep for the given number of seconds (fractions allowed). */
 extern void boinc_sleep(double seconds);
+/* Crash on purpose (to test an app's or a project's error handling), as BOINC's: abort(), i.e.
+ * SIGABRT. Nothing more is written to the shared folder. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((__noreturn__))
+#endif
+extern void boinc_crash(void);
+/* CPU time (user + system) of the calling thread, in seconds: 0, ERR_NULL or ERR_GETRUSAGE. In C++ BOINC's
+ * boinc_calling_thread_cpu_time(double&) is available too. */
+extern int boinc_calling_thread_cpu_time(double* cpu);
 
 #ifdef __cplusplus
 }
+
+inline int boinc_calling_thread_cpu_time(double& cpu) { return boinc_calling_thread_cpu_time(&cpu); }
 #endif
 
 #endif /* BOINC_GUEST_UTIL_H */

@@ -70,6 +70,14 @@ static pid_t g_pid;         /* the process that called boinc_init (a forked chil
 static int g_write_failing; /* warn once per run of failed writes */
 
 volatile BOINC_STATUS boinc_status;
+/* BOINC's switches to simulate an unresponsive app: the background thread idles while either is set */
+_Bool g_sleep;
+_Bool boinc_disable_timer_thread;
+
+static int app_unresponsive(void) {
+    return __atomic_load_n(&g_sleep, __ATOMIC_RELAXED) ||
+           __atomic_load_n(&boinc_disable_timer_thread, __ATOMIC_RELAXED);
+}
 
 /* ---- clocks ---- */
 
@@ -382,19 +390,23 @@ static void* bg_main(void* arg) {
         }
         pthread_cond_timedwait(&g_cond, &g_lock, &until);
         if (g_stop) break;
+        if (app_unresponsive()) continue; /* as BOINC's timer thread: nothing at all */
         reload_control_locked();
         if (should_exit_locked()) exit_for_request_locked();
         double now = mono();
+        int second = 0;
         if (now - g_last_hb >= HEARTBEAT) {
             g_hb++;
             g_last_hb = now;
+            second = 1;
             write_locked();
         } else if (atomic_load(&g_dirty) && now - g_last_write >= TICK - 0.005) {
             write_locked();
         } else if (atomic_load(&g_progress) && now - g_last_progress_write >= PROGRESS_INTERVAL - 0.005) {
             write_locked();
         }
-        FUNC_PTR cb = g_timer_cb;
+        /* the app's timer callback: once a second, as BOINC's timer thread calls it */
+        FUNC_PTR cb = second ? g_timer_cb : NULL;
         if (cb) {
             pthread_mutex_unlock(&g_lock);
             cb();
@@ -481,7 +493,9 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
         rc = write_locked();
     }
     apply_control_status_locked();
-    if (!g_test_mode && !g_standalone) {
+    /* standalone too (it then writes nothing): BOINC's timer thread calls the app's timer callback
+     * in standalone mode as well */
+    if (!g_test_mode) {
         if (!g_atexit_registered) {
             atexit(at_exit);
             g_atexit_registered = 1;

@@ -1,6 +1,6 @@
 /* compat.c - the small BOINC helpers apps commonly call besides the API proper: boinc_fopen and
- * friends (lib/filesys.h), dtime / boinc_sleep (lib/util.h), diagnostics (lib/diagnostics.h) and
- * boincerror (lib/str_util.h). */
+ * friends (lib/filesys.h), dtime / boinc_sleep / boinc_crash (lib/util.h), diagnostics
+ * (lib/diagnostics.h) and boincerror (lib/str_util.h). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -121,6 +121,12 @@ int boinc_file_or_symlink_exists(const char* path) {
     return path && lstat(path, &sb) == 0;
 }
 
+int boinc_truncate(const char* path, double size) {
+    /* NaN, negative or beyond off_t: refused (truncate() would be given garbage) */
+    if (!path || !(size >= 0) || size >= 9.2233720368547758e18) return ERR_TRUNCATE;
+    return truncate(path, (off_t)size) == 0 ? 0 : ERR_TRUNCATE;
+}
+
 double dtime(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -134,6 +140,16 @@ void boinc_sleep(double seconds) {
     ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+void boinc_crash(void) { abort(); }
+
+int boinc_calling_thread_cpu_time(double* cpu) {
+    if (!cpu) return ERR_NULL;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return ERR_GETRUSAGE;
+    *cpu = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return 0;
 }
 
 int boinc_init_diagnostics(int flags) {
@@ -153,6 +169,8 @@ const char* boincerror(int which_error) {
     case ERR_MALLOC: return "out of memory";
     case ERR_READ: return "read error";
     case ERR_WRITE: return "write error";
+    case ERR_FREAD: return "fread() failed";
+    case ERR_FWRITE: return "fwrite() failed";
     case ERR_FOPEN: return "fopen() failed";
     case ERR_RENAME: return "rename() failed";
     case ERR_UNLINK: return "unlink() failed";
@@ -165,6 +183,9 @@ const char* boincerror(int which_error) {
     case ERR_MKDIR: return "mkdir() failed";
     case ERR_FILE_TOO_BIG: return "file too big";
     case ERR_XML_PARSE: return "unexpected format";
+    case ERR_FFLUSH: return "fflush() failed";
+    case ERR_FSYNC: return "fsync() failed";
+    case ERR_TRUNCATE: return "truncate() failed";
     default: return "unknown error";
     }
 }

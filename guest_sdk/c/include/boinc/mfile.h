@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <boinc/mfile.h>. */
+#include "../mfile.h"
