@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -529,3 +531,211 @@ def test_random_text_only_raises_jobfileerror(text: str) -> None:
         return
     assert job.tasks and all(t.application for t in job.tasks)
     describe(job)
+
+
+# ---------------------------------------------------------------- user trial: scale, bytes, messages
+
+
+def _many_tasks(path: Path, n: int) -> Path:
+    """A job file of ``n`` small tasks (80 bytes each: 50,000 of them make 4.0 MB, under 4 MiB)."""
+    task = "<task><application>w</application><command_line>{:05d} ./i</command_line></task>\n"
+    path.write_text("<job_desc>\n" + "".join(task.format(i) for i in range(n)) + "</job_desc>\n")
+    return path
+
+
+def _cpu_seconds(fn: Callable[[], object]) -> float:
+    """CPU seconds of this thread for ``fn()``: other processes on a busy machine do not count."""
+    t0 = time.thread_time()
+    fn()
+    return time.thread_time() - t0
+
+
+def _scales_linearly(small: Callable[[], object], big: Callable[[], object]) -> None:
+    """``big`` does 25x the work of ``small``: it must cost at most 100x (CPU time, measured here:
+    no absolute timing, the machines are noisy). Linear is ~25-30x; quadratic ~600x. The cyclic
+    garbage collector is off while measuring: its full collections scan every live object, which
+    adds a size-dependent factor (~1.5x at 50,000 tasks) that is not the parser's. Wall-clock
+    safety net: 300x, then the test fails instead of waiting for a quadratic parser."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        base = min(_cpu_seconds(small) for _ in range(3))
+        (kind, value), _ = _bounded(lambda: _cpu_seconds(big), seconds=300 * base)
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert kind == "ok", value
+    assert isinstance(value, float) and value < 100 * base, f"{value:.3f} s vs {base:.3f} s for 1/25 of it"
+
+
+def _check(path: Path) -> str:
+    """What ``host-bridge check`` does: parse the file and describe the plan."""
+    out = describe(parse_job_file(path))
+    assert "no warnings" in out
+    return out
+
+
+def test_fifty_thousand_tasks_parse_and_describe_in_linear_time(tmp_path: Path) -> None:
+    # the user trial: 1000 / 4000 tasks took 0.08 / 1.1 s, 51,462 tasks did not finish in 60 s
+    # (stray text rescanned for each task, the total weight summed for each task in describe)
+    small = _many_tasks(tmp_path / "small.xml", 2_000)
+    big = _many_tasks(tmp_path / "big.xml", 50_000)
+    assert 3_800_000 < big.stat().st_size < MAX_JOB_FILE_BYTES
+    _scales_linearly(lambda: _check(small), lambda: _check(big))
+    job = parse_job_file(big)
+    assert len(job.tasks) == 50_000 and job.total_weight == 50_000.0
+    assert job.tasks[-1].command_line == "49999 ./i" and job.tasks[-1].line == 50_001
+    out = describe(job)
+    assert "task 50000 (line 50001)" in out and "weight: 1 (0% of the progress)" in out
+
+
+def test_stray_text_after_many_tasks_still_reported_first() -> None:
+    # the linear stray-text check keeps "the first problem in document order"
+    task = "<task><application>a</application>\n<weight>1</weight></task>\n"
+    e = err_of(
+        "<job_desc>\n" + task * 3000 + "{extra}\n" + task + "<task><weight>x</weight></task></job_desc>"
+    )
+    assert (e.line, e.tag) == (6002, "job_desc") and "stray text" in str(e)
+    e = err_of("<job_desc><task>\n<application>a</application>\n{x}\n<weight>z</weight></task></job_desc>")
+    assert (e.line, e.tag) == (3, "task") and "stray text" in str(e)
+    e = err_of("<job_desc><task>\n<application>a</application>\n<weight>z</weight>{x}</task></job_desc>")
+    assert (e.line, e.tag) == (3, "weight") and "not a number" in str(e)
+
+
+def test_fifty_thousand_vbox_children_in_linear_time() -> None:
+    # vboxjob.py checks stray text through jobfile.check_no_stray_text, child by child: same fix
+    from host_bridge.vboxjob import parse_vbox_job_text
+
+    def vbox(n: int) -> str:
+        item = "<copy_to_shared>f{:05d}</copy_to_shared>\n"
+        return (
+            "<vbox_job><enable_shared_directory/>\n"
+            + "".join(item.format(i) for i in range(n))
+            + "</vbox_job>"
+        )
+
+    small, big = vbox(2_000), vbox(50_000)
+    _scales_linearly(lambda: parse_vbox_job_text(small), lambda: parse_vbox_job_text(big))
+    assert len(parse_vbox_job_text(big).copy_to_shared) == 50_000
+
+
+def test_bom_then_bad_byte_names_the_right_byte(tmp_path: Path) -> None:
+    f = tmp_path / "latin1_bom.xml"
+    f.write_bytes(b"\xef\xbb\xbf<job_desc>\n<task>\n<application>caf\xe9</application></task>\n</job_desc>\n")
+    with pytest.raises(JobFileError) as ei:
+        parse_job_file(f)
+    assert str(ei.value) == (f"{f}:3: byte 0xe9 is not UTF-8 text (column 17); save the file as UTF-8")
+    # the BOM's 3 bytes once moved the reported byte (and its line) forward
+    f.write_bytes(b"\xef\xbb\xbf<a>\n\xe9</a>")
+    with pytest.raises(JobFileError) as ei:
+        parse_job_file(f)
+    assert ei.value.line == 2 and "byte 0xe9 is not UTF-8 text (column 1)" in str(ei.value)
+    f.write_bytes(b"\xef\xbb\xbf<job_desc>\xe9")
+    with pytest.raises(JobFileError) as ei:
+        parse_job_file(f)
+    assert ei.value.line == 1 and "byte 0xe9 is not UTF-8 text (column 11)" in str(ei.value)
+    # without a BOM: the same
+    f.write_bytes(b"<job_desc>\n<task>\n<application>\xc3\xa9\xe9</application></task>\n</job_desc>\n")
+    with pytest.raises(JobFileError) as ei:
+        parse_job_file(f)
+    assert ei.value.line == 3 and "byte 0xe9 is not UTF-8 text (column 15)" in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "value,needle",
+    [
+        ("x < y", "(column 17): a '<' that does not start a tag; write &lt; for a '<' in a value"),
+        ("x <5", "(column 17): a '<' that does not start a tag; write &lt;"),
+        ("x <= y", "(column 17): a '<' that does not start a tag; write &lt;"),
+        ("x <<y/>", "(column 17): a '<' that does not start a tag; write &lt;"),
+        ("x <", "(column 17): a '<' that does not start a tag; write &lt;"),  # then "</command_line>"
+        ("x &lt <", "(column 21): a '<' that does not start a tag; write &lt;"),  # bare '&' rewritten
+        ("a & b & c <", "(column 25): a '<' that does not start a tag; write &lt;"),
+        # "<y" taken for a start tag: expat stops at the "<" of "</command_line>"
+        ("x<y", "(column 18): a '<' inside a tag; if the '<' at column 16 does not start a tag, write &lt;"),
+    ],
+)
+def test_bare_less_than_gets_the_lt_hint(value: str, needle: str) -> None:
+    e = err_of(
+        f"<job_desc><task><application>a</application>\n<command_line>{value}</command_line></task></job_desc>"
+    )
+    assert e.line == 2 and e.tag is None
+    assert str(e).startswith("job.xml:2: malformed XML: not well-formed (invalid token) (column ")
+    assert needle in str(e)
+
+
+def test_less_than_hint_only_for_a_stray_less_than() -> None:
+    e = err_of("<job_desc><task><application>a</application>\n<weight>1</weight>></task></job_desc>x")
+    assert "&lt;" not in str(e)
+    e = err_of("<job_desc><task><application>a</application>\n<weight a=1>1</weight></task></job_desc>")
+    assert "&lt;" not in str(e) and e.line == 2
+    job = parse_job_text(
+        "<job_desc><task><application>a</application><command_line>x &lt; y</command_line></task></job_desc>"
+    )
+    assert job.tasks[0].command_line == "x < y"
+
+
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        (b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00>\x00\x01\x00\x00\x00\xd0\x10", "an ELF executable"),
+        (b"\x7fELF" + b"\xd0\x80" * 10, "an ELF executable"),
+        (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xd0", "it holds NUL bytes"),
+        (b"<job_desc>" + b"\x00" * 4 + b"</job_desc>", "it holds NUL bytes"),
+    ],
+)
+def test_binary_file_is_called_a_binary_file(tmp_path: Path, data: bytes, needle: str) -> None:
+    f = tmp_path / "job.xml"
+    f.write_bytes(data)
+    with pytest.raises(JobFileError) as ei:
+        parse_job_file(f)
+    assert f"is a binary file ({needle}), not an XML job file" in str(ei.value)
+    assert "not UTF-8" not in str(ei.value) and ei.value.line is None
+
+
+def test_binary_vbox_job_and_utf16_without_bom(tmp_path: Path) -> None:
+    from host_bridge.vboxjob import parse_vbox_job
+
+    f = tmp_path / "vbox_job.xml"
+    f.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00")
+    with pytest.raises(JobFileError, match="is a binary file"):
+        parse_vbox_job(f)
+    f = tmp_path / "job.xml"
+    f.write_bytes("<job_desc><task><application>a</application></task></job_desc>".encode("utf-16-le"))
+    with pytest.raises(JobFileError, match="UTF-16 without a byte-order mark; save the file as UTF-8"):
+        parse_job_file(f)
+    f.write_bytes("<job_desc><task><application>a</application></task></job_desc>".encode("utf-16"))
+    assert parse_job_file(f).tasks[0].application == "a"  # with the BOM: accepted, as before
+
+
+def test_tags_are_case_sensitive_hints() -> None:
+    e = err_of("<Job_Desc>\n<task><application>a</application></task>\n</Job_Desc>")
+    assert (e.line, e.tag) == (1, "Job_Desc")
+    assert "root element must be <job_desc>" in str(e)
+    assert "tags are case-sensitive: write <job_desc>, not <Job_Desc>" in str(e)
+
+    e = err_of("<job_desc>\n<task>\n<Application>worker</Application>\n</task>\n</job_desc>")
+    assert (e.line, e.tag) == (2, "task")
+    assert "has no <application>" in str(e)
+    assert "<Application> on line 3 is not it: tags are case-sensitive; write <application>" in str(e)
+
+    e = err_of("<job_desc>\n<Task><application>a</application></Task>\n</job_desc>")
+    assert "has no <task>" in str(e)
+    assert "<Task> on line 2 is not it: tags are case-sensitive; write <task>" in str(e)
+
+    job = parse_job_text(
+        "<job_desc>\n<task><application>a</application>\n<Weight>2</Weight>\n<COMMAND_LINE>x</COMMAND_LINE>"
+        "</task>\n<Enable_Graphics_Support/>\n</job_desc>",
+        "case.xml",
+    )
+    assert job.tasks[0].weight == 1.0 and job.tasks[0].command_line == ""  # ignored, as BOINC does
+    assert job.warnings == (
+        "case.xml:3: <Weight>: unknown tag in <task>, ignored; tags are case-sensitive: write <weight>",
+        "case.xml:4: <COMMAND_LINE>: unknown tag in <task>, ignored; tags are case-sensitive: write "
+        "<command_line>",
+        "case.xml:5: <Enable_Graphics_Support>: unknown tag in <job_desc>, ignored; tags are "
+        "case-sensitive: write <enable_graphics_support>",
+    )
+    # a misspelling (not only the case) keeps the "did you mean" hint
+    job = parse_job_text("<job_desc><task><application>a</application><Wieght>2</Wieght></task></job_desc>")
+    assert job.warnings[0].endswith("unknown tag in <task>, ignored; did you mean <weight>?")
