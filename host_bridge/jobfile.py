@@ -1174,12 +1174,15 @@ def describe(job: JobSpec) -> str:
         )
     if job.enable_graphics_support:
         out.append("graphics support: enabled")
-    if job.warnings:
-        out.append(f"warnings ({len(job.warnings)}):")
-        out.extend(f"  {w}" for w in job.warnings)
-    else:
-        out.append("no warnings")
+    out.extend(warning_lines(job.warnings))
     return "\n".join(out) + "\n"
+
+
+def warning_lines(warnings: Sequence[str]) -> list[str]:
+    """The warnings part of a ``describe`` text (job.xml and vbox_job.xml)."""
+    if not warnings:
+        return ["no warnings"]
+    return [f"warnings ({len(warnings)}):", *(f"  {w}" for w in warnings)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from host_bridge.jobfile import (
     parse_xml,
     read_bounded,
     unknown_tag_warning,
+    warning_lines,
 )
 
 logger = logging.getLogger(__name__)
@@ -468,9 +469,5 @@ def describe_vbox_job(job: VboxJob) -> str:
     ]
     if others:
         out.append(f"other settings: {', '.join(f'<{t}/>' for t in others)}")
-    if job.warnings:
-        out.append(f"warnings ({len(job.warnings)}):")
-        out.extend(f"  {w}" for w in job.warnings)
-    else:
-        out.append("no warnings")
+    out.extend(warning_lines(job.warnings))
     return "\n".join(out) + "\n"
