@@ -125,18 +125,22 @@ def test_time_limit_ends_the_task_as_done_and_the_job_goes_on(tmp_path):
         c.close()
 
 
-def test_stdio_files_are_resolved_through_soft_links(tmp_path):
+@pytest.mark.parametrize("exec_dir", [None, "work"])
+def test_stdio_files_are_resolved_through_soft_links(tmp_path, exec_dir):
     """BOINC's client puts a soft-link file in the slot for each workunit / result file; BOINC's wrapper
-    opens stdin / stdout / stderr through them. The output must land in the result's file (in the
-    project folder), the link file must stay as it was."""
+    opens stdin / stdout / stderr through them, in the slot, before it changes to <exec_dir>. The
+    output must land in the result's file (in the project folder), the link file must stay as it was."""
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "wu_stdin").write_text("line from the workunit\n")
-    job = """<job_desc><task><application>app3.sh</application>
+    in_exec_dir = f"<exec_dir>{exec_dir}</exec_dir>" if exec_dir else ""
+    job = f"""<job_desc><task><application>app3.sh</application>{in_exec_dir}
     <stdin_filename>in_file</stdin_filename>
     <stdout_filename>out_file</stdout_filename>
     <stderr_filename>err_file</stderr_filename></task></job_desc>"""
     c = _slot(tmp_path, job)
+    if exec_dir:
+        (c.slot_dir / exec_dir).mkdir()
     links = {
         "in_file": "<soft_link>../proj/wu_stdin</soft_link>\n",
         "out_file": "<soft_link>../proj/res_stdout</soft_link>\n",
