@@ -34,6 +34,10 @@ class BackendStatus:
     exit_code: int | None = None  # when EXITED: the program's exit status (negative: killed by signal)
     cpu_time: float = 0.0  # CPU seconds used by the task's environment in this run (process tree / VM)
     error: str = ""  # when FAILED: what happened, for the volunteer
+    # False while the environment runs but the task's app has not started yet (a VM still booting):
+    # a failure then is the environment's (image, settings), not the app's. Backends that cannot tell
+    # leave it True.
+    app_started: bool = True
 
 
 class BackendError(Exception):
