@@ -40,7 +40,7 @@ import re
 import stat
 import xml.parsers.expat as expat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -596,6 +596,17 @@ class TaskDesc:
     vm_network: bool = False
     vm_cmdline: str | None = None  # kernel command line (append)
     vm_python: bool = False  # run the app with the guest Python root (Debian python3 + the guest SDK)
+    # QEMU backend settings (TaskSpec.extra keys of the same names); None = the backend's default
+    vm_accel: str | None = None  # "auto" | "kvm" | "tcg"
+    vm_boot_timeout: float | None = None  # s (> 0) until the guest agent reports the app started
+    vm_poweroff_grace: float | None = None  # s (>= 0) between SIGTERM and SIGKILL of the app on poweroff
+    vm_share_security: str | None = None  # "mapped-xattr" | "mapped-file" | "none"
+    # field -> line of its tag, for messages about a value (describe's missing-file warnings)
+    tag_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
+
+    def line_of(self, fname: str) -> int:
+        """The line of the tag that set field ``fname`` (the task's line if unknown)."""
+        return next((ln for f, ln in self.tag_lines if f == fname), self.line)
 
     @property
     def backend(self) -> Backend:
@@ -631,6 +642,9 @@ class JobSpec:
     warnings: tuple[str, ...] = ()
     enable_graphics_support: bool = False
     dialect: Literal["wrapper", "vmwrapper"] = "wrapper"
+    # the folder of the file parse_job_file read (None for parse_job_text): describe looks there for
+    # the files named by vm_kernel / vm_initrd / vm_disk_image
+    job_dir: str | None = None
 
     @property
     def total_weight(self) -> float:
@@ -646,8 +660,9 @@ class JobSpec:
 # task tags (table-driven: add a tag here and to docs/job_files.md)
 # --------------------------------------------------------------------------------------------
 
-# tag -> (field, kind); kinds: str, raw (untrimmed-inner text kept trimmed), flag, float+,
-# int, list (of slot file names), env, name (a slot file name: relative, no "..")
+# tag -> (field, kind); kinds: str, raw (untrimmed-inner text kept trimmed), flag, float+ (>= 0),
+# float>0, int+ (>= 1), priority (0-5), choice (one of _CHOICES[tag]), list (of slot file names), env,
+# name (a slot file name: relative, no "..")
 _TASK_TAGS: dict[str, tuple[str, str]] = {
     # BOINC wrapper
     "application": ("application", "str"),
@@ -682,7 +697,21 @@ _TASK_TAGS: dict[str, tuple[str, str]] = {
     "vm_network": ("vm_network", "flag"),
     "vm_cmdline": ("vm_cmdline", "str"),
     "vm_python": ("vm_python", "flag"),
+    "vm_accel": ("vm_accel", "choice"),
+    "vm_boot_timeout": ("vm_boot_timeout", "float>0"),
+    "vm_poweroff_grace": ("vm_poweroff_grace", "float+"),
+    "vm_share_security": ("vm_share_security", "choice"),
 }
+# "choice" tags: the values allowed (any letter case; stored in lower case)
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "vm_accel": ("auto", "kvm", "tcg"),
+    "vm_share_security": ("mapped-xattr", "mapped-file", "none"),
+}
+# QEMU settings that only a task run in a VM uses
+_QEMU_SETTINGS = ("vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security")
+# files the QEMU backend boots; describe warns when one is not next to the job file
+_QEMU_FILES = ("vm_kernel", "vm_initrd", "vm_disk_image")
+MIN_GUEST_MEMORY_MB = 128  # below this a Linux guest hangs at boot, silently
 _VMWRAPPER_FIELDS = {
     "virtualmachine",
     "image",
@@ -815,6 +844,27 @@ def _parse_task(node: XmlNode, kind: TaskKind, path: str, warnings: list[str]) -
             values[fname] = _slot_name(text, path, child)
         elif vkind == "float+":
             values[fname] = float(parse_number(text, path, child, minimum=0.0))
+        elif vkind == "float>0":
+            num = float(parse_number(text, path, child))
+            if num <= 0:
+                raise JobFileError(
+                    path,
+                    child.line,
+                    child.tag,
+                    f"{text} is not above 0; write a number of seconds > 0, such as 300",
+                )
+            values[fname] = num
+        elif vkind == "choice":
+            allowed = _CHOICES[child.tag]
+            if text.lower() not in allowed:
+                raise JobFileError(
+                    path,
+                    child.line,
+                    child.tag,
+                    f'"{text}" is not a valid value; write {", ".join(allowed[:-1])} or {allowed[-1]}'
+                    + template_hint(text),
+                )
+            values[fname] = text.lower()
         elif vkind == "int+":
             values[fname] = int(parse_number(text, path, child, integer=True, minimum=1))
         elif vkind == "priority":
@@ -854,6 +904,7 @@ def _parse_task(node: XmlNode, kind: TaskKind, path: str, warnings: list[str]) -
         setenv=tuple(env),
         copy_files_to_vm=tuple(lists["copy_files_to_vm"]),
         copy_files_from_vm=tuple(lists["copy_files_from_vm"]),
+        tag_lines=tuple(seen.items()),
         **values,  # type: ignore[arg-type]
     )
     qemu_set = [t for t in ("vm_initrd", "vm_cmdline") if getattr(task, t)]
@@ -864,6 +915,28 @@ def _parse_task(node: XmlNode, kind: TaskKind, path: str, warnings: list[str]) -
                 node.line,
                 node.tag,
                 f"<{qemu_set[0]}> without <vm_kernel> or <vm_disk_image> has no effect",
+            )
+        )
+    if not (task.vm_kernel or task.vm_disk_image or task.virtualmachine):
+        for fname in _QEMU_SETTINGS:
+            if getattr(task, fname) is not None:
+                warnings.append(
+                    _where(
+                        path,
+                        seen[fname],
+                        fname,
+                        "has no effect: the task runs as a local process (it has no <vm_kernel>, "
+                        "<vm_disk_image> or <virtualmachine>)",
+                    )
+                )
+    if task.vm_memory_mb is not None and task.vm_memory_mb < MIN_GUEST_MEMORY_MB:
+        warnings.append(
+            _where(
+                path,
+                seen["vm_memory_mb"],
+                "vm_memory_mb",
+                f"{task.vm_memory_mb} MiB is very little: a Linux guest usually needs at least "
+                f"{MIN_GUEST_MEMORY_MB} MiB; with too little memory the VM hangs at boot without a message",
             )
         )
     return task
@@ -1007,7 +1080,8 @@ def parse_job_file(path: Path) -> JobSpec:
             "reads it for inspection)",
         )
     data = read_bounded(Path(path))
-    return parse_job_text(decode_xml_bytes(data, name), name)
+    job = parse_job_text(decode_xml_bytes(data, name), name)
+    return replace(job, job_dir=str(Path(path).parent))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1119,6 +1193,11 @@ def _task_lines(t: TaskDesc, n: int, total_weight: float) -> list[str]:
         lines.append(f"    files into the VM: {', '.join(t.copy_files_to_vm)}")
     if t.copy_files_from_vm:
         lines.append(f"    files out of the VM: {', '.join(t.copy_files_from_vm)}")
+    settings = [
+        f"{k}={v:g} s" if isinstance(v, float) else f"{k}={v}"
+        for k in _QEMU_SETTINGS
+        if (v := getattr(t, k)) is not None
+    ]
     if t.backend == "qemu":
         parts = [
             f"{k}={getattr(t, k)}"
@@ -1128,7 +1207,9 @@ def _task_lines(t: TaskDesc, n: int, total_weight: float) -> list[str]:
         parts.append(f"network={'on' if t.vm_network else 'off'}")
         if t.vm_python:
             parts.append("python=guest Python root")
-        lines.append(f"    qemu: {', '.join(parts)}")
+        lines.append(f"    qemu: {', '.join(parts + settings)}")
+    elif settings:
+        lines.append(f"    QEMU settings (used if the task runs in QEMU): {', '.join(settings)}")
     for name, value in t.setenv:
         lines.append(f"    env {name}={value}")
     for label, value in (
@@ -1174,8 +1255,39 @@ def describe(job: JobSpec) -> str:
         )
     if job.enable_graphics_support:
         out.append("graphics support: enabled")
-    out.extend(warning_lines(job.warnings))
+    out.extend(warning_lines(job.warnings + tuple(_missing_file_warnings(job))))
     return "\n".join(out) + "\n"
+
+
+def _missing_file_warnings(job: JobSpec) -> list[str]:
+    """For a job file read from disk (``job.job_dir`` set): a warning for each vm_kernel / vm_initrd /
+    vm_disk_image that is neither next to the job file nor an existing absolute path. Only a warning:
+    the name may be a logical name the BOINC client puts in the slot when the job runs."""
+    if job.job_dir is None:
+        return []
+    folder = Path(job.job_dir)
+    found: dict[str, bool] = {}  # name -> exists (thousands of tasks usually name one kernel)
+    out: list[str] = []
+    for t in (*job.unzip_tasks, *job.daemons, *job.tasks):
+        for fname in _QEMU_FILES:
+            name = getattr(t, fname)
+            if name is None:
+                continue
+            absolute = os.path.isabs(name)
+            candidate = name if absolute else os.path.join(folder, name)
+            if name not in found:
+                found[name] = os.path.exists(candidate)  # False for a broken link, too
+            if found[name]:
+                continue
+            if absolute:
+                msg = f"{name} does not exist on this host; the task cannot start without it"
+            else:
+                msg = (
+                    f'"{name}" is not next to the job file ({candidate} does not exist); the task '
+                    "cannot start unless the BOINC client puts a file of that logical name in the slot"
+                )
+            out.append(_where(job.path, t.line_of(fname), fname, msg))
+    return out
 
 
 def warning_lines(warnings: Sequence[str]) -> list[str]:

@@ -739,3 +739,182 @@ def test_tags_are_case_sensitive_hints() -> None:
     # a misspelling (not only the case) keeps the "did you mean" hint
     job = parse_job_text("<job_desc><task><application>a</application><Wieght>2</Wieght></task></job_desc>")
     assert job.warnings[0].endswith("unknown tag in <task>, ignored; did you mean <weight>?")
+
+
+# ---------------------------------------------------------------- QEMU settings and check warnings
+
+QEMU_SETTINGS_TASK = """<job_desc>
+<task>
+<application>/usr/bin/worker</application>
+<vm_kernel>vmlinuz</vm_kernel>
+<vm_accel>{accel}</vm_accel>
+<vm_boot_timeout>{boot}</vm_boot_timeout>
+<vm_poweroff_grace>{grace}</vm_poweroff_grace>
+<vm_share_security>{security}</vm_share_security>
+</task>
+</job_desc>
+"""
+
+
+def _settings_xml(accel: str = "tcg", boot: str = "300", grace: str = "0", security: str = "none") -> str:
+    return QEMU_SETTINGS_TASK.format(accel=accel, boot=boot, grace=grace, security=security)
+
+
+@pytest.mark.parametrize(
+    "accel,boot,grace,security,expected",
+    [
+        ("tcg", "300", "0", "none", ("tcg", 300.0, 0.0, "none")),
+        ("auto", "0.5", "2.5", "mapped-xattr", ("auto", 0.5, 2.5, "mapped-xattr")),
+        (" KVM ", "1e3", "10", "Mapped-File", ("kvm", 1000.0, 10.0, "mapped-file")),  # any case, trimmed
+    ],
+)
+def test_qemu_settings_parsed(accel: str, boot: str, grace: str, security: str, expected: tuple) -> None:
+    job = parse_job_text(_settings_xml(accel, boot, grace, security))
+    (t,) = job.tasks
+    assert (t.vm_accel, t.vm_boot_timeout, t.vm_poweroff_grace, t.vm_share_security) == expected
+    assert job.warnings == ()  # known tags now: no "unknown tag in <task>"
+
+
+def test_qemu_settings_unset_are_none() -> None:
+    (t,) = parse_job_text(
+        "<job_desc><task><application>a</application><vm_kernel>k</vm_kernel>"
+        "<vm_accel></vm_accel></task></job_desc>"
+    ).tasks
+    assert (t.vm_accel, t.vm_boot_timeout, t.vm_poweroff_grace, t.vm_share_security) == (None,) * 4
+
+
+@pytest.mark.parametrize(
+    "kwargs,tag,needle",
+    [
+        ({"accel": "xen"}, "vm_accel", '"xen" is not a valid value; write auto, kvm or tcg'),
+        ({"accel": "{accel}"}, "vm_accel", "unrendered template placeholder"),
+        ({"boot": "0"}, "vm_boot_timeout", "0 is not above 0; write a number of seconds > 0"),
+        ({"boot": "-5"}, "vm_boot_timeout", "-5 is not above 0"),
+        ({"boot": "soon"}, "vm_boot_timeout", '"soon" is not a number'),
+        ({"boot": "1e999"}, "vm_boot_timeout", "finite"),
+        ({"grace": "-1"}, "vm_poweroff_grace", "below the minimum 0"),
+        ({"grace": "nan"}, "vm_poweroff_grace", "not a number"),
+        (
+            {"security": "passthrough"},
+            "vm_share_security",
+            '"passthrough" is not a valid value; write mapped-xattr, mapped-file or none',
+        ),
+    ],
+)
+def test_qemu_settings_invalid(kwargs: dict[str, str], tag: str, needle: str) -> None:
+    e = err_of(_settings_xml(**kwargs), "qemu.xml")
+    line = {"vm_accel": 5, "vm_boot_timeout": 6, "vm_poweroff_grace": 7, "vm_share_security": 8}[tag]
+    assert (e.path, e.line, e.tag) == ("qemu.xml", line, tag)
+    assert str(e).startswith(f"qemu.xml:{line}: <{tag}>: ") and needle in str(e)
+
+
+def test_describe_shows_qemu_settings() -> None:
+    out = describe(parse_job_text(_settings_xml(boot="2.5")))
+    assert (
+        "qemu: vm_kernel=vmlinuz, network=off, vm_accel=tcg, vm_boot_timeout=2.5 s, "
+        "vm_poweroff_grace=0 s, vm_share_security=none"
+    ) in out
+    assert "no warnings" in out
+
+
+def test_qemu_settings_on_a_local_task_warn() -> None:
+    job = parse_job_text(
+        "<job_desc><task><application>a</application>\n<vm_accel>tcg</vm_accel></task></job_desc>"
+    )
+    assert job.tasks[0].vm_accel == "tcg"
+    assert job.warnings == (
+        "job.xml:2: <vm_accel>: has no effect: the task runs as a local process (it has no <vm_kernel>, "
+        "<vm_disk_image> or <virtualmachine>)",
+    )
+    assert "QEMU settings (used if the task runs in QEMU): vm_accel=tcg" in describe(job)
+    # a <virtualmachine> task may run in QEMU (the app version's VM image): no warning
+    job = parse_job_text(
+        "<job_desc><task><application>a</application><virtualmachine>vm</virtualmachine>"
+        "<vm_share_security>mapped-file</vm_share_security></task></job_desc>"
+    )
+    assert job.warnings == ()
+
+
+@pytest.mark.parametrize("mb,warned", [("16", True), ("127", True), ("128", False), ("2048", False)])
+def test_little_guest_memory_warns(mb: str, warned: bool) -> None:
+    job = parse_job_text(
+        f"<job_desc><task><application>a</application><vm_kernel>k</vm_kernel>\n"
+        f"<vm_memory_mb>{mb}</vm_memory_mb></task></job_desc>"
+    )
+    w = (
+        f"job.xml:2: <vm_memory_mb>: {mb} MiB is very little: a Linux guest usually needs at least 128 MiB; "
+        "with too little memory the VM hangs at boot without a message"
+    )
+    assert job.warnings == ((w,) if warned else ())
+    assert (w in describe(job)) is warned
+
+
+def _qemu_job(folder: Path, kernel: str, initrd: str, disk: str | None = None) -> Path:
+    job = folder / "job.xml"
+    disk_tag = f"<vm_disk_image>{disk}</vm_disk_image>\n" if disk else ""
+    job.write_text(
+        "<job_desc>\n<task>\n<application>/usr/bin/worker</application>\n"
+        f"<vm_kernel>{kernel}</vm_kernel>\n<vm_initrd>{initrd}</vm_initrd>\n{disk_tag}"
+        "<vm_memory_mb>256</vm_memory_mb>\n</task>\n</job_desc>\n"
+    )
+    return job
+
+
+def test_check_warns_about_vm_files_not_next_to_the_job_file(tmp_path: Path) -> None:
+    (tmp_path / "vmlinuz").write_bytes(b"k")
+    job_path = _qemu_job(tmp_path, "vmlinuz", "missing.img", str(tmp_path / "nowhere" / "disk.qcow2"))
+    job = parse_job_file(job_path)
+    assert job.warnings == ()  # not a parse problem: the slot may hold these logical names at run time
+    out = describe(job)
+    assert (
+        f'{job_path}:5: <vm_initrd>: "missing.img" is not next to the job file '
+        f"({tmp_path / 'missing.img'} does not exist); the task cannot start unless the BOINC client puts "
+        "a file of that logical name in the slot"
+    ) in out
+    assert (
+        f"{job_path}:6: <vm_disk_image>: {tmp_path / 'nowhere' / 'disk.qcow2'} does not exist on this host; "
+        "the task cannot start without it"
+    ) in out
+    assert "<vm_kernel>" not in out and "warnings (2):" in out
+
+
+def test_check_no_warning_for_present_vm_files(tmp_path: Path) -> None:
+    (tmp_path / "vmlinuz").write_bytes(b"k")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "initrd.img").write_bytes(b"i")
+    disk = tmp_path / "elsewhere.qcow2"
+    disk.write_bytes(b"d")
+    out = describe(parse_job_file(_qemu_job(tmp_path, "vmlinuz", "images/initrd.img", str(disk))))
+    assert "no warnings" in out
+    # text parsed without a file: nothing to look next to, no warning
+    text = _qemu_job(tmp_path / "images", "vmlinuz", "gone.img").read_text()
+    assert "no warnings" in describe(parse_job_text(text, "job.xml"))
+
+
+def test_check_cli_prints_vm_file_and_memory_warnings(tmp_path: Path) -> None:
+    """The user trial: a missing <vm_initrd> and 16 MiB of memory got "no warnings"."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    job_path = _qemu_job(tmp_path, "vmlinuz", "initrd.img")
+    job_path.write_text(
+        job_path.read_text()
+        .replace("256", "16")
+        .replace(
+            "</task>",
+            "<vm_boot_timeout>60</vm_boot_timeout>\n<vm_share_security>none</vm_share_security>\n</task>",
+        )
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "host_bridge", "check", str(job_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=root,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "no warnings" not in r.stdout and "unknown tag" not in r.stdout
+    assert f"{job_path}:4: <vm_kernel>: " in r.stdout and f"{job_path}:5: <vm_initrd>: " in r.stdout
+    assert f"{job_path}:6: <vm_memory_mb>: 16 MiB is very little" in r.stdout
+    assert "vm_boot_timeout=60 s, vm_share_security=none" in r.stdout
