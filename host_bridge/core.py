@@ -178,6 +178,9 @@ class SaveState:
     last_event_id: int
     checkpoint_cpu: float | None = None  # the task's CPU at the guest's last checkpoint, if it changed
     max_fraction: float = 0.0
+    # the guest's finish event once processed: recorded with the event id, so that a bridge killed
+    # before the task was done completes it after a restart instead of running it again
+    finish: Finish | None = None
 
 
 @dataclass(frozen=True)
@@ -268,13 +271,13 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
     if b.no_heartbeat:
         return _evolve(state, ending=True), [
             StopTask(save=True),
-            SaveState("lost client", state.last_event_id, None, state.max_fraction),
+            SaveState("lost client", state.last_event_id, None, state.max_fraction, state.finish),
             ExitBridge("lost_client", 0, "lost contact with the BOINC client; the task will resume later"),
         ]
     if b.quit_request:
         return _evolve(state, ending=True), [
             StopTask(save=True),
-            SaveState("quit", state.last_event_id, None, state.max_fraction),
+            SaveState("quit", state.last_event_id, None, state.max_fraction, state.finish),
             ExitBridge("quit", 0, "quit requested by the BOINC client; the task will resume later"),
         ]
 
@@ -324,6 +327,7 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
                     last_id,
                     checkpoint_cpu,
                     state.max_fraction,
+                    state.finish,
                 )
             )
     elif g is not None:
@@ -358,6 +362,8 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             )
         else:
             status, message, notice = code, "" if code == 0 else f"the task exited with status {code}", False
+        if backend.error and fin is None and status != 0:
+            message = backend.error  # the backend knows more (e.g. the guest wrote an invalid exit file)
         actions.extend(_final_report(state, inp, done=status == 0))
         return _evolve(state, ending=True), [*actions, EndTask(status, message, notice)]
     if backend.state is VMState.FAILED:

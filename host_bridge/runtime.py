@@ -50,6 +50,9 @@ FRACTION_FILE_MAX = 4096
 FRACTION_FLOOR_STEP = 0.005  # see the ReportStatus action
 DECODE_BUDGET = 20.0  # after a status decode of d seconds, the next waits DECODE_BUDGET x d
 DECODE_WAIT_MAX = 30.0
+# A task whose environment fails this many times in a row before its app starts (a VM that does not
+# boot: a wrong image or vm_* setting) fails for good instead of being retried every few minutes forever
+MAX_ENV_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -614,16 +617,16 @@ class Runtime:
                 backend.restore()
         except BackendError as e:
             backend.cleanup()
-            return self._backend_failure(e, idx)
+            return self._backend_failure(e, idx, before_app=True)
         try:
-            if old is not None:
-                ended = task.recover(old)
+            if old is not None or self.state.task_finish is not None:
+                ended = task.recover(old or P.Status())
                 if ended is not _CONTINUE:
                     return ended  # type: ignore[return-value]
             return task.loop(cstate)
         except BackendError as e:
             self._stop_quietly(backend)
-            return self._backend_failure(e, idx)
+            return self._backend_failure(e, idx, before_app=not task.app_seen)
         except BaseException:
             self._stop_quietly(backend)
             raise
@@ -668,10 +671,32 @@ class Runtime:
                 )
             share.copy_in(src, dest)
 
-    def _backend_failure(self, e: BackendError, idx: int) -> Outcome:
-        if e.temporary:
-            return Outcome("temporary_exit", 0, f"task {idx + 1}: {e}", delay=300)
-        return Outcome("finish", int(ExitCode.EXIT_CHILD_FAILED), f"task {idx + 1}: {e}")
+    def _backend_failure(self, e: BackendError, idx: int, *, before_app: bool) -> Outcome:
+        if not e.temporary:
+            return Outcome("finish", int(ExitCode.EXIT_CHILD_FAILED), f"task {idx + 1}: {e}")
+        outcome = Outcome("temporary_exit", 0, f"task {idx + 1}: {e}", delay=300)
+        return self.env_failure(outcome) if before_app else outcome
+
+    def env_failure(self, outcome: Outcome) -> Outcome:
+        """A temporary exit because the task's environment failed before its app started: counted over
+        restarts; the MAX_ENV_FAILURES-th in a row ends the task for good (EXIT_CHILD_FAILED), since
+        the VM image or the job's settings are then most likely wrong, not the host's moment."""
+        self.state.env_failures += 1
+        n = self.state.env_failures
+        self._save("environment failure")
+        if n < MAX_ENV_FAILURES:
+            return replace(
+                outcome,
+                message=f"{outcome.message} (failure {n} of {MAX_ENV_FAILURES} before the task's app "
+                "started; the task is retried later)",
+            )
+        return Outcome(
+            "finish",
+            int(ExitCode.EXIT_CHILD_FAILED),
+            f"{outcome.message} -- the task's environment failed {n} times in a row before the task's "
+            "app started: the VM image or the job file's vm_* settings are most likely wrong (the VM's "
+            "console lines, if any, are above in stderr.txt); the task is given up",
+        )
 
     @staticmethod
     def _stop_quietly(backend: Backend) -> None:
@@ -830,12 +855,17 @@ class _TaskRun:
         self.ckpt_sig: tuple[int, int] | None = None
         self.file_checkpoint_cpu = 0.0
         self.compat: VboxCompat | None = None  # vboxwrapper's guest files, when the job has a vbox_job.xml
+        self.app_seen = False  # the backend reported the task's app running in this run
 
     def recover(self, old: P.Status) -> Outcome | object | None:
         """After a restart: the previous run's status file may hold events the bridge had not processed
         when it died (the restarted app does not carry them over). Deliver them now; a finish event means
         the task had ended: complete it without running it again. Returns _CONTINUE to run the task."""
         rt = self.rt
+        if rt.state.task_finish is not None:  # processed before the bridge died: the task is done
+            status, message, notice = rt.state.task_finish
+            log.info("task %d had finished (status %d) before the bridge restarted", self.idx + 1, status)
+            return self._end_task(core.EndTask(int(status), str(message), bool(notice)))
         finish: P.Finish | None = None
         last = rt.state.last_event_id
         for ev in old.events:
@@ -964,7 +994,12 @@ class _TaskRun:
 
     def _poll_backend(self, now: float) -> None:
         self.last_backend_poll = now
-        self.bstatus = self.backend.poll()
+        self.bstatus = st = self.backend.poll()
+        if not self.app_seen and st.app_started and st.state in _APP_STATES:
+            self.app_seen = True
+            if self.rt.state.env_failures:  # the environment works: earlier failures were the moment's
+                self.rt.state.env_failures = 0
+                self.rt._save("the task's app started")
 
     def _plumbing(self, now: float) -> None:
         """Once a second: the wrapper-style files, trickle-downs from the client, upload results."""
@@ -1123,6 +1158,9 @@ class _TaskRun:
         elif isinstance(action, core.SaveState):
             rt.state.last_event_id = action.last_event_id
             rt.state.max_fraction = max(rt.state.max_fraction, action.max_fraction)
+            if action.finish is not None:
+                f = action.finish
+                rt.state.task_finish = [f.status, f.message, f.is_notice]
             if action.checkpoint_cpu is not None:
                 rt.state.task_cpu_checkpoint = max(0.0, action.checkpoint_cpu - rt.state.cpu_done)
             if not rt._save(action.reason):
@@ -1149,7 +1187,10 @@ class _TaskRun:
         elif isinstance(action, core.ExitBridge):
             if action.kind == "abort":
                 Runtime._stop_quietly(b)
-            return Outcome(action.kind, action.status, action.message, action.delay, action.is_notice)
+            outcome = Outcome(action.kind, action.status, action.message, action.delay, action.is_notice)
+            if action.kind == "temporary_exit" and self.bstatus.state is VMState.FAILED and not self.app_seen:
+                return rt.env_failure(outcome)
+            return outcome
         return _CONTINUE
 
     def _report_console(self) -> None:
@@ -1256,6 +1297,8 @@ class _TaskRun:
         rt.state.task_index = self.idx + 1
         rt.state.task_started = False
         rt.state.outputs_copied = False
+        rt.state.task_finish = None
+        rt.state.env_failures = 0
         if not rt._save("task done"):
             return Outcome(
                 "temporary_exit", 0, "cannot save the bridge's state (is the disk full?)", delay=600
@@ -1295,6 +1338,7 @@ class _TaskRun:
 
 
 _CONTINUE = object()
+_APP_STATES = frozenset({VMState.RUNNING, VMState.PAUSED, VMState.EXITED})
 
 
 def _max_output(rt: Runtime) -> int:

@@ -42,6 +42,12 @@ class BridgeState:
     uploads: dict[str, int] = field(default_factory=dict)  # name -> status (1: pending)
     trickle_up: list[list] = field(default_factory=list)  # [[variety, text], ...] not yet handed to BOINC
     runs: int = 0  # how many times a bridge started on this job
+    # the current task's finish event once processed ([status, message, is_notice]): a restart then
+    # completes the task instead of running it again
+    task_finish: list | None = None
+    # consecutive failures of the current task's environment before its app started (a VM that does
+    # not boot): after MAX_ENV_FAILURES the task fails for good instead of being retried forever
+    env_failures: int = 0
 
     def to_json(self) -> bytes:
         d = asdict(self)

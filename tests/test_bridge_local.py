@@ -304,3 +304,51 @@ def test_restart_delivers_events_the_dead_bridge_left_and_completes_a_finished_t
         assert (tmp_path / "project" / "result_0_out").read_text() == "done 40\n"
     finally:
         c.close()
+
+
+LINGERING_GUEST = """\
+import time
+from boinc_guest import protocol as P
+with open("runs", "a") as f:
+    f.write("run\\n")
+with open("out", "w") as f:
+    f.write("done 40\\n")
+done = P.Status(seq=1, hb=1, fraction_done=1.0, events=(P.Finish(id=1, status=0),))
+P.write_atomic(".", P.STATUS_FILE, P.encode_status(done))
+time.sleep(60)  # lingers after its finish: the bridge waits finish_grace for it to exit
+"""
+
+
+def test_kill_9_after_the_finish_was_processed_completes_without_rerunning(tmp_path):
+    """The bridge processed the guest's finish event (saved with its id) and was killed before the
+    task was done: the restarted bridge completes the task (output copied, exit 0) instead of running
+    the whole task again (it did: the event was below the saved id, so it was skipped)."""
+    import json
+
+    c = make_slot(tmp_path)
+    c.start_heartbeats()
+    (c.slot_dir / "guest.py").write_text(LINGERING_GUEST)
+    state = c.slot_dir / "host_bridge_state.json"
+    try:
+        b = Bridge(c.slot_dir)
+        try:
+            wait_for(
+                lambda: state.exists() and json.loads(state.read_text()).get("task_finish") is not None,
+                30,
+                "the finish recorded in the bridge's state",
+            )
+            b.proc.send_signal(signal.SIGKILL)
+            b.proc.wait(10)
+        finally:
+            b.close()
+        b = Bridge(c.slot_dir)
+        try:
+            assert b.wait(30) == 0, b.log()
+        finally:
+            b.close()
+        assert "had finished (status 0) before the bridge restarted" in b.log()
+        assert (c.slot_dir / "shared" / "runs").read_text() == "run\n"  # not run again
+        assert (tmp_path / "project" / "result_0_out").read_text() == "done 40\n"
+        assert json.loads(state.read_text())["task_finish"] is None
+    finally:
+        c.close()

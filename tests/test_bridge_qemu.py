@@ -157,3 +157,36 @@ def test_vm_abort_leaves_nothing(tmp_path, vm_files, slots):
     assert not qemu_of(c.slot_dir)
     state = c.slot_dir / "vm_state"
     assert not state.exists() or not any(state.iterdir()), list(state.iterdir())
+
+
+def test_vm_that_never_boots_fails_for_good_after_three_tries(tmp_path, vm_files, slots):
+    """A VM that fails before its app starts (here the app version's vm_kernel is not a kernel) is the
+    image's or the job's fault, not the host's moment: the first two runs end in a temporary exit that
+    says so (the client retries), the third fails the task with EXIT_CHILD_FAILED instead of retrying
+    forever (each retry boots a VM on the volunteer's machine)."""
+    import json
+
+    files = dict(vm_files)
+    not_a_kernel = tmp_path / "not_a_kernel"
+    not_a_kernel.write_text("this is not a Linux kernel\n" * 100)
+    files["vm_kernel"] = not_a_kernel
+    c = make_slot(tmp_path, files, seconds=2)
+    slots.append(c)
+    state = c.slot_dir / "host_bridge_state.json"
+    for attempt in (1, 2, 3):
+        (c.slot_dir / "boinc_temporary_exit").unlink(missing_ok=True)
+        b = Bridge(c.slot_dir)
+        try:
+            rc = b.wait(120)
+        finally:
+            b.close()
+        log = b.log()
+        if attempt < 3:
+            assert rc == 0, log  # boinc_temporary_exit ends the process with 0
+            assert (c.slot_dir / "boinc_temporary_exit").exists(), log
+            assert f"failure {attempt} of 3 before the task's app started" in log, log
+            assert json.loads(state.read_text())["env_failures"] == attempt
+        else:
+            assert rc == 195, log
+            assert "failed 3 times in a row before the task's app started" in log, log
+    assert not qemu_of(c.slot_dir)
