@@ -500,10 +500,15 @@ class Runtime:
         env.append(("BOINC_NTHREADS", str(self._nthreads())))
         image = getattr(desc, "vm_disk_image", None) or getattr(desc, "image", None) or None
         extra: list[tuple[str, str]] = []
-        for tag in ("vm_kernel", "vm_initrd", "vm_cmdline", "vm_disk_image"):
+        for tag in ("vm_kernel", "vm_initrd", "vm_disk_image"):
             v = getattr(desc, tag, None)
             if v:
-                extra.append((tag, str(resolve_logical(self.slot, v)) if tag != "vm_cmdline" else v))
+                extra.append((tag, str(self._host_file(v))))
+        # QEMU settings of the job file, as the backend reads them (unset: the backend's defaults)
+        for tag in ("vm_cmdline", "vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security"):
+            v = getattr(desc, tag, None)
+            if v is not None and v != "":
+                extra.append((tag, str(v)))
         kind = self.backend_kind(desc)
         if kind == "qemu" and not image and not desc.vm_kernel:
             # the seed's <virtualmachine> task: the VM image the app version ships
@@ -533,7 +538,7 @@ class Runtime:
             nthreads=self._nthreads(),
             memory_mb=int(getattr(desc, "vm_memory_mb", 0) or 0),
             network=bool(getattr(desc, "vm_network", False)),
-            image=str(resolve_logical(self.slot, image)) if image else None,
+            image=str(self._host_file(image)) if image else None,
             priority=_nice(getattr(desc, "priority", None)),
             owner_tag=self._owner_tag(idx),
             extra=tuple(extra),
@@ -550,6 +555,11 @@ class Runtime:
         if self.backend_kind(desc) != "local" or share_dir == self.slot / SHARE_DIR:
             return name
         return str(resolve_logical(self.slot, name).absolute())
+
+    def _host_file(self, name: str) -> Path:
+        """A VM image file named by the job file: an absolute host path as it is (images installed on
+        the host), else a logical name of the slot (the app version's or the workunit's file)."""
+        return Path(name) if os.path.isabs(name) else resolve_logical(self.slot, name)
 
     def _owner_tag(self, idx: int) -> str:
         ident = self.init_data.result_name or str(self.slot.resolve())
