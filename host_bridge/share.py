@@ -14,6 +14,12 @@ directory. Every access here therefore:
   ``O_EXCL | O_NOFOLLOW`` after unlinking whatever the guest left there, so a link planted at the target
   or the temporary name is replaced, never followed.
 
+A share exported to a VM over 9p with ``security_model=mapped-xattr`` or ``mapped-file`` holds the guest's
+symbolic links, FIFOs and device nodes as *regular* host files whose real type is in QEMU's metadata (the
+xattr ``user.virtfs.mode``, or ``.virtfs_metadata/NAME``): ``Share(path, virtfs_mapped=True)`` reads that
+metadata after opening a guest file and refuses what the guest made as a link or special file with the same
+reasons as on a real host.
+
 A refused file raises ``GuestFileRefused`` with a short stable ``reason`` ("symlink", "not a regular
 file", "hard link", "too large", "bad name") and a message for the volunteer or admin. ``RefusalLog``
 logs each distinct (name, reason) once, so a hostile guest cannot flood the log.
@@ -57,6 +63,14 @@ _ADVICE = (
 # for links and special files, what the bridge does about them
 _ADVICE_LINKS = "The bridge never follows links or reads special files from the shared folder. " + _ADVICE
 _LINK_REASONS = frozenset({"symlink", "not a regular file", "hard link"})
+
+# QEMU 9p metadata of a guest file (hw/9pfs/9p-local.c): with security_model=mapped-xattr the guest's mode
+# (type bits included) is the xattr below, 4 bytes little-endian; with mapped-file it is a line
+# "virtfs.mode=DECIMAL" in the file .virtfs_metadata/NAME next to the file. A guest symlink is then a
+# regular host file holding the link's target, a FIFO or device node an empty regular file.
+VIRTFS_MODE_XATTR = "user.virtfs.mode"
+VIRTFS_META_DIR = ".virtfs_metadata"
+_VIRTFS_META_MAX = 4096
 
 _REASON_TEXT = {
     "symlink": "it is a symbolic link",
@@ -160,25 +174,31 @@ class RefusalLog:
             return sum(self._counts.values()) + self._overflow
 
 
+def _check_type(mode: int, name: str, how: str = "") -> None:
+    """Refuse a mode whose type is not a regular file ("symlink" / "not a regular file"). ``how`` says
+    where the type came from when it is not the host's own (9p metadata)."""
+    if stat.S_ISLNK(mode):
+        raise GuestFileRefused(name, "symlink", how)
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a directory"
+            if stat.S_ISDIR(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a special file"
+        )
+        raise GuestFileRefused(name, "not a regular file", f"{kind}, {how}" if how else kind)
+
+
 def _check_regular(st: os.stat_result, name: str, max_bytes: int | None, *, opened: bool = False) -> None:
     """Refuse anything but a regular file with one link of at most ``max_bytes`` bytes. ``opened``: the
     fstat of a file we hold open, which the guest may have renamed over (unlinked: 0 links) since: that
     is the protocol's normal replacement, and the content is still the whole old file."""
-    if stat.S_ISLNK(st.st_mode):
-        raise GuestFileRefused(name, "symlink")
-    if not stat.S_ISREG(st.st_mode):
-        kind = (
-            "a FIFO"
-            if stat.S_ISFIFO(st.st_mode)
-            else "a directory"
-            if stat.S_ISDIR(st.st_mode)
-            else "a device"
-            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-            else "a socket"
-            if stat.S_ISSOCK(st.st_mode)
-            else "a special file"
-        )
-        raise GuestFileRefused(name, "not a regular file", kind)
+    _check_type(st.st_mode, name)
     if st.st_nlink > 1 or (st.st_nlink == 0 and not opened):
         raise GuestFileRefused(name, "hard link", f"{st.st_nlink} links")
     if max_bytes is not None and st.st_size > max_bytes:
@@ -190,10 +210,18 @@ class Share:
 
     Every name passed to a method must be a plain file name (``safe_name``). The share itself must be a
     real directory, not a symbolic link.
+
+    ``virtfs_mapped``: the folder is exported to a VM over 9p with ``security_model=mapped-xattr`` or
+    ``mapped-file``, so a guest's symlink, FIFO or device node is a regular host file whose real type is
+    in QEMU's metadata. Each guest file opened for reading (or appending) then has that metadata checked
+    too (``user.virtfs.mode``, else ``.virtfs_metadata/NAME``), and clearing or replacing a name also
+    drops a ``.virtfs_metadata/NAME`` left by the guest's file (the guest would otherwise see the host's
+    new file with the old file's type). Off by default: a local share pays no extra system call.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, virtfs_mapped: bool = False) -> None:
         self.path = Path(path)
+        self.virtfs_mapped = virtfs_mapped
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
@@ -227,7 +255,70 @@ class Share:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Share({str(self.path)!r})"
+        flag = ", virtfs_mapped=True" if self.virtfs_mapped else ""
+        return f"Share({str(self.path)!r}{flag})"
+
+    # -- 9p mapped metadata ---------------------------------------------------------------------------------
+    def _check_virtfs(self, fd: int, name: str) -> None:
+        """Refuse the opened guest file ``fd`` if QEMU's 9p metadata says the guest made it as a symlink,
+        FIFO, device node, socket or directory (``virtfs_mapped`` shares only)."""
+        try:
+            raw = os.getxattr(fd, VIRTFS_MODE_XATTR)
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            raw = None
+        if raw is not None:
+            if len(raw) != 4:
+                raise GuestFileRefused(
+                    name, "not a regular file", f"unreadable 9p mapped-xattr file type ({len(raw)} bytes)"
+                )
+            _check_type(int.from_bytes(raw, "little"), name, "as the guest made it (9p mapped-xattr)")
+            return
+        mode = self._virtfs_file_mode(name)
+        if mode is not None:
+            _check_type(mode, name, "as the guest made it (9p mapped-file)")
+
+    def _virtfs_file_mode(self, name: str) -> int | None:
+        """The guest's mode of ``name`` from ``.virtfs_metadata/NAME`` (9p mapped-file), None if there is
+        none. The folder is QEMU's (the guest cannot reach it under mapped-file); under other models a
+        guest could make one, which can only get its own files refused, so anything odd is ignored."""
+        try:
+            dfd = os.open(VIRTFS_META_DIR, _O_DIR, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            fd = os.open(name, _O_READ, dir_fd=dfd)
+        except OSError:
+            return None
+        finally:
+            os.close(dfd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            text = os.read(fd, _VIRTFS_META_MAX)
+        finally:
+            os.close(fd)
+        for line in text.splitlines():
+            key, _, value = line.partition(b"=")
+            if key.strip() == b"virtfs.mode":
+                try:
+                    return int(value.strip())
+                except ValueError:
+                    return None
+        return None
+
+    def _drop_virtfs_file_meta(self, name: str) -> None:
+        """Remove ``.virtfs_metadata/NAME`` (9p mapped-file) if present; never follows a link."""
+        try:
+            dfd = os.open(VIRTFS_META_DIR, _O_DIR, dir_fd=self.fd)
+        except OSError:
+            return
+        try:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=dfd)
+        finally:
+            os.close(dfd)
 
     # -- reading ------------------------------------------------------------------------------------------
     def lstat(self, name: str) -> os.stat_result | None:
@@ -263,6 +354,8 @@ class Share:
         try:
             st = os.fstat(fd)  # authoritative: this is the file we will read
             _check_regular(st, name, max_bytes, opened=True)
+            if self.virtfs_mapped:
+                self._check_virtfs(fd, name)
         except BaseException:
             os.close(fd)
             raise
@@ -375,6 +468,8 @@ class Share:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if self.virtfs_mapped:
+                self._drop_virtfs_file_meta(name)
             try:
                 os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
             except IsADirectoryError:
@@ -405,6 +500,8 @@ class Share:
         planted at one of the names is removed with its content, without following links)."""
         for name in names:
             safe_name(name)
+            if self.virtfs_mapped:
+                self._drop_virtfs_file_meta(name)
             try:
                 os.unlink(name, dir_fd=self.fd)
             except FileNotFoundError:
@@ -459,6 +556,8 @@ class Share:
             raise
         try:
             _check_regular(os.fstat(fd), name, None, opened=True)
+            if self.virtfs_mapped:
+                self._check_virtfs(fd, name)
             os.set_blocking(fd, True)
         except BaseException:
             os.close(fd)
@@ -472,9 +571,11 @@ class Share:
                 yield entry.name
 
 
-def read_guest_file(share: Path | str, name: str, max_bytes: int) -> bytes | None:
+def read_guest_file(
+    share: Path | str, name: str, max_bytes: int, *, virtfs_mapped: bool = False
+) -> bytes | None:
     """Read the guest file ``name`` from the share (see ``Share.read``); None if absent."""
-    with Share(share) as s:
+    with Share(share, virtfs_mapped=virtfs_mapped) as s:
         return s.read(name, max_bytes)
 
 

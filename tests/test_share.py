@@ -307,3 +307,96 @@ def test_refusal_advice_fits_the_reason() -> None:
     bad = str(GuestFileRefused("boinc_status.msgpack", "bad status file (format)", "not msgpack"))
     assert "never follows links" not in bad and "report it to the project" in bad
     assert "never follows links" not in str(GuestFileRefused("x" * 300, "bad name"))
+
+
+# -- 9p mapped metadata (QEMU security_model=mapped-xattr / mapped-file) ---------------------------------
+def _virtfs_xattr(path: Path, mode: int) -> None:
+    """What QEMU does for a guest's file under mapped-xattr: a regular host file, the guest's mode (type
+    bits included) in user.virtfs.mode, 4 bytes little-endian."""
+    os.setxattr(path, "user.virtfs.mode", mode.to_bytes(4, "little"))
+
+
+def _virtfs_meta_file(share: Path, name: str, mode: int) -> None:
+    """The same under mapped-file: .virtfs_metadata/NAME, "virtfs.mode=DECIMAL"."""
+    meta = share / ".virtfs_metadata"
+    meta.mkdir(exist_ok=True)
+    (meta / name).write_text(f"virtfs.uid=0\nvirtfs.gid=0\nvirtfs.mode={mode}\n")
+
+
+def test_virtfs_mapped_xattr_links_and_special_files_refused(share: Path, tmp_path: Path) -> None:
+    """A guest symlink out -> /etc/passwd is, on the host, an 11-byte regular file holding "/etc/passwd"
+    with user.virtfs.mode 0o120777: a share that may carry the metadata refuses it as a symlink (a FIFO
+    or device node as not a regular file); a plain Share reads it as data, as before."""
+    (share / "out").write_bytes(b"/etc/passwd")
+    _virtfs_xattr(share / "out", 0o120777)
+    (share / STATUS).write_bytes(b"/etc/passwd")
+    _virtfs_xattr(share / STATUS, 0o120777)
+    (share / "fifo").write_bytes(b"")
+    _virtfs_xattr(share / "fifo", stat.S_IFIFO | 0o644)
+    (share / "dev").write_bytes(b"")
+    _virtfs_xattr(share / "dev", stat.S_IFCHR | 0o600)
+    (share / "reg.txt").write_bytes(b"regular\n")
+    _virtfs_xattr(share / "reg.txt", stat.S_IFREG | 0o644)
+    (share / "host_made.txt").write_bytes(b"no metadata\n")  # a file the host wrote: no xattr
+    dest = tmp_path / "copied"
+    with Share(share) as plain:
+        assert plain.read("out", 100) == b"/etc/passwd"  # what happened before: the link's target as data
+    with Share(share, virtfs_mapped=True) as s:
+        err = refused("symlink", s.read, "out", 100)
+        assert "9p mapped-xattr" in str(err)
+        refused("symlink", s.read, STATUS, 1 << 20)
+        refused("symlink", s.copy_out, "out", dest, 1 << 20)
+        assert not dest.exists()
+        err = refused("not a regular file", s.read, "fifo", 100)
+        assert "a FIFO" in str(err)
+        err = refused("not a regular file", s.copy_out, "dev", dest, 100)
+        assert "a device" in str(err)
+        refused("not a regular file", s.open_input, "fifo")
+        refused("symlink", s.open_append, "out")
+        assert s.read("reg.txt", 100) == b"regular\n"
+        assert s.copy_out("reg.txt", dest, 100) == 8
+        assert s.read("host_made.txt", 100) == b"no metadata\n"
+    assert read_guest_file(share, "out", 100) == b"/etc/passwd"
+    with pytest.raises(GuestFileRefused, match="symbolic link"):
+        read_guest_file(share, "out", 100, virtfs_mapped=True)
+    assert repr(Share(share, virtfs_mapped=True)).endswith("virtfs_mapped=True)")
+
+
+def test_virtfs_mapped_file_metadata(share: Path) -> None:
+    """Under mapped-file the guest's mode is in .virtfs_metadata/NAME: the same refusals. Clearing or
+    replacing a name drops its stale metadata (the guest would see the host's new file as a link)."""
+    (share / "out").write_bytes(b"/etc/passwd")
+    _virtfs_meta_file(share, "out", 0o120777)
+    (share / "fifo").write_bytes(b"")
+    _virtfs_meta_file(share, "fifo", stat.S_IFIFO | 0o644)
+    (share / "reg.txt").write_bytes(b"regular\n")
+    _virtfs_meta_file(share, "reg.txt", stat.S_IFREG | 0o644)
+    (share / "odd").write_bytes(b"odd")
+    (share / ".virtfs_metadata" / "odd").write_text("garbage")  # unparsable: ignored
+    with Share(share, virtfs_mapped=True) as s:
+        err = refused("symlink", s.read, "out", 100)
+        assert "9p mapped-file" in str(err)
+        refused("not a regular file", s.read, "fifo", 100)
+        assert s.read("reg.txt", 100) == b"regular\n"
+        assert s.read("odd", 100) == b"odd"
+        s.write_atomic("out", b"host data")
+        assert not (share / ".virtfs_metadata" / "out").exists()
+        assert s.read("out", 100) == b"host data"
+        s.clear(["fifo"])
+        assert not (share / "fifo").exists() and not (share / ".virtfs_metadata" / "fifo").exists()
+    with Share(share) as plain:  # the metadata is only read when asked for
+        (share / "fifo").write_bytes(b"")
+        _virtfs_meta_file(share, "fifo", stat.S_IFIFO | 0o644)
+        assert plain.read("fifo", 10) == b""
+        plain.clear(["fifo"])
+        assert (share / ".virtfs_metadata" / "fifo").exists()
+
+
+def test_virtfs_mapped_costs_nothing_when_off(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local backend's reads do not look for 9p metadata (no getxattr, no extra open)."""
+    (share / STATUS).write_bytes(b"abc")
+    calls: list[object] = []
+    monkeypatch.setattr(os, "getxattr", lambda *a, **k: calls.append(a))
+    with Share(share) as s:
+        assert s.read(STATUS, 10) == b"abc"
+    assert calls == []
