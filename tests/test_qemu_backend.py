@@ -8,9 +8,12 @@ does not leak processes into the rest of the run).
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +22,19 @@ import pytest
 from boinc_guest.protocol import Finish, decode_status
 
 from host_bridge.backends.base import Backend, BackendError, TaskSpec, VMState
-from host_bridge.backends.qemu import AGENT_FILES, QemuBackend, name_arg, safe_tag
+from host_bridge.backends.qemu import (
+    AGENT_FILES,
+    EXIT_FILE,
+    QemuBackend,
+    kernel_memory_bytes,
+    minimum_memory_mb,
+    name_arg,
+    safe_tag,
+    share_is_virtfs_mapped,
+    sweep_state_dirs,
+)
+from host_bridge.exitcodes import ExitCode
+from host_bridge.share import GuestFileRefused
 from host_bridge.vmimage import VMImage, ensure_test_image
 from tests.support.vm import (
     build_guest_programs,
@@ -139,7 +154,13 @@ def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, 
     assert sorted(p.name for p in share.iterdir()) == ["hello_out.txt", "hello_prog", "in.dat", "out.txt"]
 
 
-def test_missing_program_and_symlinked_task_file(tmp_path: Path, image: VMImage, backends):
+def console_records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "[VM console]" in r.getMessage()]
+
+
+def test_missing_program_and_symlinked_task_file(
+    tmp_path: Path, image: VMImage, backends, caplog: pytest.LogCaptureFixture
+):
     share = tmp_path / "share"
     share.mkdir()
     secret = tmp_path / "host_secret"
@@ -147,10 +168,40 @@ def test_missing_program_and_symlinked_task_file(tmp_path: Path, image: VMImage,
     # A guest-planted link at the task file's name is replaced, never followed.
     (share / "boinc_task.json").symlink_to(secret)
     b = new_backend(backends, make_task(image, share, ("no_such_program",), "missing"))
+    caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED})
     assert s.state is VMState.EXITED and s.exit_code == 127, s
+    assert s.app_started
     assert secret.read_text() == "keep"
+    # The reason was only on the VM's console: it is logged (stderr.txt), once, marked as the console's.
+    for _ in range(3):
+        b.poll()
+    logged = console_records(caplog)
+    assert len(logged) == 1, logged
+    assert "the app exited with status 127" in logged[0]
+    assert "[VM console] boinc-agent: cannot run no_such_program: No such file or directory" in logged[0]
+    assert len(logged[0].splitlines()) <= 2 + 20 + 2  # header, at most 20 lines (+ telling ones), end
+    b.cleanup()
+    assert len(console_records(caplog)) == 1
+
+
+def test_app_killed_by_signal_logs_its_console(
+    tmp_path: Path, image: VMImage, backends, caplog: pytest.LogCaptureFixture
+):
+    """An app killed by a signal (here its own SIGKILL, as the OOM killer would) gets the console's last
+    lines logged, its stderr among them (no stderr file named: it goes to the console)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    script = "echo 'worker: about to die' >&2; kill -KILL $$"
+    b = new_backend(backends, make_task(image, share, ("sh", "-c", script), "signal"))
+    caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == -9, s
+    logged = console_records(caplog)
+    assert len(logged) == 1 and "killed by signal 9" in logged[0], logged
+    assert "[VM console] worker: about to die" in logged[0]
 
 
 def test_pause_quit_and_resume_from_app_checkpoint(tmp_path: Path, image: VMImage, backends):
@@ -158,15 +209,21 @@ def test_pause_quit_and_resume_from_app_checkpoint(tmp_path: Path, image: VMImag
     share.mkdir()
     task = make_task(image, share, ("counter", "60", "100", "3"), "counter")
     b = new_backend(backends, task)
+    assert b.poll().state is VMState.CREATED
     b.start()
+    # The VM runs but boots (seconds under TCG): the app has not started yet.
+    s = b.poll()
+    assert s.state is VMState.RUNNING and s.app_started is False, s
     progress = share / "progress.txt"
     wait_for(lambda: read_int(progress) >= 8, BOOT, what="progress >= 8")
-    assert b.poll().state is VMState.RUNNING
+    s = b.poll()
+    assert s.state is VMState.RUNNING and s.app_started is True, s
 
     # Pause really stops the guest: no progress for 2 s, then it continues.
     b.pause()
     b.pause()  # idempotent
-    assert b.poll().state is VMState.PAUSED
+    s = b.poll()
+    assert s.state is VMState.PAUSED and s.app_started, s
     time.sleep(0.3)  # a write in flight lands
     frozen = read_int(progress)
     time.sleep(2.0)
@@ -461,3 +518,347 @@ def test_vm_accel_kvm_does_not_fall_back(tmp_path: Path, image: VMImage, image_p
         s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=20)
         raise BackendError(s.error or str(s))
     assert b.accel == "kvm"
+
+
+# -- boot failures: the message says why ------------------------------------------------------------------
+
+
+def test_kernel_panic_message_leads_with_the_reason(
+    tmp_path: Path, image: VMImage, backends, caplog: pytest.LogCaptureFixture
+):
+    """A boot that panics: the console's last lines are the call trace's tail ("ret_from_fork+0x22/0x30 |
+    </TASK> | Kernel Offset: disabled"); the FAILED message puts the panic's reason first (and an initrd
+    that is not an archive says so), app_started is False (the image is broken, not the app), and the
+    console is logged once."""
+    garbage = tmp_path / "not-an-archive.img"
+    garbage.write_bytes(bytes(range(256)) * 400)
+    cases = [
+        ("rdinit", image.initrd, "rdinit=/no/such/init", ["VFS: Unable to mount root fs"]),
+        ("garbage", garbage, "", ["invalid magic at start of compressed archive", "VFS: Unable to mount"]),
+    ]
+    caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
+    for name, initrd, cmdline, expected in cases:
+        share = tmp_path / name
+        share.mkdir()
+        extra = (
+            ("vm_kernel", str(image.kernel)),
+            ("vm_initrd", str(initrd)),
+            ("vm_accel", "tcg"),
+            ("vm_cmdline", cmdline),
+        )
+        task = TaskSpec(
+            name=name, argv=("true",), share=share, owner_tag=tag_prefix() + "panic-" + name, extra=extra
+        )
+        b = new_backend(backends, task)
+        caplog.clear()
+        b.start()
+        s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+        assert s.state is VMState.FAILED and s.app_started is False, s
+        console = s.error.split("before the app finished: ", 1)[1]
+        lines = console.split(" | ")
+        assert "Kernel panic - not syncing" in console, s.error
+        for i, text in enumerate(expected):  # the telling lines first, in their order
+            assert text in lines[i], (text, lines)
+        # the last console lines alone would not have said it
+        tail = (b.serial_log.read_text(errors="replace").strip().splitlines())[-5:]
+        assert not any("Kernel panic" in ln for ln in tail), tail
+        logged = console_records(caplog)
+        assert len(logged) == 1 and "Kernel panic - not syncing" in logged[0], logged
+        b.cleanup()
+
+
+def test_memory_too_small_for_the_kernel_is_refused_at_create(tmp_path: Path, image: VMImage, backends):
+    """vm_memory_mb 16 or 64 with a ~65 MB vmlinux loaded up to 74 MiB: QEMU printed nothing and the
+    backend waited the whole boot timeout. create() refuses it now (permanent: the job file's mistake),
+    naming the setting, the sizes and the minimum."""
+    need, _why = minimum_memory_mb(image.kernel, image.initrd)
+    assert 64 < need <= 96  # 96 MiB boots this kernel (and 84 does not: it panics)
+    share = tmp_path / "share"
+    share.mkdir()
+    for mb in (16, 64, need - 1):
+        b = QemuBackend()
+        with pytest.raises(BackendError) as info:
+            b.create(make_task(image, share, ("true",), "mem", memory_mb=mb))
+        msg = str(info.value)
+        assert not info.value.temporary
+        assert f"vm_memory_mb {mb} is too small" in msg and f"at least {need} MiB" in msg, msg
+        assert str(image.kernel) in msg and str(image.initrd) in msg and "MiB" in msg
+        b.close()
+    new_backend(backends, make_task(image, share, ("true",), "mem", memory_mb=need))
+    new_backend(backends, make_task(image, share, ("true",), "mem"))  # 0: the default, 256 MiB
+    # The rule's parts: an ELF kernel's physical load end, a bzImage's init_size, else the file size.
+    top, how = kernel_memory_bytes(image.kernel)
+    assert top > image.kernel.stat().st_size and "ELF" in how
+    bz = tmp_path / "bzImage"
+    header = bytearray(0x1000)
+    header[0x202:0x206] = b"HdrS"
+    header[0x206:0x208] = (0x020F).to_bytes(2, "little")
+    header[0x260:0x264] = (40 << 20).to_bytes(4, "little")
+    bz.write_bytes(bytes(header))
+    assert kernel_memory_bytes(bz)[0] == 40 << 20
+    other = tmp_path / "other"
+    other.write_bytes(b"x" * 5000)
+    assert kernel_memory_bytes(other)[0] == 5000
+    assert minimum_memory_mb(other, None)[0] == 1 + 8
+
+
+def test_boot_timeout_with_a_silent_kernel_says_so(
+    tmp_path: Path, image: VMImage, backends, monkeypatch, caplog: pytest.LogCaptureFixture
+):
+    """The trial's case: 64 MiB for a kernel loaded up to 74 MiB (the create() check switched off here):
+    QEMU runs, the kernel prints nothing, and the boot timeout said "last console lines: " (empty). The
+    message now says the kernel printed nothing and why that happens; app_started stays False."""
+    from host_bridge.backends import qemu as Q
+
+    monkeypatch.setattr(Q, "minimum_memory_mb", lambda kernel, initrd: (0, ""))
+    share = tmp_path / "share"
+    share.mkdir()
+    extra = (
+        ("vm_kernel", str(image.kernel)),
+        ("vm_initrd", str(image.initrd)),
+        ("vm_accel", "tcg"),
+        ("vm_boot_timeout", "4"),
+    )
+    task = TaskSpec(
+        name="silent",
+        argv=("true",),
+        share=share,
+        owner_tag=tag_prefix() + "silent",
+        memory_mb=64,
+        extra=extra,
+    )
+    b = new_backend(backends, task)
+    caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
+    b.start()
+    s = b.poll()
+    assert s.state is VMState.RUNNING and s.app_started is False, s
+    s = wait_state(b, {VMState.FAILED, VMState.EXITED}, timeout=30)
+    assert s.state is VMState.FAILED and s.app_started is False, s
+    assert "did not start the app within 4 s" in s.error
+    assert "the kernel printed nothing on the console" in s.error and "vm_memory_mb" in s.error, s.error
+    assert "last console lines: " not in s.error
+    assert b.serial_log.read_bytes() == b""
+    assert [r for r in caplog.records if "console (serial.log) is empty" in r.getMessage()]
+
+
+# -- a forged exit file is the guest's failure, not the environment's -------------------------------------
+
+
+def test_invalid_exit_file_ends_the_task_as_failed(tmp_path: Path, image: VMImage, backends):
+    """The guest can write anything at boinc_agent_exit. "garbage" gave FAILED (a temporary exit, retried
+    forever); a file that does not parse is the guest's doing: EXITED with EXIT_CHILD_FAILED and the
+    reason in ``error``. The real agent's "error ..." line stays FAILED."""
+    share = tmp_path / "share"
+    share.mkdir()
+    # the guest itself writes the forged file, then lingers (the agent would overwrite it at the end)
+    script = f"printf 'garbage\\n' > {EXIT_FILE}; sleep 600"
+    b = new_backend(backends, make_task(image, share, ("sh", "-c", script), "forged"))
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == int(ExitCode.EXIT_CHILD_FAILED), s
+    assert s.error == f"the guest wrote an invalid {EXIT_FILE}: b'garbage\\n'; refused"
+    exit_file = share / EXIT_FILE
+    for content in (b"exit 999\n", b"signal 0\n", b"exit 1 2\n", b"\xff" * 5000):
+        exit_file.write_bytes(content)
+        s = b.poll()
+        assert s.state is VMState.EXITED and s.exit_code == 195 and "invalid" in s.error, (content, s)
+    exit_file.unlink()
+    exit_file.symlink_to(tmp_path / "elsewhere")
+    s = b.poll()
+    assert s.state is VMState.EXITED and s.exit_code == 195 and "(symlink)" in s.error, s
+    exit_file.unlink()
+    exit_file.write_bytes(b"exit 3\n")
+    s = b.poll()
+    assert s.state is VMState.EXITED and s.exit_code == 3 and s.error == "", s
+    exit_file.write_bytes(b"error cannot open boinc_task.json: No such file or directory\n")
+    s = b.poll()
+    assert s.state is VMState.FAILED and "could not run the app: cannot open boinc_task.json" in s.error, s
+
+
+# -- 9p mapped security models: guest links and special files are plain host files + metadata ------------
+
+SPECIAL_FILES = (
+    "ln -s /etc/passwd out && ln -s /etc/passwd boinc_status.msgpack && mkfifo fifo && mknod dev c 1 3 "
+    "&& echo regular > reg.txt"
+)
+
+
+@pytest.mark.parametrize("security", ["mapped-xattr", "mapped-file"])
+def test_guest_symlinks_and_special_files_are_refused(
+    tmp_path: Path, image: VMImage, backends, security: str
+):
+    """Under 9p mapped-xattr (the default) or mapped-file a guest's symlink out -> /etc/passwd is, on the
+    host, a regular 11-byte file holding "/etc/passwd", its FIFO and device node empty regular files.
+    They were copied back as data (the job finished 0); now they are refused as on a real host."""
+    share = tmp_path / "share"
+    share.mkdir()
+    extra = (
+        ("vm_kernel", str(image.kernel)),
+        ("vm_initrd", str(image.initrd)),
+        ("vm_accel", "tcg"),
+        ("vm_share_security", security),
+    )
+    tag = "special-" + security
+    task = TaskSpec(
+        name=tag, argv=("sh", "-c", SPECIAL_FILES), share=share, owner_tag=tag_prefix() + tag, extra=extra
+    )
+    b = new_backend(backends, task)
+    assert b.share.virtfs_mapped
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == 0, s
+    out = share / "out"
+    assert not out.is_symlink() and out.read_bytes() == b"/etc/passwd"  # what the host sees
+    assert os.path.isfile(share / "fifo") and os.path.isfile(share / "dev")
+    dest = tmp_path / "copied"
+    with pytest.raises(BackendError, match="it is a symbolic link"):
+        b.copy_out("out", dest)
+    assert not dest.exists()
+    for name, reason in (("boinc_status.msgpack", "symlink"), ("fifo", "not a regular file"),
+                         ("dev", "not a regular file")):  # fmt: skip
+        with pytest.raises(GuestFileRefused) as info:
+            b.share.read(name, 1 << 20)
+        assert info.value.reason == reason, str(info.value)
+    with pytest.raises(BackendError, match="a device"):
+        b.copy_out("dev", dest)
+    b.copy_out("reg.txt", dest)
+    assert dest.read_text() == "regular\n"
+
+
+def test_mapped_file_guest_symlink_at_the_task_file_does_not_break_the_next_start(
+    tmp_path: Path, image: VMImage, backends
+):
+    """Under mapped-file a guest's symlink leaves .virtfs_metadata/NAME saying "symlink"; the host's
+    rename of a new file over the name does not touch it, so the next VM saw the host's new
+    boinc_task.json as a symlink ("cannot open boinc_task.json: Too many levels of symbolic links":
+    FAILED, retried forever). The host's writes drop the stale metadata."""
+    share = tmp_path / "share"
+    share.mkdir()
+    extra = (
+        ("vm_kernel", str(image.kernel)),
+        ("vm_initrd", str(image.initrd)),
+        ("vm_accel", "tcg"),
+        ("vm_share_security", "mapped-file"),
+    )
+    script = "rm boinc_task.json && ln -s /nowhere boinc_task.json"
+    task = TaskSpec(
+        name="stale", argv=("sh", "-c", script), share=share, owner_tag=tag_prefix() + "stale", extra=extra
+    )
+    b = new_backend(backends, task)
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == 0, s
+    meta = share / ".virtfs_metadata" / "boinc_task.json"
+    assert "virtfs.mode=41471" in meta.read_text()  # S_IFLNK | 0777: the guest's symlink
+    wait_for(lambda: not own_qemu_processes(name_arg(b.cfg.tag)), 10, what="VM power-off")
+    b.start()  # a restart of the same task: the task file is written again
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == 0, s
+
+
+def test_share_is_virtfs_mapped():
+    assert share_is_virtfs_mapped({})  # the default model, mapped-xattr
+    assert share_is_virtfs_mapped({"vm_share_security": "mapped-xattr"})
+    assert share_is_virtfs_mapped((("vm_share_security", "mapped-file"),))  # TaskSpec.extra pairs
+    assert not share_is_virtfs_mapped({"vm_share_security": "none"})
+
+
+# -- leftover state folders -------------------------------------------------------------------------------
+
+
+def test_create_sweeps_state_folders_of_dead_vms(
+    tmp_path: Path, image: VMImage, backends, monkeypatch, caplog: pytest.LogCaptureFixture
+):
+    """A bridge killed with SIGKILL leaves its VM's state folder (/tmp/boinc-qemu-UID/TAG) behind, and the
+    client then deletes the slot: nothing would ever remove it. create() removes the folders whose
+    qemu.pid names no live QEMU and that were not modified for a day; live VMs' folders, fresh folders
+    and anything that is not a plain folder of ours stay."""
+    run = Path(tempfile.mkdtemp(prefix="bq-sweep-", dir="/tmp"))  # short: the QMP socket path goes there
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    base = run / f"boinc-qemu-{os.getuid()}"
+    base.mkdir(mode=0o700)
+    old = time.time() - 2 * 86400
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live_qemu = subprocess.Popen(
+        [shutil.which("qemu-system-x86_64") or "qemu-system-x86_64", "-machine", "none", "-S", "-display",
+         "none", "-nodefaults", "-no-user-config", "-name", name_arg("sweep-marker")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        layout = {
+            "old-dead": str(dead.pid),
+            "old-not-qemu": str(os.getpid()),  # a live process, but not QEMU (pid reused)
+            "old-no-pidfile": None,
+            "old-garbage-pid": "not a pid",
+            "old-live-qemu": str(live_qemu.pid),
+            "fresh-dead": str(dead.pid),
+            "old-recent-file": str(dead.pid),
+            "sweep-marker": str(dead.pid),  # wrong pidfile, but a live QEMU carries its -name marker
+            # a disk overlay whose task's share still exists (a task quit by the client for days): kept
+            "old-share-alive": str(dead.pid),
+            "old-share-gone": str(dead.pid),  # an overlay whose share was deleted with the slot
+            "old-share-alive-no-overlay": str(dead.pid),  # nothing worth keeping
+        }
+        alive_share = tmp_path / "slot-alive" / "shared"
+        alive_share.mkdir(parents=True)
+        gone_share = tmp_path / "slot-gone" / "shared"
+        gone_share.mkdir(parents=True)
+        for name, pid in layout.items():
+            d = base / name
+            d.mkdir()
+            (d / "serial.log").write_text("console\n")
+            if pid is not None:
+                (d / "qemu.pid").write_text(pid + "\n")
+            if name.startswith("old-share-"):
+                sh = gone_share if name == "old-share-gone" else alive_share
+                st = sh.stat()
+                (d / "share.id").write_text(f"{st.st_dev} {st.st_ino} {sh}\n")
+                if "no-overlay" not in name:
+                    (d / "overlay.qcow2").write_bytes(b"QFI\xfb")
+            if name != "fresh-dead":
+                for f in d.iterdir():
+                    if not (name == "old-recent-file" and f.name == "serial.log"):
+                        os.utime(f, (old, old))
+                os.utime(d, (old, old))
+        (base / "old-file").write_text("not a folder")
+        os.utime(base / "old-file", (old, old))
+        target = tmp_path / "elsewhere"
+        target.mkdir()
+        os.utime(target, (old, old))
+        (base / "old-link").symlink_to(target)
+        shutil.rmtree(gone_share.parent)  # the client deleted the slot
+        wait_for(lambda: psutil.Process(live_qemu.pid).cmdline()[-1:] == [name_arg("sweep-marker")], 10,
+                 what="QEMU up")  # fmt: skip
+        caplog.set_level(logging.INFO, logger="host_bridge.backends.qemu")
+        share = tmp_path / "share"
+        share.mkdir()
+        b = new_backend(backends, make_task(image, share, ("true",), "sweeper"))
+        assert b.cfg.state_dir.parent == base
+        left = sorted(p.name for p in base.iterdir())
+        assert left == sorted(
+            [
+                "fresh-dead",
+                "old-file",
+                "old-link",
+                "old-live-qemu",
+                "old-recent-file",
+                "old-share-alive",
+                "sweep-marker",
+            ]
+        ), left
+        assert target.exists()
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        gone = ("old-dead", "old-not-qemu", "old-no-pidfile", "old-garbage-pid", "old-share-gone")
+        for name in (*gone, "old-share-alive-no-overlay"):
+            assert str(base / name) in logged
+        # the sweep never takes the caller's own folder, however old
+        own = base / b.cfg.tag
+        own.mkdir()
+        os.utime(own, (old, old))
+        assert sweep_state_dirs(base, keep=b.cfg.tag) == []
+        assert own.exists()
+    finally:
+        live_qemu.kill()
+        live_qemu.wait(10)
+        shutil.rmtree(run, ignore_errors=True)

@@ -29,11 +29,13 @@ import os
 import re
 import shutil
 import signal
+import stat
+import struct
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from typing import Any
 import psutil
 
 from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
+from host_bridge.exitcodes import ExitCode
 from host_bridge.share import GuestFileRefused, Share
 
 logger = logging.getLogger(__name__)
@@ -76,11 +79,41 @@ EXTRA_KEYS = (
     "vm_pyroot",
 )
 _SECURITY_MODELS = ("mapped-xattr", "mapped-file", "none")
+DEFAULT_SECURITY_MODEL = "mapped-xattr"
 _EXIT_RE = re.compile(rb"\A(exit|signal) (\d{1,3})\n?\Z")
 _ERROR_RE = re.compile(rb"\Aerror ([^\x00]{0,1000})\n?\Z")
 
 _PR_SET_PDEATHSIG = 1
 GUEST_SHARE = "/boinc/shared"  # where the image mounts the share (docs/protocol.md, docs/qemu.md)
+
+# The smallest vm_memory_mb create() accepts for a kernel (+ initrd): the RAM the kernel is loaded into
+# (an ELF's highest physical PT_LOAD end, a bzImage's init_size, else the file's size), twice the initrd
+# (it is held in RAM while it is unpacked), and this much for the kernel's own start (page tables,
+# struct pages, slabs). A floor below which the VM cannot boot, not a promise that it boots above it.
+MEMORY_MARGIN_MB = 8
+
+# The guest's console (serial.log): what the FAILED message and the failure log quote.
+CONSOLE_SCAN_BYTES = 16384  # the tail of the console searched for the telling lines below
+CONSOLE_LOG_LINES = 20  # lines logged (stderr.txt) when the app fails or the VM fails
+CONSOLE_LOG_BYTES = 4096
+CONSOLE_LINE_MAX = 300
+# Console lines that say why a VM or its app failed, quoted first (before the last lines, which for a
+# kernel panic are the tail of its call trace).
+TELLING_CONSOLE_LINES = (
+    "Kernel panic - not syncing",
+    "VFS: Unable to mount root fs",
+    "invalid magic at start of compressed archive",
+    "Out of memory",
+    "Killed process",
+    "cannot run",
+)
+
+# Leftover state folders (a bridge killed with SIGKILL, its slot then deleted by the client): create()
+# removes those under the default base folder whose VM is gone and that nobody touched for a day.
+STALE_STATE_AGE = 86400.0
+_SWEEP_MAX_DIRS = 256  # folders looked at per sweep
+_SWEEP_MAX_FILES = 64  # a folder with more entries is not a VM state folder: left alone
+SHARE_ID_FILE = "share.id"  # in a state folder: "DEV INO PATH" of the task's shared folder
 
 
 # --------------------------------------------------------------------------------------------- QMP plumbing
@@ -154,6 +187,183 @@ def _is_kernel(path: Path) -> bool:
     except OSError:
         return False
     return head[:4] == b"\x7fELF" or head[0x202:0x206] == b"HdrS"
+
+
+def share_is_virtfs_mapped(extra: Mapping[str, str] | Iterable[tuple[str, str]]) -> bool:
+    """Whether a QEMU task's share holds 9p mapped metadata (``vm_share_security`` mapped-xattr, the
+    default, or mapped-file): the guest's symlinks, FIFOs and device nodes are then regular host files,
+    so a ``Share`` of that folder must be made with ``virtfs_mapped=True``. ``extra``: the task's
+    ``TaskSpec.extra`` (pairs or a mapping)."""
+    security = dict(extra).get("vm_share_security") or DEFAULT_SECURITY_MODEL
+    return security in ("mapped-xattr", "mapped-file")
+
+
+def kernel_memory_bytes(path: Path) -> tuple[int, str]:
+    """A lower bound of the RAM a kernel needs to be loaded, and how it was found: an ELF (PVH) kernel is
+    loaded at its physical addresses (the end of its highest PT_LOAD segment: a vmlinux loaded at 16 MiB
+    needs RAM up to there); a bzImage needs its setup header's ``init_size`` (boot protocol 2.10+) to
+    decompress and start in; anything else its file size."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x270)
+            if head[:4] == b"\x7fELF" and len(head) >= 64:
+                top = _elf_load_end(f, head)
+                if top:
+                    return top, "its ELF segments are loaded at physical addresses up to there"
+            if len(head) >= 0x264 and head[0x202:0x206] == b"HdrS":
+                (version,) = struct.unpack_from("<H", head, 0x206)
+                (init_size,) = struct.unpack_from("<I", head, 0x260)
+                if version >= 0x020A and 0 < init_size < 1 << 36:
+                    return init_size, "its bzImage init_size: the memory it decompresses and starts in"
+    except (OSError, struct.error):
+        pass
+    return size, "its file size"
+
+
+def _elf_load_end(f: Any, head: bytes) -> int:
+    """The end of the highest PT_LOAD segment's physical range of an ELF file (0: unknown)."""
+    if head[4] not in (1, 2) or head[5] not in (1, 2):
+        return 0
+    e = "<" if head[5] == 1 else ">"
+    if head[4] == 2:  # ELF64: e_phoff, e_phentsize, e_phnum; p_type, p_paddr, p_memsz offsets
+        (phoff,) = struct.unpack_from(e + "Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from(e + "HH", head, 0x36)
+        word, paddr_at, memsz_at = "Q", 0x18, 0x28
+    else:
+        (phoff,) = struct.unpack_from(e + "I", head, 0x1C)
+        phentsize, phnum = struct.unpack_from(e + "HH", head, 0x2A)
+        word, paddr_at, memsz_at = "I", 0x0C, 0x14
+    if phentsize < memsz_at + struct.calcsize(word) or not 0 < phnum <= 256:
+        return 0
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    top = 0
+    for off in range(0, len(table) - phentsize + 1, phentsize):
+        (ptype,) = struct.unpack_from(e + "I", table, off)
+        if ptype == 1:  # PT_LOAD
+            (paddr,) = struct.unpack_from(e + word, table, off + paddr_at)
+            (memsz,) = struct.unpack_from(e + word, table, off + memsz_at)
+            top = max(top, paddr + memsz)
+    return top if top < 1 << 40 else 0
+
+
+def minimum_memory_mb(kernel: Path, initrd: Path | None) -> tuple[int, str]:
+    """The smallest ``vm_memory_mb`` that can boot ``kernel`` (+ ``initrd``), and the reckoning in words.
+    The rule (docs/qemu.md): the kernel's load size (``kernel_memory_bytes``) + twice the initrd's size
+    (held in RAM while unpacked) + MEMORY_MARGIN_MB, rounded up to MiB. A floor, not a guarantee."""
+    mib = 1 << 20
+    k, how = kernel_memory_bytes(kernel)
+    i = initrd.stat().st_size if initrd is not None else 0
+    need = -(-(k + 2 * i) // mib) + MEMORY_MARGIN_MB
+    why = f"the kernel {kernel} needs {k / mib:.1f} MiB ({how})"
+    if initrd is not None:
+        why += f", the initrd {initrd} is {i / mib:.1f} MiB (held in memory and unpacked: twice that)"
+    why += f", plus {MEMORY_MARGIN_MB} MiB for the kernel's start"
+    return need, why
+
+
+def sweep_state_dirs(base: Path, keep: str = "", now: float | None = None) -> list[Path]:
+    """Remove VM state folders under ``base`` left by bridges that were killed (SIGKILL: no cleanup)
+    and whose slots are gone: a sub-folder is removed only when neither it nor its files were modified
+    for STALE_STATE_AGE (a day), its ``qemu.pid`` names no live QEMU process, and no live QEMU carries
+    its ``-name`` marker. A folder holding a disk overlay (the VM's disk writes) is also kept while the
+    shared folder it recorded (``SHARE_ID_FILE``, same device and inode) exists: a task quit by the
+    client and suspended for days resumes with it. ``keep``: the caller's own folder name.
+
+    Bounded: at most _SWEEP_MAX_DIRS folders of at most _SWEEP_MAX_FILES entries each; only folders
+    owned by this user; links are never followed. Returns what was removed (each logged)."""
+    uid = os.getuid()
+    now = time.time() if now is None else now
+    try:
+        st = os.lstat(base)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+            return []
+        with os.scandir(base) as it:
+            entries = [e for _, e in zip(range(_SWEEP_MAX_DIRS), it, strict=False)]
+    except OSError:
+        return []
+    candidates: list[Path] = []
+    for e in entries:
+        if e.name == keep:
+            continue
+        try:
+            est = e.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(est.st_mode) or est.st_uid != uid or now - est.st_mtime < STALE_STATE_AGE:
+                continue
+            with os.scandir(e.path) as inner:
+                files = [f for _, f in zip(range(_SWEEP_MAX_FILES + 1), inner, strict=False)]
+            if len(files) > _SWEEP_MAX_FILES:
+                continue
+            if any(now - f.stat(follow_symlinks=False).st_mtime < STALE_STATE_AGE for f in files):
+                continue
+        except OSError:
+            continue
+        if _pidfile_names_qemu(Path(e.path) / "qemu.pid"):
+            continue
+        if any(f.name == "overlay.qcow2" for f in files) and _share_still_there(Path(e.path)):
+            continue
+        candidates.append(Path(e.path))
+    if not candidates:
+        return []
+    # A VM whose pidfile is gone or wrong but that still runs keeps its folder too (its -name marker).
+    live: set[str] = set()
+    with contextlib.suppress(psutil.Error, OSError):
+        for proc in psutil.process_iter(["cmdline"]):
+            cl = proc.info.get("cmdline") or []
+            live.update(a for a in cl if a.startswith("guest=boinc-"))
+    removed: list[Path] = []
+    for d in candidates:
+        if name_arg(d.name) in live:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        if not d.exists():
+            logger.info("removed the state folder of a VM that ended more than a day ago: %s", d)
+            removed.append(d)
+    return removed
+
+
+def _share_still_there(state_dir: Path) -> bool:
+    """Whether the shared folder a state folder recorded still exists (same device and inode: a slot
+    the client emptied and reused has a new one)."""
+    try:
+        fd = os.open(state_dir / SHARE_ID_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        dev, ino, path = os.read(fd, 4096).decode("utf-8", "surrogateescape").rstrip("\n").split(" ", 2)
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (OSError, ValueError):
+        return False
+    finally:
+        os.close(fd)
+
+
+def _pidfile_names_qemu(pidfile: Path) -> bool:
+    """Whether ``pidfile`` names a live process that is QEMU (unsure: True, the folder is kept)."""
+    try:
+        fd = os.open(pidfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        pid = int(os.read(fd, 32).split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    finally:
+        os.close(fd)
+    if pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cl = proc.cmdline()
+        return "qemu" in proc.name() or bool(cl and "qemu" in os.path.basename(cl[0]))
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
 
 
 def qemu_binary(override: str | None = None) -> str:
@@ -337,6 +547,7 @@ class QemuBackend:
         self._kvm_may_fall_back = False  # chosen by the probe, not by the job: may retry under TCG
         self._fell_back = False
         self._cleaned = False
+        self._console_logged = False  # the console's tail was logged for this VM's failure
 
     # -- paths ------------------------------------------------------------------------------------------
     @property
@@ -389,6 +600,14 @@ class QemuBackend:
                 Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"boinc-qemu-{os.getuid()}"
             )
             base.mkdir(mode=0o700, exist_ok=True)
+            bst = os.lstat(base)
+            if not stat.S_ISDIR(bst.st_mode) or bst.st_uid != os.getuid():
+                raise BackendError(
+                    f"{base} is not a folder of this user (a link, or another user's): the VMs' control "
+                    "sockets cannot go there; remove it or set vm_state_dir",
+                    temporary=True,
+                )
+            sweep_state_dirs(base, keep=tag)
             state_dir = base / tag
         if state_dir == share or share in state_dir.parents:
             raise BackendError(
@@ -401,7 +620,17 @@ class QemuBackend:
             )
 
         kernel, initrd, disk = self._resolve_image(task, extra)
-        security = extra.get("vm_share_security", "mapped-xattr")
+        memory_mb = task.memory_mb or DEFAULT_MEMORY_MB
+        if kernel is not None:
+            need, why = minimum_memory_mb(kernel, initrd)
+            if memory_mb < need:
+                given = f"{task.memory_mb}" if task.memory_mb else f"0 (the default, {DEFAULT_MEMORY_MB})"
+                raise BackendError(
+                    f"vm_memory_mb {given} is too small to boot this VM: {why}: give at least {need} MiB "
+                    "(vm_memory_mb in the job file, plus what the app itself needs); with less the kernel "
+                    "hangs or panics before it prints a line"
+                )
+        security = extra.get("vm_share_security", DEFAULT_SECURITY_MODEL)
         if security not in _SECURITY_MODELS:
             raise BackendError(
                 f"vm_share_security must be one of {', '.join(_SECURITY_MODELS)}, not {security!r}"
@@ -417,7 +646,8 @@ class QemuBackend:
         self._task = task
         if self._share is not None:
             self._share.close()
-        self._share = Share(share)
+        # mapped-xattr / mapped-file: a guest symlink or FIFO is a regular host file + 9p metadata
+        self._share = Share(share, virtfs_mapped=share_is_virtfs_mapped({"vm_share_security": security}))
         self._cfg = _Config(
             qemu=qemu,
             tag=tag,
@@ -427,7 +657,7 @@ class QemuBackend:
             disk=disk,
             cmdline=extra.get("vm_cmdline", ""),
             accel_req=extra.get("vm_accel", "auto"),
-            memory_mb=task.memory_mb or DEFAULT_MEMORY_MB,
+            memory_mb=memory_mb,
             cpus=max(1, task.nthreads),
             network=task.network,
             security=security,
@@ -602,6 +832,7 @@ class QemuBackend:
             )
         self._kill_own_leftovers()
         c.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._write_share_id()
         self._accel = choose_accel(c.qemu, c.accel_req)
         self._kvm_may_fall_back = self._accel == "kvm" and accel_request(c.accel_req) == "auto"
         self._fell_back = False
@@ -614,6 +845,13 @@ class QemuBackend:
             ) from e
         self._make_overlay()
         self._launch()
+
+    def _write_share_id(self) -> None:
+        """Record which shared folder this state folder serves (``SHARE_ID_FILE``): the sweep of old state
+        folders keeps a disk overlay while its task's share exists (a task quit and suspended for days)."""
+        with contextlib.suppress(OSError):
+            st = os.stat(self.share.fd)
+            (self.cfg.state_dir / SHARE_ID_FILE).write_text(f"{st.st_dev} {st.st_ino} {self.share.path}\n")
 
     def _launch(self) -> None:
         """Start the QEMU process (``self._accel``) and wait for its control socket."""
@@ -645,6 +883,7 @@ class QemuBackend:
         self._exit_status = None
         self._cpu_time = 0.0
         self._started = False
+        self._console_logged = False
         self._paused_at = None
         self._boot_deadline = time.monotonic() + c.boot_timeout
         # QMP comes up within milliseconds; fail early if QEMU refuses the command line.
@@ -802,22 +1041,43 @@ class QemuBackend:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(5)
 
+    def _status(self, state: VMState, **kw: Any) -> BackendStatus:
+        """A status of this VM: its CPU time, and whether the agent reported the app started."""
+        kw.setdefault("app_started", self._started)
+        return BackendStatus(state, cpu_time=self._cpu_time, **kw)
+
     def _read_exit(self) -> BackendStatus | None:
+        """The app's end from the agent's exit file (None: not there yet). The file is the guest's: one
+        that is refused (a link, a special file, too large) or does not parse ends the task as the
+        guest's failure (EXITED, EXIT_CHILD_FAILED, ``error`` saying why), never as the environment's
+        (FAILED is a temporary exit, retried). Only the agent's own "error TEXT" line (it could not run
+        the app) and a read error of the host's folder are FAILED."""
         try:
             data = self.share.read(EXIT_FILE, 4096)
-        except (OSError, GuestFileRefused) as e:
-            return BackendStatus(VMState.FAILED, cpu_time=self._cpu_time, error=f"bad {EXIT_FILE}: {e}")
+        except GuestFileRefused as e:
+            return self._invalid_exit(f"not a plain file of at most 4 KiB ({e.reason})")
+        except OSError as e:
+            return self._status(VMState.FAILED, error=f"cannot read {EXIT_FILE} from the shared folder: {e}")
         if data is None:
             return None
         m = _EXIT_RE.match(data)
         if m:
             n = int(m.group(2))
-            code = n if m.group(1) == b"exit" else -n
-            return BackendStatus(VMState.EXITED, exit_code=code, cpu_time=self._cpu_time)
+            if (m.group(1) == b"exit" and n <= 255) or (m.group(1) == b"signal" and 1 <= n <= 127):
+                code = n if m.group(1) == b"exit" else -n
+                return self._status(VMState.EXITED, exit_code=code, app_started=True)
+            return self._invalid_exit(repr(data[:100]))
         m = _ERROR_RE.match(data)
-        text = m.group(1).decode("utf-8", "replace") if m else repr(data[:100])
-        return BackendStatus(
-            VMState.FAILED, cpu_time=self._cpu_time, error=f"the VM's agent could not run the app: {text}"
+        if m is None:
+            return self._invalid_exit(repr(data[:100]))
+        text = m.group(1).decode("utf-8", "replace").strip()
+        return self._status(VMState.FAILED, error=f"the VM's agent could not run the app: {text}")
+
+    def _invalid_exit(self, what: str) -> BackendStatus:
+        return self._status(
+            VMState.EXITED,
+            exit_code=int(ExitCode.EXIT_CHILD_FAILED),
+            error=f"the guest wrote an invalid {EXIT_FILE}: {what}; refused",
         )
 
     def poll(self) -> BackendStatus:
@@ -826,7 +1086,9 @@ class QemuBackend:
         return status
 
     def _poll(self, *, query: bool) -> BackendStatus | None:
-        """The status; with ``query=False`` None where QMP would have to be asked (the VM is alive)."""
+        """The status; with ``query=False`` None where QMP would have to be asked (the VM is alive).
+        ``app_started`` is False until the agent reported the app started (a failure before that is the
+        image's or the settings', not the app's)."""
         if self._cfg is None or self._cleaned:
             return BackendStatus(VMState.ABSENT)
         if self._exit_status is not None:
@@ -844,22 +1106,21 @@ class QemuBackend:
             if not alive:
                 self._reap()
                 self._exit_status = ended
-            return ended
+            return self._noted(ended)
         if not alive:
             self._reap()
             if self._stopping:
                 return BackendStatus(VMState.ABSENT, cpu_time=self._cpu_time)
             code = self._proc.returncode if self._proc is not None else None
             if self._fall_back_to_tcg(f"QEMU exited ({code}): {self._stderr_tail() or self._serial_tail()}"):
-                return BackendStatus(VMState.RUNNING, cpu_time=self._cpu_time)
-            failed = BackendStatus(
+                return self._status(VMState.RUNNING)
+            failed = self._status(
                 VMState.FAILED,
-                cpu_time=self._cpu_time,
                 error=f"the VM stopped unexpectedly (QEMU exit {code}) before the app finished: "
-                f"{self._stderr_tail() or self._serial_tail()}",
+                f"{self._stderr_tail() or self._serial_tail() or 'the console is empty'}",
             )
             self._exit_status = failed
-            return failed
+            return self._noted(failed)
         if (
             not self._started
             and self._paused_at is None
@@ -867,12 +1128,20 @@ class QemuBackend:
             and time.monotonic() > self._boot_deadline
         ):
             if self._fall_back_to_tcg(f"the app did not start within {self.cfg.boot_timeout:g} s"):
-                return BackendStatus(VMState.RUNNING, cpu_time=self._cpu_time)
-            return BackendStatus(
-                VMState.FAILED,
-                cpu_time=self._cpu_time,
-                error=f"the VM did not start the app within {self.cfg.boot_timeout:g} s "
-                f"(vm_boot_timeout); last console lines: {self._serial_tail()}",
+                return self._status(VMState.RUNNING)
+            console = self._serial_tail()
+            said = (
+                f"last console lines: {console}"
+                if console
+                else "the kernel printed nothing on the console (too little memory for it: vm_memory_mb, a "
+                "kernel that is not for this machine, or a hung accelerator: try vm_accel=tcg)"
+            )
+            return self._noted(
+                self._status(
+                    VMState.FAILED,
+                    error=f"the VM did not start the app within {self.cfg.boot_timeout:g} s "
+                    f"(vm_boot_timeout); {said}",
+                )
             )
         if not query:
             return None
@@ -886,8 +1155,43 @@ class QemuBackend:
             raise
         st = status.get("status") if isinstance(status, dict) else None
         if st == "paused" or (isinstance(status, dict) and not status.get("running", True)):
-            return BackendStatus(VMState.PAUSED, cpu_time=self._cpu_time)
-        return BackendStatus(VMState.RUNNING, cpu_time=self._cpu_time)
+            return self._status(VMState.PAUSED)
+        return self._status(VMState.RUNNING)
+
+    def _noted(self, status: BackendStatus) -> BackendStatus:
+        """Log the guest's console once when the app failed or the VM failed (before cleanup deletes it:
+        the reason, e.g. "cannot run", a dynamic loader's message or the OOM killer, is only there)."""
+        if status.state is VMState.FAILED:
+            self._log_console("the VM failed before the app finished")
+        elif status.state is VMState.EXITED and status.exit_code:
+            code = status.exit_code
+            self._log_console(
+                status.error
+                or (
+                    f"the app was killed by signal {-code}"
+                    if code < 0
+                    else f"the app exited with status {code}"
+                )
+            )
+        return status
+
+    def _log_console(self, why: str) -> None:
+        if self._console_logged or self._cfg is None:
+            return
+        self._console_logged = True
+        telling, tail = _console_excerpt(self.serial_log, CONSOLE_LOG_LINES, CONSOLE_LOG_BYTES)
+        if not telling and not tail:
+            logger.warning("VM %s: %s; its console (serial.log) is empty", self.cfg.tag, why)
+            return
+        lines = [*telling, "..."] if telling else []
+        lines += tail
+        logger.warning(
+            "VM %s: %s; the VM's console (the guest kernel's, agent's and app's output), last lines:\n%s\n"
+            "[VM console] (end)",
+            self.cfg.tag,
+            why,
+            "\n".join(f"[VM console] {ln}" for ln in lines),
+        )
 
     # -- files ------------------------------------------------------------------------------------------
     def copy_in(self, src: Path, name: str) -> None:
@@ -943,7 +1247,52 @@ class QemuBackend:
         return _tail(self.cfg.state_dir / "qemu.stderr")
 
     def _serial_tail(self) -> str:
-        return _tail(self.serial_log)
+        """The console's telling lines (a kernel panic's reason, OOM, "cannot run") first, then its last
+        lines, joined with " | " (for a FAILED message)."""
+        telling, tail = _console_excerpt(self.serial_log, 5, 4096)
+        return " | ".join([*telling, *tail])
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean_line(line: str) -> str:
+    """A console line fit for a log: no control characters (the guest writes the console: no terminal
+    escapes into stderr.txt), at most CONSOLE_LINE_MAX characters."""
+    line = _CONTROL.sub("?", line.strip())
+    return line if len(line) <= CONSOLE_LINE_MAX else line[: CONSOLE_LINE_MAX - 3] + "..."
+
+
+def _console_excerpt(path: Path, lines: int, limit: int) -> tuple[list[str], list[str]]:
+    """(telling, tail) of a console log: the last ``lines`` lines within its last ``limit`` bytes, and
+    before them the lines of the last CONSOLE_SCAN_BYTES that say why something failed
+    (TELLING_CONSOLE_LINES; at most 4, the latest, each once), not repeated in the tail."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - CONSOLE_SCAN_BYTES))
+            data = f.read(CONSOLE_SCAN_BYTES)
+    except OSError:
+        return [], []
+    text = data.decode("utf-8", "replace").replace("\r", "")
+    raw = text.split("\n")
+    if size > CONSOLE_SCAN_BYTES and len(raw) > 1:
+        raw = raw[1:]  # a cut first line
+    all_lines = [c for c in (_clean_line(ln) for ln in raw) if c]
+    tail: list[str] = []
+    used = 0
+    for ln in reversed(all_lines):
+        if len(tail) >= lines or used + len(ln) + 1 > limit:
+            break
+        tail.insert(0, ln)
+        used += len(ln) + 1
+    telling: list[str] = []
+    for ln in reversed(all_lines):
+        if len(telling) >= 4:
+            break
+        if any(t in ln for t in TELLING_CONSOLE_LINES) and ln not in telling:
+            telling.insert(0, ln)
+    return telling, [ln for ln in tail if ln not in telling]
 
 
 def _tail(path: Path, lines: int = 5, limit: int = 4096) -> str:
@@ -953,4 +1302,4 @@ def _tail(path: Path, lines: int = 5, limit: int = 4096) -> str:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:])
+    return " | ".join(_clean_line(ln) for ln in text.strip().splitlines()[-lines:])
