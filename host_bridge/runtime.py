@@ -571,11 +571,21 @@ class Runtime:
     ) -> Outcome | None:
         share_dir = self._share_dir(desc)
         share_dir.mkdir(parents=True, exist_ok=True)
-        share = Share(share_dir)
+        share = Share(share_dir, virtfs_mapped=self._virtfs_mapped(desc))
         try:
             return self._run_task_in(idx, desc, share, share_dir, weight_before, total_weight)
         finally:
             share.close()
+
+    def _virtfs_mapped(self, desc: TaskDesc) -> bool:
+        """Whether the task's share is a QEMU 9p export with mapped metadata: a guest's symlink or FIFO
+        is then a regular host file that only its metadata tells apart (host_bridge.share)."""
+        if self.backend_kind(desc) != "qemu":
+            return False
+        from .backends.qemu import share_is_virtfs_mapped
+
+        security = getattr(desc, "vm_share_security", None)
+        return share_is_virtfs_mapped({"vm_share_security": security} if security else {})
 
     def _run_task_in(
         self,

@@ -190,3 +190,36 @@ def test_vm_that_never_boots_fails_for_good_after_three_tries(tmp_path, vm_files
             assert rc == 195, log
             assert "failed 3 times in a row before the task's app started" in log, log
     assert not qemu_of(c.slot_dir)
+
+
+SYMLINK_OUT_JOB = """<job_desc>
+    <task>
+        <application>/bin/sh</application>
+        <vm_kernel>vm_kernel</vm_kernel>
+        <vm_initrd>vm_initrd</vm_initrd>
+        <copy_file_from_VM>out</copy_file_from_VM>
+        <command_line>-c "ln -s /etc/passwd out"</command_line>
+    </task>
+</job_desc>
+"""
+
+
+def test_a_guest_symlink_as_output_is_refused(tmp_path, vm_files, slots):
+    """Over 9p (mapped-xattr) a guest's symlink is a regular host file holding the link's text; only its
+    metadata says it is a link. The output must be refused as a symlink (as on the local backend), not
+    sent to the project as a file containing "/etc/passwd"."""
+    proj = tmp_path / "project"
+    proj.mkdir()
+    texts = {"job.xml": SYMLINK_OUT_JOB, "out": f"<soft_link>{proj}/result_out</soft_link>\n"}
+    files = {k: v for k, v in vm_files.items() if k in ("vm_kernel", "vm_initrd")}
+    c = vm_slot("hbs", files, texts)
+    slots.append(c)
+    b = Bridge(c.slot_dir)
+    try:
+        rc = b.wait(180)
+    finally:
+        b.close()
+    assert rc == 195, b.log()
+    assert "output file 'out' was refused (symlink)" in b.log()
+    assert not (proj / "result_out").exists()
+    assert not qemu_of(c.slot_dir)
