@@ -160,16 +160,16 @@ def test_vm_abort_leaves_nothing(tmp_path, vm_files, slots):
 
 
 def test_vm_that_never_boots_fails_for_good_after_three_tries(tmp_path, vm_files, slots):
-    """A VM that fails before its app starts (here the app version's vm_kernel is not a kernel) is the
-    image's or the job's fault, not the host's moment: the first two runs end in a temporary exit that
-    says so (the client retries), the third fails the task with EXIT_CHILD_FAILED instead of retrying
-    forever (each retry boots a VM on the volunteer's machine)."""
+    """A VM that fails before its app starts (here the app version's vm_initrd is not an archive: the
+    kernel panics) is the image's or the job's fault, not the host's moment: the first two runs end in
+    a temporary exit that says so (the client retries), the third fails the task with EXIT_CHILD_FAILED
+    instead of retrying forever (each retry boots a VM on the volunteer's machine)."""
     import json
 
     files = dict(vm_files)
-    not_a_kernel = tmp_path / "not_a_kernel"
-    not_a_kernel.write_text("this is not a Linux kernel\n" * 100)
-    files["vm_kernel"] = not_a_kernel
+    not_an_archive = tmp_path / "not_an_archive"
+    not_an_archive.write_bytes(b"this is not an initramfs\n" * 100)
+    files["vm_initrd"] = not_an_archive
     c = make_slot(tmp_path, files, seconds=2)
     slots.append(c)
     state = c.slot_dir / "host_bridge_state.json"
@@ -223,3 +223,22 @@ def test_a_guest_symlink_as_output_is_refused(tmp_path, vm_files, slots):
     assert "output file 'out' was refused (symlink)" in b.log()
     assert not (proj / "result_out").exists()
     assert not qemu_of(c.slot_dir)
+
+
+def test_a_vm_kernel_that_is_not_a_kernel_is_refused_at_once(tmp_path, vm_files, slots):
+    """A vm_kernel file that is neither an ELF vmlinux nor a bzImage is the job's mistake: the task
+    fails at once (195, naming vm_kernel) instead of QEMU's "linux kernel too old to load a ram disk"
+    and retries."""
+    files = dict(vm_files)
+    not_a_kernel = tmp_path / "not_a_kernel"
+    not_a_kernel.write_text("this is not a Linux kernel\n" * 100)
+    files["vm_kernel"] = not_a_kernel
+    c = make_slot(tmp_path, files, seconds=2)
+    slots.append(c)
+    b = Bridge(c.slot_dir)
+    try:
+        rc = b.wait(60)
+    finally:
+        b.close()
+    assert rc == 195, b.log()
+    assert "is not a Linux kernel image" in b.log() and "vm_kernel" in b.log()

@@ -731,7 +731,13 @@ class QemuBackend:
                 raise BackendError(f"{tagname}: {value} is not a readable file: fix the path in the job file")
             return p
 
-        return check("vm_kernel", kernel), check("vm_initrd", initrd), check("vm_disk_image", disk)
+        kpath = check("vm_kernel", kernel)
+        if kpath is not None and not _is_kernel(kpath):
+            raise BackendError(
+                f"vm_kernel: {kernel} is not a Linux kernel image (neither an ELF vmlinux nor a bzImage): "
+                "fix the job file's vm_kernel or the app version's vm_kernel file"
+            )
+        return kpath, check("vm_initrd", initrd), check("vm_disk_image", disk)
 
     # -- start ------------------------------------------------------------------------------------------
     def _command(self) -> list[str]:
