@@ -120,6 +120,15 @@ class Bridge:
         self._out.close()
 
 
+def run_bridge(slot: Path, *args: str, timeout: float = 60.0) -> tuple[int, str]:
+    """Run the bridge in ``slot`` to its end: (its exit status, its stderr.txt)."""
+    b = Bridge(slot, *args)
+    try:
+        return b.wait(timeout), b.log()
+    finally:
+        b.close()
+
+
 def guest_pids(share: Path) -> list[int]:
     p = share / "pids"
     if not p.exists():

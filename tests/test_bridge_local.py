@@ -11,7 +11,7 @@ import psutil
 import pytest
 from boinc_guest import protocol as P
 
-from tests.bridge_support import Bridge, alive, guest_pids, make_slot, wait_for
+from tests.bridge_support import Bridge, alive, guest_pids, make_slot, run_bridge, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -341,12 +341,9 @@ def test_kill_9_after_the_finish_was_processed_completes_without_rerunning(tmp_p
             b.proc.wait(10)
         finally:
             b.close()
-        b = Bridge(c.slot_dir)
-        try:
-            assert b.wait(30) == 0, b.log()
-        finally:
-            b.close()
-        assert "had finished (status 0) before the bridge restarted" in b.log()
+        rc, log = run_bridge(c.slot_dir, timeout=30)
+        assert rc == 0, log
+        assert "had finished (status 0) before the bridge restarted" in log
         assert (c.slot_dir / "shared" / "runs").read_text() == "run\n"  # not run again
         assert (tmp_path / "project" / "result_0_out").read_text() == "done 40\n"
         assert json.loads(state.read_text())["task_finish"] is None

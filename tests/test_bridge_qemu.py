@@ -17,7 +17,7 @@ import psutil
 import pytest
 from boinc_guest import protocol as P
 
-from tests.bridge_support import Bridge, wait_for
+from tests.bridge_support import Bridge, run_bridge, wait_for
 from tests.support.client_shm import SlotClient
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
@@ -175,12 +175,7 @@ def test_vm_that_never_boots_fails_for_good_after_three_tries(tmp_path, vm_files
     state = c.slot_dir / "host_bridge_state.json"
     for attempt in (1, 2, 3):
         (c.slot_dir / "boinc_temporary_exit").unlink(missing_ok=True)
-        b = Bridge(c.slot_dir)
-        try:
-            rc = b.wait(120)
-        finally:
-            b.close()
-        log = b.log()
+        rc, log = run_bridge(c.slot_dir, timeout=120)
         if attempt < 3:
             assert rc == 0, log  # boinc_temporary_exit ends the process with 0
             assert (c.slot_dir / "boinc_temporary_exit").exists(), log
@@ -214,13 +209,9 @@ def test_a_guest_symlink_as_output_is_refused(tmp_path, vm_files, slots):
     files = {k: v for k, v in vm_files.items() if k in ("vm_kernel", "vm_initrd")}
     c = vm_slot("hbs", files, texts)
     slots.append(c)
-    b = Bridge(c.slot_dir)
-    try:
-        rc = b.wait(180)
-    finally:
-        b.close()
-    assert rc == 195, b.log()
-    assert "output file 'out' was refused (symlink)" in b.log()
+    rc, log = run_bridge(c.slot_dir, timeout=180)
+    assert rc == 195, log
+    assert "output file 'out' was refused (symlink)" in log
     assert not (proj / "result_out").exists()
     assert not qemu_of(c.slot_dir)
 
@@ -235,10 +226,6 @@ def test_a_vm_kernel_that_is_not_a_kernel_is_refused_at_once(tmp_path, vm_files,
     files["vm_kernel"] = not_a_kernel
     c = make_slot(tmp_path, files, seconds=2)
     slots.append(c)
-    b = Bridge(c.slot_dir)
-    try:
-        rc = b.wait(60)
-    finally:
-        b.close()
-    assert rc == 195, b.log()
-    assert "is not a Linux kernel image" in b.log() and "vm_kernel" in b.log()
+    rc, log = run_bridge(c.slot_dir, timeout=60)
+    assert rc == 195, log
+    assert "is not a Linux kernel image" in log and "vm_kernel" in log

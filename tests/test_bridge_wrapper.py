@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from tests.bridge_support import Bridge, alive, wait_for
+from tests.bridge_support import Bridge, alive, run_bridge, wait_for
 from tests.support.client_shm import SlotClient
 
 pytestmark = pytest.mark.timeout(120)
@@ -113,13 +113,9 @@ def test_time_limit_ends_the_task_as_done_and_the_job_goes_on(tmp_path):
     (c.slot_dir / "app2.sh").write_text("#!/bin/sh\necho second > second_ran\n")
     (c.slot_dir / "app2.sh").chmod(0o755)
     try:
-        b = Bridge(c.slot_dir)
-        try:
-            rc = b.wait(30)
-        finally:
-            b.close()
-        assert rc == 0, b.log()
-        assert "reached its time limit of 2 s" in b.log()
+        rc, log = run_bridge(c.slot_dir, timeout=30)
+        assert rc == 0, log
+        assert "reached its time limit of 2 s" in log
         assert (c.slot_dir / "second_ran").read_text() == "second\n"
     finally:
         c.close()
@@ -151,11 +147,8 @@ def test_stdio_files_are_resolved_through_soft_links(tmp_path, exec_dir):
     (c.slot_dir / "app3.sh").write_text('#!/bin/sh\nread line\necho "got: $line"\necho oops >&2\n')
     (c.slot_dir / "app3.sh").chmod(0o755)
     try:
-        b = Bridge(c.slot_dir)
-        try:
-            assert b.wait(30) == 0, b.log()
-        finally:
-            b.close()
+        rc, log = run_bridge(c.slot_dir, timeout=30)
+        assert rc == 0, log
         assert (proj / "res_stdout").read_text() == "got: line from the workunit\n"
         assert (proj / "res_stderr").read_text() == "oops\n"
         for name, text in links.items():
@@ -173,12 +166,9 @@ def test_unnamed_stderr_reaches_stderr_txt(tmp_path):
     (c.slot_dir / "app4.sh").write_text("#!/bin/sh\necho 'app4: cannot find input.dat' >&2\nexit 3\n")
     (c.slot_dir / "app4.sh").chmod(0o755)
     try:
-        b = Bridge(c.slot_dir)
-        try:
-            assert b.wait(30) == 3, b.log()
-        finally:
-            b.close()
-        assert "app4: cannot find input.dat" in b.log()
+        rc, log = run_bridge(c.slot_dir, timeout=30)
+        assert rc == 3, log
+        assert "app4: cannot find input.dat" in log
     finally:
         c.close()
 

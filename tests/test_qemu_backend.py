@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -80,9 +81,24 @@ def backends():
             b.close()
 
 
-def make_task(image: VMImage, share: Path, argv: tuple[str, ...], tag: str, **kw) -> TaskSpec:
-    extra = (("vm_kernel", str(image.kernel)), ("vm_initrd", str(image.initrd)), ("vm_accel", "tcg"))
-    return TaskSpec(name=tag, argv=argv, share=share, owner_tag=tag_prefix() + tag, extra=extra, **kw)
+def make_task(
+    image: VMImage,
+    share: Path,
+    argv: tuple[str, ...],
+    tag: str,
+    *,
+    extra: dict[str, str | None] | None = None,
+    **kw,
+) -> TaskSpec:
+    """A task on the test image under TCG; ``extra`` adds or replaces settings (None removes one)."""
+    settings: dict[str, str | None] = {
+        "vm_kernel": str(image.kernel),
+        "vm_initrd": str(image.initrd),
+        "vm_accel": "tcg",
+        **(extra or {}),
+    }
+    pairs = tuple((k, v) for k, v in settings.items() if v is not None)
+    return TaskSpec(name=tag, argv=argv, share=share, owner_tag=tag_prefix() + tag, extra=pairs, **kw)
 
 
 def new_backend(backends: list[QemuBackend], task: TaskSpec) -> QemuBackend:
@@ -412,10 +428,7 @@ time.sleep(120)
                  10, what="QEMU gone after the bridge died")  # fmt: skip
         # The next bridge's restore() finds nothing to reattach; cleanup() removes the dead VM's files.
         b = QemuBackend()
-        extra = (("vm_kernel", str(image.kernel)), ("vm_initrd", str(image.initrd)), ("vm_accel", "tcg"))
-        b.create(
-            TaskSpec(name="t", argv=("counter",), share=share, owner_tag=tag_prefix() + tag, extra=extra)
-        )
+        b.create(replace(make_task(image, share, ("counter",), tag), name="t"))
         assert (b.cfg.state_dir / "qemu.pid").read_text().strip() == str(qemu_pid)
         assert b.restore() is False
         b.cleanup()
@@ -477,15 +490,8 @@ def test_kvm_failure_falls_back_to_tcg(
     share.mkdir()
     prog = share / "hello_prog"
     shutil.copy(image_programs["/bin/hello"], prog)
-    extra = (
-        ("vm_kernel", str(image.kernel)),
-        ("vm_initrd", str(image.initrd)),
-        ("vm_qemu", str(wrapper)),
-        ("vm_boot_timeout", "6"),
-    )
-    task = TaskSpec(
-        name=mode, argv=(str(prog), "x", "3"), share=share, owner_tag=tag_prefix() + mode, extra=extra
-    )
+    extra = {"vm_qemu": str(wrapper), "vm_boot_timeout": "6", "vm_accel": None}
+    task = make_task(image, share, (str(prog), "x", "3"), mode, extra=extra)
     b = new_backend(backends, task)
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=BOOT + 10)
@@ -505,13 +511,7 @@ def test_vm_accel_kvm_does_not_fall_back(tmp_path: Path, image: VMImage, image_p
     wrapper.chmod(0o755)
     share = tmp_path / "share"
     share.mkdir()
-    extra = (
-        ("vm_kernel", str(image.kernel)),
-        ("vm_initrd", str(image.initrd)),
-        ("vm_qemu", str(wrapper)),
-        ("vm_accel", "kvm"),
-    )
-    task = TaskSpec(name="k", argv=("/bin/hello",), share=share, owner_tag=tag_prefix() + "k", extra=extra)
+    task = make_task(image, share, ("/bin/hello",), "k", extra={"vm_qemu": str(wrapper), "vm_accel": "kvm"})
     b = new_backend(backends, task)
     with pytest.raises(BackendError, match="failed to set MSR"):
         b.start()
@@ -540,15 +540,8 @@ def test_kernel_panic_message_leads_with_the_reason(
     for name, initrd, cmdline, expected in cases:
         share = tmp_path / name
         share.mkdir()
-        extra = (
-            ("vm_kernel", str(image.kernel)),
-            ("vm_initrd", str(initrd)),
-            ("vm_accel", "tcg"),
-            ("vm_cmdline", cmdline),
-        )
-        task = TaskSpec(
-            name=name, argv=("true",), share=share, owner_tag=tag_prefix() + "panic-" + name, extra=extra
-        )
+        extra = {"vm_initrd": str(initrd), "vm_cmdline": cmdline}
+        task = make_task(image, share, ("true",), "panic-" + name, extra=extra)
         b = new_backend(backends, task)
         caplog.clear()
         b.start()
@@ -613,20 +606,7 @@ def test_boot_timeout_with_a_silent_kernel_says_so(
     monkeypatch.setattr(Q, "minimum_memory_mb", lambda kernel, initrd: (0, ""))
     share = tmp_path / "share"
     share.mkdir()
-    extra = (
-        ("vm_kernel", str(image.kernel)),
-        ("vm_initrd", str(image.initrd)),
-        ("vm_accel", "tcg"),
-        ("vm_boot_timeout", "4"),
-    )
-    task = TaskSpec(
-        name="silent",
-        argv=("true",),
-        share=share,
-        owner_tag=tag_prefix() + "silent",
-        memory_mb=64,
-        extra=extra,
-    )
+    task = make_task(image, share, ("true",), "silent", extra={"vm_boot_timeout": "4"}, memory_mb=64)
     b = new_backend(backends, task)
     caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
     b.start()
@@ -692,15 +672,12 @@ def test_guest_symlinks_and_special_files_are_refused(
     They were copied back as data (the job finished 0); now they are refused as on a real host."""
     share = tmp_path / "share"
     share.mkdir()
-    extra = (
-        ("vm_kernel", str(image.kernel)),
-        ("vm_initrd", str(image.initrd)),
-        ("vm_accel", "tcg"),
-        ("vm_share_security", security),
-    )
-    tag = "special-" + security
-    task = TaskSpec(
-        name=tag, argv=("sh", "-c", SPECIAL_FILES), share=share, owner_tag=tag_prefix() + tag, extra=extra
+    task = make_task(
+        image,
+        share,
+        ("sh", "-c", SPECIAL_FILES),
+        "special-" + security,
+        extra={"vm_share_security": security},
     )
     b = new_backend(backends, task)
     assert b.share.virtfs_mapped
@@ -734,16 +711,8 @@ def test_mapped_file_guest_symlink_at_the_task_file_does_not_break_the_next_star
     FAILED, retried forever). The host's writes drop the stale metadata."""
     share = tmp_path / "share"
     share.mkdir()
-    extra = (
-        ("vm_kernel", str(image.kernel)),
-        ("vm_initrd", str(image.initrd)),
-        ("vm_accel", "tcg"),
-        ("vm_share_security", "mapped-file"),
-    )
     script = "rm boinc_task.json && ln -s /nowhere boinc_task.json"
-    task = TaskSpec(
-        name="stale", argv=("sh", "-c", script), share=share, owner_tag=tag_prefix() + "stale", extra=extra
-    )
+    task = make_task(image, share, ("sh", "-c", script), "stale", extra={"vm_share_security": "mapped-file"})
     b = new_backend(backends, task)
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED})
