@@ -403,7 +403,10 @@ class Share:
                 errno.ENOENT, f"output {name!r} not found in the shared folder {self.path}", str(dest)
             )
         src, _st = opened
-        tmp = dest.parent / f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part"
+        # One name per destination (not per process): a bridge killed in the middle of a copy leaves a
+        # part file, and the restarted bridge's copy of the same output replaces it (with the pid in the
+        # name, a 4 MiB part stayed in the project folder for good)
+        tmp = dest.parent / f".{dest.name}.part"
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

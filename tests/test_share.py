@@ -400,3 +400,23 @@ def test_virtfs_mapped_costs_nothing_when_off(share: Path, monkeypatch: pytest.M
     with Share(share) as s:
         assert s.read(STATUS, 10) == b"abc"
     assert calls == []
+
+
+def test_copy_out_replaces_the_part_file_a_killed_copy_left(tmp_path: Path) -> None:
+    """A bridge killed in the middle of copying an output leaves its part file next to the destination
+    (in the project folder); the restarted bridge's copy of the same output must replace it, not leave
+    it there for good."""
+    share_dir = tmp_path / "share"
+    share_dir.mkdir()
+    (share_dir / "out").write_bytes(b"the whole output\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    dest = project / "result_0_out"
+    (project / ".result_0_out.part").write_bytes(b"half an outp")  # what the killed copy left
+    share = Share(share_dir)
+    try:
+        assert share.copy_out("out", dest, 1 << 20) == len(b"the whole output\n")
+    finally:
+        share.close()
+    assert dest.read_bytes() == b"the whole output\n"
+    assert sorted(p.name for p in project.iterdir()) == ["result_0_out"]
