@@ -531,9 +531,9 @@ class Runtime:
             name=f"task{idx}",
             argv=argv,
             share=share_dir,
-            stdin=self._stdio(desc, getattr(desc, "stdin_filename", None), share_dir),
-            stdout=self._stdio(desc, getattr(desc, "stdout_filename", None), share_dir),
-            stderr=self._stdio(desc, getattr(desc, "stderr_filename", None), share_dir),
+            stdin=self._stdio(getattr(desc, "stdin_filename", None), kind, share_dir),
+            stdout=self._stdio(getattr(desc, "stdout_filename", None), kind, share_dir),
+            stderr=self._stdio(getattr(desc, "stderr_filename", None), kind, share_dir),
             env=tuple(env),
             nthreads=self._nthreads(),
             memory_mb=int(getattr(desc, "vm_memory_mb", 0) or 0),
@@ -544,15 +544,15 @@ class Runtime:
             extra=tuple(extra),
         )
 
-    def _stdio(self, desc: TaskDesc, name: str | None, share_dir: Path) -> str | None:
-        """A task's stdin / stdout / stderr file as the backend gets it. A local task of the BOINC wrapper
-        kind (it runs in the slot, or its exec_dir) names logical files of the slot: resolved through
-        BOINC's soft links to the host path, as BOINC's wrapper does (before it changes to exec_dir), so
-        the output lands in the result's file, not in the slot's link file. A task with a shared folder
-        (a VM, or the VMwrapper style) names a file in that folder, as the guest sees it."""
+    def _stdio(self, name: str | None, kind: str, share_dir: Path) -> str | None:
+        """A task's stdin / stdout / stderr file as the backend (``kind``) gets it. A local task of the
+        BOINC wrapper kind (it runs in the slot, or its exec_dir) names logical files of the slot:
+        resolved through BOINC's soft links to the host path, as BOINC's wrapper does (before it changes
+        to exec_dir), so the output lands in the result's file, not in the slot's link file. A task with
+        a shared folder (a VM, or the VMwrapper style) names a file in that folder, as the guest sees it."""
         if not name:
             return None
-        if self.backend_kind(desc) != "local" or share_dir == self.slot / SHARE_DIR:
+        if kind != "local" or share_dir == self.slot / SHARE_DIR:
             return name
         return str(resolve_logical(self.slot, name).absolute())
 
@@ -882,28 +882,30 @@ class _TaskRun:
         when it died (the restarted app does not carry them over). Deliver them now; a finish event means
         the task had ended: complete it without running it again. Returns _CONTINUE to run the task."""
         rt = self.rt
-        if rt.state.task_finish is not None:  # processed before the bridge died: the task is done
-            status, message, notice = rt.state.task_finish
-            log.info("task %d had finished (status %d) before the bridge restarted", self.idx + 1, status)
-            return self._end_task(core.EndTask(int(status), str(message), bool(notice)))
         finish: P.Finish | None = None
-        last = rt.state.last_event_id
-        for ev in old.events:
-            if ev.id <= last:
-                continue
-            last = ev.id
-            if isinstance(ev, P.TrickleUp):
-                rt.state.trickle_up.append([ev.variety, ev.text])
-            elif isinstance(ev, P.UploadRequest):
-                self._upload(ev)
-            elif isinstance(ev, P.Finish):
-                finish = ev
-                break
-            # a temporary exit of the previous run is not repeated: the app decides again
-        if last != rt.state.last_event_id:
-            rt.state.last_event_id = last
-            rt._save("events recovered from the previous run")
-            log.info("delivered the previous run's pending events up to id %d", last)
+        if rt.state.task_finish is not None:  # processed (and saved) before the bridge died
+            status, message, notice = rt.state.task_finish
+            finish = P.Finish(
+                id=rt.state.last_event_id, status=int(status), message=str(message), is_notice=bool(notice)
+            )
+        else:
+            last = rt.state.last_event_id
+            for ev in old.events:
+                if ev.id <= last:
+                    continue
+                last = ev.id
+                if isinstance(ev, P.TrickleUp):
+                    rt.state.trickle_up.append([ev.variety, ev.text])
+                elif isinstance(ev, P.UploadRequest):
+                    self._upload(ev)
+                elif isinstance(ev, P.Finish):
+                    finish = ev
+                    break
+                # a temporary exit of the previous run is not repeated: the app decides again
+            if last != rt.state.last_event_id:
+                rt.state.last_event_id = last
+                rt._save("events recovered from the previous run")
+                log.info("delivered the previous run's pending events up to id %d", last)
         if finish is None:
             return _CONTINUE
         log.info("task %d had finished (status %d) before the bridge restarted", self.idx + 1, finish.status)

@@ -283,9 +283,8 @@ class Share:
         """The guest's mode of ``name`` from ``.virtfs_metadata/NAME`` (9p mapped-file), None if there is
         none. The folder is QEMU's (the guest cannot reach it under mapped-file); under other models a
         guest could make one, which can only get its own files refused, so anything odd is ignored."""
-        try:
-            dfd = os.open(VIRTFS_META_DIR, _O_DIR, dir_fd=self.fd)
-        except OSError:
+        dfd = self._virtfs_meta_dir()
+        if dfd is None:
             return None
         try:
             fd = os.open(name, _O_READ, dir_fd=dfd)
@@ -308,11 +307,18 @@ class Share:
                     return None
         return None
 
+    def _virtfs_meta_dir(self) -> int | None:
+        """An fd of the share's ``.virtfs_metadata`` folder (9p mapped-file), None if there is none; the
+        caller closes it."""
+        try:
+            return os.open(VIRTFS_META_DIR, _O_DIR, dir_fd=self.fd)
+        except OSError:
+            return None
+
     def _drop_virtfs_file_meta(self, name: str) -> None:
         """Remove ``.virtfs_metadata/NAME`` (9p mapped-file) if present; never follows a link."""
-        try:
-            dfd = os.open(VIRTFS_META_DIR, _O_DIR, dir_fd=self.fd)
-        except OSError:
+        dfd = self._virtfs_meta_dir()
+        if dfd is None:
             return
         try:
             with contextlib.suppress(OSError):

@@ -10,6 +10,7 @@ for p in (ROOT, ROOT / "guest_sdk" / "python"):
         sys.path.insert(0, str(p))
 
 
+import logging  # noqa: E402
 import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
@@ -53,3 +54,15 @@ def _floats_are_ieee():
     tiny = 5e-324
     assert tiny * 1.0 != 0.0, "a test loaded libboinc_api (flush-to-zero) in the pytest process"
     yield
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A test that runs the CLI in-process configures logging on the stderr pytest captured for it, a
+    stream closed after the test: later log records would print "--- Logging error ---" tracebacks.
+    The root logger's handlers and level are put back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

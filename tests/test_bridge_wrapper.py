@@ -56,10 +56,11 @@ JOB = """<job_desc>
 """
 
 
-def _slot(tmp_path, job: str = JOB) -> SlotClient:
+def _slot(tmp_path, job: str = JOB, apps: dict[str, str] | None = None) -> SlotClient:
+    """A slot with the job, app.sh and daemon.sh, and ``apps`` (more scripts: name -> text)."""
     slot = tmp_path / "slot"
     slot.mkdir()
-    for name, text in (("app.sh", APP), ("daemon.sh", DAEMON)):
+    for name, text in (("app.sh", APP), ("daemon.sh", DAEMON), *(apps or {}).items()):
         (slot / name).write_text(text)
         (slot / name).chmod(0o755)
     with zipfile.ZipFile(slot / "input.zip", "w") as zf:
@@ -109,9 +110,7 @@ def test_time_limit_ends_the_task_as_done_and_the_job_goes_on(tmp_path):
     job = """<job_desc>
     <task><application>sleep</application><command_line>60</command_line><time_limit>2</time_limit></task>
     <task><application>app2.sh</application></task></job_desc>"""
-    c = _slot(tmp_path, job)
-    (c.slot_dir / "app2.sh").write_text("#!/bin/sh\necho second > second_ran\n")
-    (c.slot_dir / "app2.sh").chmod(0o755)
+    c = _slot(tmp_path, job, {"app2.sh": "#!/bin/sh\necho second > second_ran\n"})
     try:
         rc, log = run_bridge(c.slot_dir, timeout=30)
         assert rc == 0, log
@@ -134,7 +133,7 @@ def test_stdio_files_are_resolved_through_soft_links(tmp_path, exec_dir):
     <stdin_filename>in_file</stdin_filename>
     <stdout_filename>out_file</stdout_filename>
     <stderr_filename>err_file</stderr_filename></task></job_desc>"""
-    c = _slot(tmp_path, job)
+    c = _slot(tmp_path, job, {"app3.sh": '#!/bin/sh\nread line\necho "got: $line"\necho oops >&2\n'})
     if exec_dir:
         (c.slot_dir / exec_dir).mkdir()
     links = {
@@ -144,8 +143,6 @@ def test_stdio_files_are_resolved_through_soft_links(tmp_path, exec_dir):
     }
     for name, text in links.items():
         (c.slot_dir / name).write_text(text)
-    (c.slot_dir / "app3.sh").write_text('#!/bin/sh\nread line\necho "got: $line"\necho oops >&2\n')
-    (c.slot_dir / "app3.sh").chmod(0o755)
     try:
         rc, log = run_bridge(c.slot_dir, timeout=30)
         assert rc == 0, log
@@ -162,9 +159,7 @@ def test_unnamed_stderr_reaches_stderr_txt(tmp_path):
     stderr.txt, which the project gets back with the result (as with BOINC's wrapper), so an app's
     own error message is not lost."""
     job = "<job_desc><task><application>app4.sh</application></task></job_desc>"
-    c = _slot(tmp_path, job)
-    (c.slot_dir / "app4.sh").write_text("#!/bin/sh\necho 'app4: cannot find input.dat' >&2\nexit 3\n")
-    (c.slot_dir / "app4.sh").chmod(0o755)
+    c = _slot(tmp_path, job, {"app4.sh": "#!/bin/sh\necho 'app4: cannot find input.dat' >&2\nexit 3\n"})
     try:
         rc, log = run_bridge(c.slot_dir, timeout=30)
         assert rc == 3, log

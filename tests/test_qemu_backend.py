@@ -630,15 +630,16 @@ def test_invalid_exit_file_ends_the_task_as_failed(tmp_path: Path, image: VMImag
     reason in ``error``. The real agent's "error ..." line stays FAILED."""
     share = tmp_path / "share"
     share.mkdir()
-    # the guest itself writes the forged file, then lingers (the agent would overwrite it at the end)
-    script = f"printf 'garbage\\n' > {EXIT_FILE}; sleep 600"
+    # the guest itself writes the forged file (atomically, as the agent does: a plain ">" let a poll see it
+    # empty, which is refused too, with b'' as the reason), then lingers (the agent would overwrite it)
+    script = f"printf 'garbage\\n' > forged.tmp && mv forged.tmp {EXIT_FILE}; sleep 600"
     b = new_backend(backends, make_task(image, share, ("sh", "-c", script), "forged"))
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED})
     assert s.state is VMState.EXITED and s.exit_code == int(ExitCode.EXIT_CHILD_FAILED), s
     assert s.error == f"the guest wrote an invalid {EXIT_FILE}: b'garbage\\n'; refused"
     exit_file = share / EXIT_FILE
-    for content in (b"exit 999\n", b"signal 0\n", b"exit 1 2\n", b"\xff" * 5000):
+    for content in (b"", b"exit 999\n", b"signal 0\n", b"exit 1 2\n", b"\xff" * 5000):
         exit_file.write_bytes(content)
         s = b.poll()
         assert s.state is VMState.EXITED and s.exit_code == 195 and "invalid" in s.error, (content, s)

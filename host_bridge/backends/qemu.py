@@ -323,35 +323,42 @@ def sweep_state_dirs(base: Path, keep: str = "", now: float | None = None) -> li
     return removed
 
 
+def _read_small(path: Path, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of a small file of a state folder, never through a link (None: absent
+    or unreadable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _share_still_there(state_dir: Path) -> bool:
     """Whether the shared folder a state folder recorded still exists (same device and inode: a slot
     the client emptied and reused has a new one)."""
-    try:
-        fd = os.open(state_dir / SHARE_ID_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    data = _read_small(state_dir / SHARE_ID_FILE, 4096)
+    if data is None:
         return False
     try:
-        dev, ino, path = os.read(fd, 4096).decode("utf-8", "surrogateescape").rstrip("\n").split(" ", 2)
+        dev, ino, path = data.decode("utf-8", "surrogateescape").rstrip("\n").split(" ", 2)
         st = os.stat(path)
         return (st.st_dev, st.st_ino) == (int(dev), int(ino))
     except (OSError, ValueError):
         return False
-    finally:
-        os.close(fd)
 
 
 def _pidfile_names_qemu(pidfile: Path) -> bool:
     """Whether ``pidfile`` names a live process that is QEMU (unsure: True, the folder is kept)."""
+    data = _read_small(pidfile, 32)
     try:
-        fd = os.open(pidfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        pid = int(data.split()[0]) if data is not None else 0
+    except (ValueError, IndexError):
         return False
-    try:
-        pid = int(os.read(fd, 32).split()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    finally:
-        os.close(fd)
     if pid <= 0:
         return False
     try:
