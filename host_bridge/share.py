@@ -173,6 +173,22 @@ class RefusalLog:
         with self._lock:
             return sum(self._counts.values()) + self._overflow
 
+    def summary(self, most: int = 8) -> str | None:
+        """One line with what was refused more often than logged (each (name, reason) is logged only
+        the first time), the most frequent first; None when every refusal was logged."""
+        with self._lock:
+            counts, overflow = dict(self._counts), self._overflow
+        if overflow == 0 and all(n == 1 for n in counts.values()):
+            return None
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+        parts = [f"{name} ({reason}) x{n}" for (name, reason), n in ranked[:most]]
+        if len(ranked) > most:
+            parts.append(f"{len(ranked) - most} more")
+        if overflow:
+            parts.append(f"{overflow} not told apart")
+        total = sum(counts.values()) + overflow
+        return f"the guest's files were refused {total} times in all: " + ", ".join(parts)
+
 
 def _check_type(mode: int, name: str, how: str = "") -> None:
     """Refuse a mode whose type is not a regular file ("symlink" / "not a regular file"). ``how`` says

@@ -14,6 +14,7 @@ plants hostile things in the share; then it finishes with an output. Every case 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -169,7 +170,11 @@ class Run:
         return self.bridge.log()
 
     def refusal_lines(self) -> list[str]:
-        return [ln for ln in self.log().splitlines() if "refused" in ln]
+        """The log lines of single refusals (the end's summary of repeated ones is refusal_summary)."""
+        return [ln for ln in self.log().splitlines() if "refused" in ln and "times in all" not in ln]
+
+    def refusal_summary(self) -> list[str]:
+        return [ln for ln in self.log().splitlines() if "the guest's files were refused" in ln]
 
     def assert_host_untouched(self, *, new_outputs: tuple[str, ...] = ("project/result_0_out",)) -> None:
         for p, (data, mtime) in self.host_files.items():
@@ -424,6 +429,11 @@ def test_raw_status_files_with_hostile_names_are_refused_whole(tmp_path):
     assert 1 <= len(lines) <= 3 and all("bad status file" in ln for ln in lines), lines
     assert len({ln.split("bad status file", 1)[1][:12] for ln in lines}) == len(lines), lines
     assert not (r.slot / "passwd").exists()
+    # the files rewritten ~200 times were logged once per category: the end says how often in all
+    (summary,) = r.refusal_summary()
+    pattern = r"refused (\d+) times in all: 'boinc_status.msgpack' \(bad status file \((\w+)\)\) x(\d+)"
+    m = re.search(pattern, summary)
+    assert m and int(m.group(1)) >= 100 and int(m.group(3)) > 1, summary
 
 
 @pytest.mark.parametrize("mode", ["symout", "hardout"])

@@ -297,6 +297,21 @@ def test_refusal_log_once_per_name_and_reason(caplog: pytest.LogCaptureFixture) 
     # symlink once, too large once, one bad name, then one "only counted" line
     assert len(caplog.records) == 4
     assert "only counted" in caplog.records[-1].getMessage()
+    assert log.summary(most=2) == (
+        f"the guest's files were refused 1101 times in all: {STATUS!r} (symlink) x1000, "
+        f"{STATUS!r} (too large) x1, 1 more, 99 not told apart"
+    )
+
+
+def test_refusal_summary_only_when_something_went_untold() -> None:
+    log = RefusalLog(logging.getLogger("test.refusals"))
+    assert log.summary() is None
+    log.report(GuestFileRefused("a", "symlink"))
+    log.report(GuestFileRefused("b", "symlink"))
+    assert log.summary() is None  # each refusal had its own line
+    log.report(GuestFileRefused("b", "symlink"))
+    told = log.summary()
+    assert told == "the guest's files were refused 3 times in all: 'b' (symlink) x2, 'a' (symlink) x1"
 
 
 def test_refusal_advice_fits_the_reason() -> None:
