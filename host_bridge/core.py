@@ -43,6 +43,8 @@ class TaskContext:
     weight: float = 1.0  # this task's weight
     total_weight: float = 1.0  # all tasks' weights
     cpu_base: float = 0.0  # CPU seconds of finished tasks and earlier runs (at their checkpoints)
+    fpops_base: float = 0.0  # operations the guests of finished tasks reported (added to this task's)
+    intops_base: float = 0.0
     report_interval: float = 1.0  # refresh the client's status at least this often (s)
     finish_grace: float = 10.0  # after the guest's finish event, how long to wait for it to exit (s)
     heartbeat_timeout: float = 0.0  # guest silent this long while running -> hung (0: never)
@@ -451,9 +453,9 @@ def _report(state: CoreState, inp: Inputs, *, task_fraction: float | None = None
         cpu_time=cpu,
         checkpoint_cpu_time=ckpt,
         fpops_per_cpu_sec=g.fpops_per_cpu_sec if g else 0.0,
-        fpops_cumulative=g.fpops_cumulative if g else 0.0,
+        fpops_cumulative=inp.task.fpops_base + (g.fpops_cumulative if g else 0.0),
         intops_per_cpu_sec=g.intops_per_cpu_sec if g else 0.0,
-        intops_cumulative=g.intops_cumulative if g else 0.0,
+        intops_cumulative=inp.task.intops_base + (g.intops_cumulative if g else 0.0),
         want_network=g.want_network if g else False,
     )
 

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from boinc_guest import protocol as P
 
-from . import core
+from . import _frozen, core
 from .backends.base import Backend, BackendError, BackendStatus, TaskSpec, VMState
 from .boinc.api import AppInitData, BoincApiBase
 from .config import Config
@@ -197,6 +196,9 @@ class Runtime:
             self._stop_daemons()
             if self._floor_file is not None:
                 self._floor_file.close()
+            refused = self.refusals.summary()
+            if refused is not None:
+                log.warning("%s", refused)
 
     def _start_daemons(self, job: JobSpec) -> Outcome | None:
         """The wrapper's daemons: started before the tasks (in the slot), stopped at the end."""
@@ -436,11 +438,13 @@ class Runtime:
         # A local task's Python program runs with the bridge's own interpreter, which has the guest SDK
         # (boinc_guest) and msgpack: a bare "python3" / "python", or a *.py program. An absolute path
         # (e.g. /usr/bin/python3, for the host's own packages) is run as named.
+        # (In the single-file bundle that interpreter is the bundle itself, in python mode: _frozen.)
+        python = _frozen.python_command()[0]
         if app in ("python", "python3"):
-            return (sys.executable, *args)
+            return (*python, *args)
         prog = self._resolve_program(app, in_share, share_dir)
         if prog.endswith(".py"):
-            return (sys.executable, prog, *args)
+            return (*python, prog, *args)
         return (prog, *args)
 
     def _guest_argv(self, desc: TaskDesc) -> tuple[str, ...]:
@@ -494,7 +498,11 @@ class Runtime:
             else:
                 k, _, v = str(item).partition("=")
             env.append((k, self._expand(v)))
-        guest_pkg = str(Path(P.__file__).resolve().parent.parent)
+        # the guest SDK for a task's Python (a host python3 named in <application> too); the single-file
+        # bundle carries the SDK's sources for it
+        bundled_sdk = _frozen.bundled_file("guest_python/boinc_guest/__init__.py")
+        guest_sdk = bundled_sdk.parent if bundled_sdk else Path(P.__file__).resolve().parent
+        guest_pkg = str(guest_sdk.parent)
         pythonpath = os.pathsep.join(p for p in (guest_pkg, os.environ.get("PYTHONPATH", "")) if p)
         env.append(("PYTHONPATH", pythonpath))
         env.append(("BOINC_NTHREADS", str(self._nthreads())))
@@ -521,6 +529,9 @@ class Runtime:
             # the VM's private files (QMP socket, overlay) live in the slot, outside the share
             extra.append(("vm_state_dir", str(state_dir)))
         argv = self._argv(desc, share_dir)
+        python, python_env = _frozen.python_command()
+        if kind == "local" and argv[: len(python)] == python:
+            env.extend(python_env)
         if kind == "qemu" and getattr(desc, "vm_python", False):
             # <vm_python/>: the guest Python root (built / found by the QEMU backend); a .py program is
             # started by the guest's python3, whatever its file mode
@@ -620,6 +631,8 @@ class Runtime:
             weight=self._weight(desc),
             total_weight=total_weight,
             cpu_base=self.state.cpu_done + self.state.task_cpu_checkpoint,
+            fpops_base=_nn(self.state.fpops_done),
+            intops_base=_nn(self.state.intops_done),
             report_interval=self.cfg.report_interval,
             finish_grace=self.cfg.finish_grace,
             heartbeat_timeout=self.cfg.heartbeat_timeout or (compat.heartbeat_timeout if compat else 0.0),
@@ -869,6 +882,7 @@ class _TaskRun:
         self.last_guest_read = -math.inf
         self.last_trickle = -math.inf
         self.ctl_flags = (False, False)
+        self.ops = (ctx.fpops_base, ctx.intops_base)  # the job's operation counts, as last reported
         self.fraction_file = getattr(desc, "fraction_done_filename", None) or None
         self.checkpoint_file = getattr(desc, "checkpoint_filename", None) or None
         self.fraction_value: float | None = None
@@ -1170,6 +1184,7 @@ class _TaskRun:
                 want_network=action.want_network,
             )
             rt.state.max_fraction = max(rt.state.max_fraction, action.fraction_done)
+            self.ops = (action.fpops_cumulative, action.intops_cumulative)
             if rt.on_report is not None:
                 rt.on_report(action, self.idx, len(rt.tasks()))
         elif isinstance(action, core.ForwardTrickleUp):
@@ -1316,6 +1331,9 @@ class _TaskRun:
         final_cpu = self._job_cpu()
         rt.state.cpu_done = max(rt.state.cpu_done, final_cpu)
         rt.state.task_cpu_checkpoint = 0.0
+        # the job's operation counts so far (the last report's: this task's on top of the earlier ones)
+        rt.state.fpops_done = max(_nn(rt.state.fpops_done), _nn(self.ops[0]))
+        rt.state.intops_done = max(_nn(rt.state.intops_done), _nn(self.ops[1]))
         rt.state.task_index = self.idx + 1
         rt.state.task_started = False
         rt.state.outputs_copied = False

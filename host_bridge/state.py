@@ -32,6 +32,10 @@ class BridgeState:
     task_index: int = 0  # index into the job's runnable tasks (unzip tasks first)
     cpu_done: float = 0.0  # CPU seconds of the tasks already finished
     task_cpu_checkpoint: float = 0.0  # CPU of the current task up to its last checkpoint, over all runs
+    # operations the guests of the finished tasks reported (boinc_ops_cumulative): the job's count is
+    # these plus the current task's, so a later task (or one without the SDK) does not reset it
+    fpops_done: float = 0.0
+    intops_done: float = 0.0
     elapsed_done: float = 0.0  # wall seconds of the job, up to the last save
     last_event_id: int = 0  # largest guest event id processed
     max_fraction: float = 0.0  # overall fraction done reported so far

@@ -17,6 +17,7 @@ APT_PACKAGES=(
   debootstrap          # the guest Python root for <vm_python/> tasks (host_bridge/vmimage.py)
   gcc g++ gfortran make pkg-config   # the C SDK and the C / C++ / Fortran test programs
   python3-venv
+  libpython3.11        # the shared Python runtime PyInstaller puts in the single-file app version
 )
 
 missing=()
@@ -68,9 +69,9 @@ if [ ! -f "$stamp" ]; then
   # when something fails.
   log=.venv/setup-pip.log
   .venv/bin/python -m pip install -q --upgrade pip >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  if ! .venv/bin/python -m pip install -q -e ".[dev]" --config-settings editable_mode=compat >>"$log" 2>&1; then
+  if ! .venv/bin/python -m pip install -q -e ".[dev,bundle]" --config-settings editable_mode=compat >>"$log" 2>&1; then
     echo "setup: setuptools has no 'compat' editable mode: plain editable install (slower bridge start-up)"
-    if ! .venv/bin/python -m pip install -q -e ".[dev]" >>"$log" 2>&1; then
+    if ! .venv/bin/python -m pip install -q -e ".[dev,bundle]" >>"$log" 2>&1; then
       cat "$log" >&2
       echo "setup: installing the project into .venv failed (log above, also in $log)" >&2
       exit 1

@@ -285,6 +285,22 @@ def test_ops_and_network_forwarded():
     )
 
 
+@pytest.mark.parametrize(
+    ("guest", "expected"),
+    [
+        (Status(seq=1, fpops_cumulative=8e9, intops_cumulative=3.0), (13e9, 5.0)),  # this task's on top
+        (None, (5e9, 2.0)),  # a task without the SDK (or not started yet) keeps the earlier tasks' count
+    ],
+)
+def test_ops_of_earlier_tasks_are_kept(guest, expected):
+    """A job of several tasks: the client's fpops_cumulative is the job's, not the current task's (a
+    second task without the SDK reported 0, and the client recorded 0 for the whole result)."""
+    ctx = TaskContext(fpops_base=5e9, intops_base=2.0)
+    _, a = decide(STARTED, inp(guest=guest, task=ctx))
+    rep = next(x for x in a if isinstance(x, ReportStatus))
+    assert (rep.fpops_cumulative, rep.intops_cumulative) == expected
+
+
 def test_hung_guest_only_counts_running_time():
     ctx = TaskContext(heartbeat_timeout=30.0, max_tick_gap=5.0)
     g = Status(seq=1, hb=1)

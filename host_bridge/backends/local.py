@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from host_bridge import _frozen
 from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
 from host_bridge.share import GuestFileRefused, Share
 
@@ -580,6 +581,8 @@ class LocalBackend:
         self._paused = False
         # the tree is gone and what carried our tag is dead: nothing of this run can start anything now
         self._swept = self._done()
+        if self._swept:  # a Python task of the single-file bundle killed before it removed its unpacking
+            _frozen.remove_unpacked_of(self._proc.pid)
 
     def cleanup(self) -> None:
         self.poweroff()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 #: The library's soname (Debian package ``libboinc-app7``).
 LIBRARY_NAME = "libboinc_api.so.7"
+#: The BOINC library it links against (same package), carried next to it by the single-file bundle.
+DEPENDENCY_NAME = "libboinc.so.7"
 
 #: Exported (mangled) names of the C++-only calls in 7.20.5, as listed by ``nm -D``.
 MANGLED_TEMPORARY_EXIT = "_Z20boinc_temporary_exitiPKcb"

@@ -330,6 +330,30 @@ def _cstr(s: str, limit: int | None = None) -> bytes:
     return b[:limit] if limit else b
 
 
+def default_library() -> str:
+    """The BOINC API library to load: $HOST_BRIDGE_BOINC_LIBRARY, else the copy the single-file bundle
+    carries (its libboinc.so.7 loaded first, so that libboinc_api's dependency is the bundle's too),
+    else the system's ``libboinc_api.so.7`` (Debian's libboinc-app7)."""
+    named = os.environ.get(LIBRARY_ENV)
+    if named:
+        return named
+    from .. import _frozen
+
+    bundled = _frozen.bundled_file(_ffi.LIBRARY_NAME)
+    if bundled is None:
+        return _ffi.LIBRARY_NAME
+    dep = _frozen.bundled_file(_ffi.DEPENDENCY_NAME)
+    if dep is not None and not _PRELOADED:
+        # kept loaded (a dropped handle is closed): the loader then finds libboinc_api's DT_NEEDED by
+        # its soname. When it fails, loading libboinc_api says why.
+        with contextlib.suppress(OSError):
+            _PRELOADED.append(_ffi.dlopen(str(dep)))
+    return str(bundled)
+
+
+_PRELOADED: list[Any] = []
+
+
 class BoincApi(BoincApiBase):
     """The real BOINC API library (``libboinc_api.so.7``), loaded with cffi.
 
@@ -340,7 +364,7 @@ class BoincApi(BoincApiBase):
 
     def __init__(self, library: str | None = None, *, slot_dir: Path | None = None) -> None:
         super().__init__()
-        self.library = library or os.environ.get(LIBRARY_ENV) or _ffi.LIBRARY_NAME
+        self.library = library or default_library()
         self.slot_dir = Path(slot_dir) if slot_dir is not None else Path.cwd()
         self.ffi = _ffi.ffi
         self.lib = _ffi.dlopen(self.library)  # OSError when missing: load_api handles it
@@ -647,7 +671,7 @@ def load_api(
     if not (slot / INIT_DATA_FILE).exists():
         log.info("BOINC API: standalone: no %s in %s (not started by a BOINC client)", INIT_DATA_FILE, slot)
         return StandaloneApi(slot_dir=slot)
-    name = library or os.environ.get(LIBRARY_ENV) or _ffi.LIBRARY_NAME
+    name = library or default_library()
     try:
         api = BoincApi(name, slot_dir=slot)
     except OSError as exc:

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ class BoincClientRun:
         result_name: str = "test_wu_0",
         version_num: int = 100,
         extra_client_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.dir = Path(tmpdir) / "boinc"
         self.project_dir = self.dir / "projects" / PROJECT_DIR_NAME
@@ -102,6 +103,7 @@ class BoincClientRun:
         self.result_name = result_name
         self.version_num = version_num
         self.extra_client_args = list(extra_client_args)
+        self.env = dict(env) if env is not None else None  # the client's (and so the apps') environment
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "client.log"
         self._seen: dict[int, psutil.Process] = {}
@@ -242,6 +244,7 @@ class BoincClientRun:
                 *self.extra_client_args,
             ],
             cwd=self.dir,
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

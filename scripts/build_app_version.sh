@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Build the bridge as ONE executable a BOINC project ships as its app version's main program: Python,
+# the bridge, its libraries, the guest SDK and the real BOINC API library (libboinc_api.so.7 +
+# libboinc.so.7) in a single file (PyInstaller onefile). A volunteer's host needs nothing installed.
+#
+#   scripts/build_app_version.sh [OUTPUT_DIR]      (default: dist/)
+#
+# Prints the path of the executable, named as BOINC names app version files:
+# host_bridge_<version>_x86_64-pc-linux-gnu. Build on the OLDEST Linux the app version must run on: the
+# executable needs that glibc or newer (this machine: Debian 12, glibc 2.36). See docs/shipping.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=$(realpath -m "${1:-dist}")
+bash scripts/setup.sh >&2
+
+PY=.venv/bin/python
+VERSION=$($PY -c 'import host_bridge; print(host_bridge.__version__)')
+ARCH=$(uname -m)
+NAME="host_bridge_${VERSION}_${ARCH}-pc-linux-gnu"
+LIBDIR=$($PY -c 'import sysconfig; print(sysconfig.get_config_var("MULTIARCH") or "")')
+LIBDIR=/usr/lib/${LIBDIR:-$ARCH-linux-gnu}
+for lib in libboinc_api.so.7 libboinc.so.7; do
+  if [ ! -e "$LIBDIR/$lib" ]; then
+    echo "build_app_version: $LIBDIR/$lib not found: install libboinc-app7 (apt-get install libboinc-app7)" >&2
+    exit 1
+  fi
+done
+
+# A task's Python program run by the bundle (python mode, host_bridge/_frozen.py) has the whole standard
+# library, as a Python install has, except what a headless volunteer's host cannot use (GUI, test
+# suites, the interactive tools).
+mapfile -t STDLIB < <($PY - <<'EOF'
+import importlib.util
+import sys
+
+skip = {"antigravity", "idlelib", "lib2to3", "pydoc_data", "test", "tkinter", "turtle", "turtledemo",
+        "ensurepip", "venv", "this", "__phello__", "msilib", "winreg", "winsound", "_winapi", "nt",
+        "_msi", "_overlapped", "msvcrt", "_tkinter", "_scproxy", "_osx_support",
+        # terminal UIs and host databases: each brings system libraries the bundle would unpack at
+        # every start (readline, ncurses, Berkeley DB, NIS / Kerberos)
+        "readline", "curses", "_curses", "_curses_panel", "dbm", "_dbm", "_gdbm", "nis", "spwd",
+        "ossaudiodev"}
+for name in sorted(sys.stdlib_module_names):
+    if name in skip or name.startswith("_test"):
+        continue
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        print(f"--hidden-import={name}")
+EOF
+)
+
+WORK=$ROOT/build/pyinstaller
+rm -rf "$WORK"
+mkdir -p "$WORK" "$OUT"
+log=$WORK/build.log
+if ! $PY -m PyInstaller \
+    --onefile \
+    --noconfirm \
+    --name "$NAME" \
+    --distpath "$OUT" \
+    --workpath "$WORK" \
+    --specpath "$WORK" \
+    --paths "$ROOT" --paths "$ROOT/guest_sdk/python" \
+    --collect-submodules host_bridge \
+    --collect-submodules boinc_guest \
+    "${STDLIB[@]}" \
+    --exclude-module tkinter --exclude-module test --exclude-module idlelib --exclude-module readline \
+    --exclude-module curses --exclude-module dbm --exclude-module nis \
+    --add-binary "$LIBDIR/libboinc_api.so.7:." \
+    --add-binary "$LIBDIR/libboinc.so.7:." \
+    --add-data "$ROOT/guest_sdk/python/boinc_guest:guest_python/boinc_guest" \
+    --add-data "$ROOT/examples/worker.py:examples" \
+    "$ROOT/packaging/bundle_entry.py" >"$log" 2>&1; then
+  tail -40 "$log" >&2
+  echo "build_app_version: PyInstaller failed (log above; whole log in $log)" >&2
+  exit 1
+fi
+echo "$OUT/$NAME"

@@ -1,0 +1,226 @@
+"""The single-file app version (scripts/build_app_version.sh, docs/shipping.md), built for real with
+PyInstaller and run as a volunteer's host would: from a folder outside the repository, with an
+environment that has no Python install of the project (no venv, no PYTHONPATH), under the real BOINC
+client. The bundle carries the real libboinc_api.so.7; the tests check it is the one loaded."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.boinc_client import BoincClientRun, ExtraFile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(420)
+
+JOB = """\
+<job_desc>
+    <task>
+        <application>worker.py</application>
+        <copy_app_to_VM/>
+        <copy_file_to_VM>in</copy_file_to_VM>
+        <copy_file_from_VM>out</copy_file_from_VM>
+        <command_line>{seconds}</command_line>
+    </task>
+    <task>
+        <application>/bin/sh</application>
+        <command_line>./ldpath.sh</command_line>
+    </task>
+</job_desc>
+"""
+
+# what a host program started by the bridge sees of the loader path and of the bootloader's variables
+LDPATH_SH = 'printf "%s|%s" "${LD_LIBRARY_PATH-unset}" "$(env | grep -c "^_PYI_")" > ld.txt\n'
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_app_version.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    path = Path(r.stdout.strip().splitlines()[-1])
+    assert path.parent == out and path.name.startswith("host_bridge_") and path.name.endswith("-pc-linux-gnu")
+    assert os.access(path, os.X_OK)
+    # what a volunteer gets is this one file: copied alone, away from the repository
+    shipped = tmp_path_factory.mktemp("shipped") / path.name
+    shutil.copy2(path, shipped)
+    return shipped
+
+
+def _host_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """A volunteer host's environment: no venv, no PYTHONPATH, its own temporary folder (to see what the
+    bundle unpacks there)."""
+    tmpdir = tmp / "hosttmp"
+    tmpdir.mkdir(exist_ok=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp), "LANG": "C.UTF-8", "TMPDIR": str(tmpdir)}
+    env.update(extra)
+    return env
+
+
+def _unpacked(tmp: Path) -> list[str]:
+    return sorted(p.name for p in (tmp / "hosttmp").iterdir() if p.name.startswith("_MEI"))
+
+
+def _slot(tmp: Path, seconds: float) -> Path:
+    slot = tmp / "slot"
+    slot.mkdir()
+    (slot / "job.xml").write_text(JOB.format(seconds=seconds))
+    shutil.copy(ROOT / "examples" / "worker.py", slot / "worker.py")
+    (slot / "in").write_text("input text\n")
+    (slot / "ldpath.sh").write_text(LDPATH_SH)
+    return slot
+
+
+def test_bundle_commands_and_python_mode(bundle: Path, tmp_path: Path) -> None:
+    env = _host_env(tmp_path)
+    r = subprocess.run([str(bundle), "--version"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("host-bridge "), r
+    slot = _slot(tmp_path, 1)
+    r = subprocess.run(
+        [str(bundle), "check", "job.xml"], cwd=slot, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0 and "program: worker.py" in r.stdout and "program: /bin/sh" in r.stdout, r
+    # python mode: the standard library, the guest SDK and msgpack, as a Python install has them
+    code = (
+        "import sys, json, sqlite3, hashlib, ssl, decimal, csv, zlib, boinc_guest, msgpack; "
+        "print(sys.argv[1:], boinc_guest.boinc_fraction_done.__name__)"
+    )
+    r = subprocess.run(
+        [str(bundle), "-c", code, "a", "b"],
+        env={**env, "HOST_BRIDGE_AS_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['a', 'b'] boinc_fraction_done"
+    for args, status in ((["-c", "raise SystemExit(7)"], 7), (["-c", "1/0"], 1), (["-i"], 2)):
+        r = subprocess.run(
+            [str(bundle), *args],
+            env={**env, "HOST_BRIDGE_AS_PYTHON": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == status, (args, r)
+    assert "ZeroDivisionError" in subprocess.run(
+        [str(bundle), "-c", "1/0"], env={**env, "HOST_BRIDGE_AS_PYTHON": "1"}, capture_output=True,
+        text=True, timeout=60,
+    ).stderr  # fmt: skip
+    assert _unpacked(tmp_path) == []  # each run removed what it unpacked
+
+
+def test_bundle_runs_a_job_standalone_and_gives_tasks_the_hosts_environment(bundle: Path, tmp_path: Path):
+    """A Python task runs with the bundle in python mode; a host program gets the LD_LIBRARY_PATH the
+    bridge was started with (the bootloader prepends its folder for the bridge itself) and none of the
+    bootloader's variables."""
+    slot = _slot(tmp_path, 1)
+    env = _host_env(tmp_path, LD_LIBRARY_PATH="/opt/host/lib")
+    r = subprocess.run(
+        [str(bundle), "--standalone"], cwd=slot, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (slot / "out").read_text() == "INPUT TEXT\n"
+    assert (slot / "ld.txt").read_text() == "/opt/host/lib|0"
+    assert "job done" in r.stderr
+    assert _unpacked(tmp_path) == []
+
+
+def test_bridge_stops_the_task_when_the_bootloader_is_killed(bundle: Path, tmp_path: Path):
+    """SIGKILL of the process BOINC started (the bootloader) cannot be passed on to the bridge, its
+    child: the bridge gets SIGTERM from the kernel (parent-death signal), stops the task as for a quit,
+    removes the unpacked folder the bootloader can no longer remove, and exits. Nothing is left."""
+    slot = _slot(tmp_path, 60)
+    env = _host_env(tmp_path)
+    log = (tmp_path / "bridge.log").open("wb")
+    boot = subprocess.Popen(
+        [str(bundle), "--standalone"], cwd=slot, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    tree: list[psutil.Process] = []
+    try:
+        boot_ps = psutil.Process(boot.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tree = boot_ps.children(recursive=True)
+            # bootloader -> bridge -> task (the bundle in python mode: its own bootloader -> python)
+            if len(tree) >= 3 and (slot / "shared" / "boinc_status.msgpack").exists():
+                break
+            time.sleep(0.1)
+        assert len(tree) >= 3, [p.cmdline() for p in tree]
+        assert len(_unpacked(tmp_path)) == 2  # the bridge's and the python-mode task's
+        boot.kill()
+        boot.wait(10)
+        _, alive = psutil.wait_procs(tree, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+        text = (tmp_path / "bridge.log").read_text(errors="replace")
+        assert _unpacked(tmp_path) == [], text[-3000:]
+        assert "SIGTERM" in text, text[-3000:]
+        assert (slot / "host_bridge_state.json").exists()  # a restart resumes the job
+    finally:
+        log.close()
+        if boot.poll() is None:
+            boot.kill()
+            boot.wait(10)
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+
+def _fraction(tasks: list[dict[str, str]]) -> float:
+    try:
+        return float((tasks[0] if tasks else {}).get("fraction done", "0"))
+    except ValueError:
+        return 0.0
+
+
+def test_bundle_as_the_app_version_under_the_real_client(bundle: Path, tmp_path: Path):
+    """The bundle is the app version's main program: the task runs, progress reaches the client, the
+    library loaded is the bundle's libboinc_api.so.7 (not the system's), the result ends with status 0
+    and its output file, fpops reach the client's state, and nothing is left running or unpacked."""
+    slot_files = _slot(tmp_path, 6)
+    files = [
+        ExtraFile(slot_files / "job.xml", "job.xml"),
+        ExtraFile(slot_files / "worker.py", "worker.py"),
+        ExtraFile(slot_files / "in", "in"),
+        ExtraFile(slot_files / "ldpath.sh", "ldpath.sh"),
+    ]
+    out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
+    files.append(out)
+    with BoincClientRun(tmp_path, bundle, extra_files=files, env=_host_env(tmp_path)) as run:
+        run.wait(lambda t: _fraction(t) > 0.05, timeout=90)
+        maps = []
+        for pid in run.app_pids():
+            try:
+                maps.append(Path(f"/proc/{pid}/maps").read_text())
+            except OSError:
+                continue
+        loaded = {line.split()[-1] for m in maps for line in m.splitlines() if "libboinc_api" in line}
+        assert loaded and all("/_MEI" in p for p in loaded), loaded
+        run.task_op("suspend")
+        run.wait(lambda t: (t[0] if t else {}).get("active_task_state") == "SUSPENDED", timeout=20)
+        run.task_op("resume")
+        assert run.wait_exit(120) == 0, run.log_tail()
+    res = run.final_result()
+    assert res["exit_status"] == 0, res
+    assert float(res.get("fpops_cumulative", 0)) > 0, res
+    assert run.output_text(out) == "INPUT TEXT\n"
+    # the BOINC client gives apps its own LD_LIBRARY_PATH (the project folder, the slot): the task got
+    # that one, without the bundle's folder the bootloader put first for the bridge
+    ld, pyi = (run.slot_dir() / "ld.txt").read_text().split("|")
+    assert ld.startswith("../../projects/") and "_MEI" not in ld and pyi == "0", (ld, pyi)
+    assert not run.app_pids()
+    assert _unpacked(tmp_path) == []
