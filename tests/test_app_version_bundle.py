@@ -224,3 +224,36 @@ def test_bundle_as_the_app_version_under_the_real_client(bundle: Path, tmp_path:
     assert ld.startswith("../../projects/") and "_MEI" not in ld and pyi == "0", (ld, pyi)
     assert not run.app_pids()
     assert _unpacked(tmp_path) == []
+
+
+VM_JOB = """\
+<job_desc>
+    <task>
+        <virtualmachine>CernVM</virtualmachine>
+        <application>./worker</application>
+        <copy_app_to_VM>1</copy_app_to_VM>
+        <copy_file_to_VM>in</copy_file_to_VM>
+        <copy_file_from_VM>out</copy_file_from_VM>
+        <command_line>2</command_line>
+    </task>
+</job_desc>
+"""
+
+
+def test_bundle_runs_a_vm_task(bundle: Path, tmp_path: Path, vm_files) -> None:
+    """QEMU, a host program, started by the bundled bridge (with the host's environment), and the QMP
+    client inside the bundle: the C worker runs in a real VM and its output comes back."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    (slot / "job.xml").write_text(VM_JOB)
+    (slot / "in").write_text("vm input\n")
+    for name in ("worker", "vm_kernel", "vm_initrd"):
+        shutil.copy(vm_files[name], slot / name)
+    r = subprocess.run(
+        [str(bundle), "--standalone"], cwd=slot, env=_host_env(tmp_path), capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "starting VM" in r.stderr and "job done" in r.stderr
+    assert (slot / "out").read_text() == "VM INPUT\n"
+    assert _unpacked(tmp_path) == []
