@@ -27,6 +27,8 @@ for lib in libboinc_api.so.7 libboinc.so.7; do
   fi
 done
 
+# Build-time code stays out: the shim's builder (cffi + setuptools) would bring PyInstaller's setuptools
+# and pkg_resources run-time hooks, which import both at every start (+14 MiB RSS, measured).
 # A task's Python program run by the bundle (python mode, host_bridge/_frozen.py) has the whole standard
 # library, as a Python install has, except what a headless volunteer's host cannot use (GUI, test
 # suites, the interactive tools).
@@ -70,6 +72,8 @@ if ! $PY -m PyInstaller \
     "${STDLIB[@]}" \
     --exclude-module tkinter --exclude-module test --exclude-module idlelib --exclude-module readline \
     --exclude-module curses --exclude-module dbm --exclude-module nis \
+    --exclude-module host_bridge.boinc._shim_build --exclude-module setuptools \
+    --exclude-module pkg_resources --exclude-module distutils --exclude-module pip \
     --add-binary "$LIBDIR/libboinc_api.so.7:." \
     --add-binary "$LIBDIR/libboinc.so.7:." \
     --add-data "$ROOT/guest_sdk/python/boinc_guest:guest_python/boinc_guest" \
