@@ -6,8 +6,9 @@
 #   scripts/build_app_version.sh [OUTPUT_DIR]      (default: dist/)
 #
 # Prints the path of the executable, named as BOINC names app version files:
-# host_bridge_<version>_x86_64-pc-linux-gnu. Build on the OLDEST Linux the app version must run on: the
-# executable needs that glibc or newer (this machine: Debian 12, glibc 2.36). See docs/shipping.md.
+# host_bridge_<version>_<BOINC platform>, e.g. host_bridge_0.1.0_x86_64-pc-linux-gnu.
+# Build on the OLDEST Linux the app version must run on: the executable needs that glibc or newer (this
+# machine: Debian 12, glibc 2.36). See docs/shipping.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,7 +18,13 @@ bash scripts/setup.sh >&2
 PY=.venv/bin/python
 VERSION=$($PY -c 'import host_bridge; print(host_bridge.__version__)')
 ARCH=$(uname -m)
-NAME="host_bridge_${VERSION}_${ARCH}-pc-linux-gnu"
+case "$ARCH" in  # BOINC's platform names
+  x86_64|i686) PLATFORM="$ARCH-pc-linux-gnu" ;;
+  aarch64) PLATFORM="aarch64-unknown-linux-gnu" ;;
+  armv7l) PLATFORM="arm-unknown-linux-gnueabihf" ;;
+  *) PLATFORM="$ARCH-unknown-linux-gnu" ;;
+esac
+NAME="host_bridge_${VERSION}_${PLATFORM}"
 LIBDIR=$($PY -c 'import sysconfig; print(sysconfig.get_config_var("MULTIARCH") or "")')
 LIBDIR=/usr/lib/${LIBDIR:-$ARCH-linux-gnu}
 for lib in libboinc_api.so.7 libboinc.so.7; do
