@@ -19,6 +19,7 @@ See docs/shipping.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -85,16 +86,20 @@ PYTHON_MODE_USAGE = (
 
 
 def run_as_python(argv: list[str]) -> int:
-    """Act as ``python ARGV...`` (a script, ``-c CODE`` or ``-m MODULE``; the options -u, -B, -E, -s and
-    -O are accepted and have no effect). The return value is the exit status; a ``SystemExit`` raised by
-    the program passes through, an uncaught exception prints its traceback and gives 1, as Python does."""
+    """Act as ``python ARGV...`` (a script, ``-c CODE`` or ``-m MODULE``; -u makes stdout and stderr
+    unbuffered, -B, -E, -s and -O are accepted and have no effect). The return value is the exit
+    status; a ``SystemExit`` raised by the program passes through, an uncaught exception prints its
+    traceback and gives 1, as Python does."""
     import runpy
     import traceback
 
     os.environ.pop(PYTHON_MODE_ENV, None)  # the program's own children are not in python mode
     args = list(argv)
     while args and args[0] in ("-u", "-B", "-E", "-s", "-O", "-OO"):
-        args.pop(0)
+        if args.pop(0) == "-u":
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(AttributeError, ValueError):
+                    stream.reconfigure(write_through=True)  # type: ignore[union-attr]
     if not args or args[0] in ("-", "-i") or (args[0].startswith("-") and args[0] not in ("-c", "-m")):
         print(
             f"{PYTHON_MODE_USAGE}\n"

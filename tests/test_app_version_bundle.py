@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tests.support.boinc_client import BoincClientRun, ExtraFile
+from tests.test_e2e_boinc_client import VM_JOB, _fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,13 +181,6 @@ def test_bridge_stops_the_task_when_the_bootloader_is_killed(bundle: Path, tmp_p
                 p.kill()
 
 
-def _fraction(tasks: list[dict[str, str]]) -> float:
-    try:
-        return float((tasks[0] if tasks else {}).get("fraction done", "0"))
-    except ValueError:
-        return 0.0
-
-
 def test_bundle_as_the_app_version_under_the_real_client(bundle: Path, tmp_path: Path):
     """The bundle is the app version's main program: the task runs, progress reaches the client, the
     library loaded is the bundle's libboinc_api.so.7 (not the system's), the result ends with status 0
@@ -226,26 +220,12 @@ def test_bundle_as_the_app_version_under_the_real_client(bundle: Path, tmp_path:
     assert _unpacked(tmp_path) == []
 
 
-VM_JOB = """\
-<job_desc>
-    <task>
-        <virtualmachine>CernVM</virtualmachine>
-        <application>./worker</application>
-        <copy_app_to_VM>1</copy_app_to_VM>
-        <copy_file_to_VM>in</copy_file_to_VM>
-        <copy_file_from_VM>out</copy_file_from_VM>
-        <command_line>2</command_line>
-    </task>
-</job_desc>
-"""
-
-
 def test_bundle_runs_a_vm_task(bundle: Path, tmp_path: Path, vm_files) -> None:
     """QEMU, a host program, started by the bundled bridge (with the host's environment), and the QMP
     client inside the bundle: the C worker runs in a real VM and its output comes back."""
     slot = tmp_path / "slot"
     slot.mkdir()
-    (slot / "job.xml").write_text(VM_JOB)
+    (slot / "job.xml").write_text(VM_JOB.format(seconds=2))
     (slot / "in").write_text("vm input\n")
     for name in ("worker", "vm_kernel", "vm_initrd"):
         shutil.copy(vm_files[name], slot / name)

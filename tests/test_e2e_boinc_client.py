@@ -118,7 +118,7 @@ VM_JOB = """\
         <copy_app_to_VM>1</copy_app_to_VM>
         <copy_file_to_VM>in</copy_file_to_VM>
         <copy_file_from_VM>out</copy_file_from_VM>
-        <command_line>4</command_line>
+        <command_line>{seconds}</command_line>
     </task>
 </job_desc>
 """
@@ -126,7 +126,7 @@ VM_JOB = """\
 
 def test_c_worker_in_a_real_vm_under_the_real_client(tmp_path, vm_files):
     """The whole chain: C SDK in a QEMU guest -> 9p share -> bridge -> libboinc_api -> BOINC client."""
-    (tmp_path / "job.xml").write_text(VM_JOB)
+    (tmp_path / "job.xml").write_text(VM_JOB.format(seconds=4))
     (tmp_path / "in").write_text("vm input\n")
     out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
     files = [

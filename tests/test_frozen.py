@@ -3,6 +3,7 @@ test (sys.frozen, sys._MEIPASS). The bundle itself is built and run in test_app_
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -76,3 +77,28 @@ def test_remove_unpacked_of_is_a_no_op_outside_the_bundle(tmp_path, monkeypatch)
     d.mkdir()
     _frozen.remove_unpacked_of(12345)
     assert d.is_dir()
+
+
+def _as_python(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from host_bridge._frozen import run_as_python; sys.exit(run_as_python(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_python_mode_runs_scripts_code_and_modules(tmp_path):
+    """What python mode (the bundle as a task's interpreter) accepts, run here from the sources."""
+    script = tmp_path / "app.py"
+    script.write_text("import sys, helper\nprint(sys.argv, helper.X, __name__)\nsys.exit(3)\n")
+    (tmp_path / "helper.py").write_text("X = 42\n")  # next to the script: importable, as with python
+    r = _as_python(tmp_path, str(script), "a", "b")
+    assert r.returncode == 3 and r.stdout.strip() == f"[{str(script)!r}, 'a', 'b'] 42 __main__", r
+    r = _as_python(tmp_path, "-u", "-c", "import sys; print(sys.stdout.write_through, sys.argv)", "x")
+    assert r.returncode == 0 and r.stdout.strip() == "True ['-c', 'x']", r
+    r = _as_python(tmp_path, "-m", "helper")  # -m finds modules in the working directory
+    assert r.returncode == 0, r
+    r = _as_python(tmp_path, "-c", "raise ValueError('boom')")
+    assert r.returncode == 1 and "ValueError: boom" in r.stderr
+    for args in (["-i"], ["-X", "importtime", "app.py"], [], ["-c"]):
+        r = _as_python(tmp_path, *args)
+        assert r.returncode == 2 and "python mode" in r.stderr, (args, r)
