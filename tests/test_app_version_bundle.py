@@ -137,6 +137,7 @@ def test_bundle_runs_a_job_standalone_and_gives_tasks_the_hosts_environment(bund
     assert (slot / "out").read_text() == "INPUT TEXT\n"
     assert (slot / "ld.txt").read_text() == "/opt/host/lib|0"
     assert "job done" in r.stderr
+    assert f"started {slot / 'shared' / 'worker.py'} with the bundle's Python" in r.stderr, r.stderr
     assert _unpacked(tmp_path) == []
 
 

@@ -373,7 +373,10 @@ class LocalBackend:
         self._root_cpu_final = 0.0
         self._cpu_max = 0.0
         self._cpu_at = -math.inf
-        logger.info("task %s: started %s (pid %d) in %s", task.name, program, self._proc.pid, task.share)
+        shown = program
+        if any(k == _frozen.PYTHON_MODE_ENV for k, _v in task.env):  # the single-file bundle as python
+            shown = f"{' '.join(task.argv[1:2]) or 'python'} with the bundle's Python"
+        logger.info("task %s: started %s (pid %d) in %s", task.name, shown, self._proc.pid, task.share)
 
     def _reap(self) -> bool:
         """Reap the main program if it ended; True once it has."""
