@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 #: Set in a task's environment when the bundled bridge runs a Python program: the bundle then acts as a
-#: Python interpreter instead of a bridge. Only the bundle reads it, and removes it at once.
+#: Python interpreter instead of a bridge. Only the bundle reads it; it stays set for the program's own
+#: children, so that those that run ``sys.executable`` (the bundle) get a Python too.
 PYTHON_MODE_ENV = "HOST_BRIDGE_AS_PYTHON"
 
 #: The bootloader keeps the loader path the bridge was started with under this name.
@@ -52,12 +53,18 @@ def bundled_file(name: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def restore_child_environment(environ: dict[str, str] | os._Environ[str] | None = None) -> None:
+def restore_child_environment(
+    environ: dict[str, str] | os._Environ[str] | None = None, *, keep_bootloader_vars: bool = False
+) -> None:
     """Give the processes the bridge starts the environment the bridge was started with: the
     ``LD_LIBRARY_PATH`` it had, and none of the bootloader's own ``_PYI_*`` variables (with those, a
     task that is itself a PyInstaller program, or the bundle in python mode, would take the bridge's
     unpacked folder for its own). The bridge's own process is not affected (the dynamic loader read the
-    variable when the process started). A no-op in a Python install."""
+    variable when the process started). A no-op in a Python install.
+
+    ``keep_bootloader_vars``: python mode keeps the ``_PYI_*`` variables: there the program's children
+    that run ``sys.executable`` (multiprocessing's spawn workers) must reuse its unpacked folder, as
+    PyInstaller intends."""
     if not is_frozen():
         return
     env = os.environ if environ is None else environ
@@ -66,6 +73,8 @@ def restore_child_environment(environ: dict[str, str] | os._Environ[str] | None 
         env.pop("LD_LIBRARY_PATH", None)
     else:
         env["LD_LIBRARY_PATH"] = orig
+    if keep_bootloader_vars:
+        return
     for name in [n for n in env if n.startswith("_PYI_") or n == "_MEIPASS2"]:
         del env[name]
 
@@ -85,17 +94,31 @@ PYTHON_MODE_USAGE = (
 )
 
 
+#: Python's options without an argument that python mode accepts (only -u has an effect).
+_IGNORED_FLAGS = ("-u", "-B", "-E", "-s", "-S", "-I", "-O", "-OO", "-q", "-b", "-bb")
+
+
 def run_as_python(argv: list[str]) -> int:
     """Act as ``python ARGV...`` (a script, ``-c CODE`` or ``-m MODULE``; -u makes stdout and stderr
-    unbuffered, -B, -E, -s and -O are accepted and have no effect). The return value is the exit
+    unbuffered, -B, -E, -s, -S, -I, -O, -q and -b are accepted and have no effect; the workers of
+    multiprocessing's spawn and forkserver start methods run). The return value is the exit
     status; a ``SystemExit`` raised by the program passes through, an uncaught exception prints its
     traceback and gives 1, as Python does."""
     import runpy
     import traceback
 
-    os.environ.pop(PYTHON_MODE_ENV, None)  # the program's own children are not in python mode
+    # PYTHON_MODE_ENV stays set: the program's children that run sys.executable (the bundle) expect a
+    # Python too (subprocess.run([sys.executable, ...]), multiprocessing's spawn); other programs ignore it
     args = list(argv)
-    while args and args[0] in ("-u", "-B", "-E", "-s", "-O", "-OO"):
+    if args[:1] == ["--multiprocessing-fork"]:
+        # a worker of multiprocessing's spawn / forkserver start method: PyInstaller's run-time hook
+        # made freeze_support() run it (and exit) when this argument is there
+        import multiprocessing
+
+        sys.argv = [sys.argv[0], *args]
+        multiprocessing.freeze_support()
+        return 0
+    while args and args[0] in _IGNORED_FLAGS:
         if args.pop(0) == "-u":
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(AttributeError, ValueError):
@@ -200,8 +223,9 @@ def remove_unpacked_of(pid: int) -> None:
 
 def main() -> None:
     """The single-file bundle's entry point (packaging/bundle_entry.py)."""
-    restore_child_environment()
-    if os.environ.get(PYTHON_MODE_ENV) == "1":
+    python_mode = os.environ.get(PYTHON_MODE_ENV) == "1"
+    restore_child_environment(keep_bootloader_vars=python_mode)
+    if python_mode:
         sys.exit(run_as_python(sys.argv[1:]))
     from .cli import main as cli_main
 

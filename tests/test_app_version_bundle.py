@@ -124,6 +124,44 @@ def test_bundle_commands_and_python_mode(bundle: Path, tmp_path: Path) -> None:
     assert _unpacked(tmp_path) == []  # each run removed what it unpacked
 
 
+MP_SCRIPT = """\
+import multiprocessing as mp, subprocess, sys
+
+def work(x):
+    import hashlib, sqlite3, ssl, zlib  # modules that need the bundle's own libraries
+    return x * x
+
+if __name__ == "__main__":
+    print("sys.executable:", subprocess.run([sys.executable, "-c", "print(6 * 7)"],
+                                            capture_output=True, text=True).stdout.strip())
+    print("host program:", subprocess.run(["sh", "-c", 'echo "${LD_LIBRARY_PATH-unset}"'],
+                                          capture_output=True, text=True).stdout.strip())
+    for method in ("fork", "spawn", "forkserver"):
+        with mp.get_context(method).Pool(2) as pool:
+            print(method, pool.map(work, range(4)))
+"""
+
+
+def test_python_mode_runs_multiprocessing_and_subprocesses(bundle: Path, tmp_path: Path) -> None:
+    """A ported app's Python: children that run sys.executable (the bundle) are Pythons too, the workers
+    of every multiprocessing start method run (spawn / forkserver re-run the bundle), a host program
+    gets the host's environment, and nothing stays unpacked."""
+    (tmp_path / "mp.py").write_text(MP_SCRIPT)
+    env = {**_host_env(tmp_path), "HOST_BRIDGE_AS_PYTHON": "1"}
+    r = subprocess.run(
+        [str(bundle), "mp.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.splitlines() == [
+        "sys.executable: 42",
+        "host program: unset",
+        "fork [0, 1, 4, 9]",
+        "spawn [0, 1, 4, 9]",
+        "forkserver [0, 1, 4, 9]",
+    ], r.stdout
+    assert _unpacked(tmp_path) == []
+
+
 def test_bundle_runs_a_job_standalone_and_gives_tasks_the_hosts_environment(bundle: Path, tmp_path: Path):
     """A Python task runs with the bundle in python mode; a host program gets the LD_LIBRARY_PATH the
     bridge was started with (the bootloader prepends its folder for the bridge itself) and none of the

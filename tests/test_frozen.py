@@ -46,6 +46,11 @@ def test_child_environment_is_the_one_the_bridge_was_started_with(frozen):
     env = {"LD_LIBRARY_PATH": str(frozen), "PATH": "/usr/bin"}  # started without one
     _frozen.restore_child_environment(env)
     assert env == {"PATH": "/usr/bin"}
+    # python mode: the loader path is the host's, the bootloader's variables stay (spawn workers reuse
+    # the unpacked folder)
+    env = {"LD_LIBRARY_PATH": str(frozen), "_PYI_APPLICATION_HOME_DIR": str(frozen)}
+    _frozen.restore_child_environment(env, keep_bootloader_vars=True)
+    assert env == {"_PYI_APPLICATION_HOME_DIR": str(frozen)}
 
 
 def test_bundled_files_and_python_command(frozen):
