@@ -832,3 +832,32 @@ def test_create_sweeps_state_folders_of_dead_vms(
         live_qemu.kill()
         live_qemu.wait(10)
         shutil.rmtree(run, ignore_errors=True)
+
+
+# -- the single-file app version -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "what"),
+    [
+        ({"vm_kernel": None, "vm_initrd": None}, "the image builtin:test"),
+        ({"vm_pyroot": "builtin:python"}, "<vm_python/>"),
+    ],
+)
+def test_host_built_images_are_refused_in_the_bundle(
+    tmp_path: Path, image: VMImage, monkeypatch, extra, what
+):
+    """builtin:test and <vm_python/> build on the host from the project's sources: the single-file app
+    version does not carry them, so they fail at once and for good (not a temporary exit retried
+    every time), saying what to ship instead."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    share = tmp_path / "share"
+    share.mkdir()
+    task = make_task(image, share, ("true",), "bundled", extra=extra)
+    if "vm_kernel" in extra:
+        task = replace(task, image="builtin:test")
+    with pytest.raises(BackendError) as info:
+        QemuBackend().create(task)
+    assert what in str(info.value) and "vm_kernel + vm_initrd" in str(info.value)
+    assert info.value.temporary is False

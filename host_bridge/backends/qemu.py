@@ -43,11 +43,18 @@ from typing import Any
 
 import psutil
 
+from host_bridge import _frozen
 from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
 from host_bridge.exitcodes import ExitCode
 from host_bridge.share import GuestFileRefused, Share
 
 logger = logging.getLogger(__name__)
+
+_NOT_IN_BUNDLE = (
+    "{what} is built on the host from the project's sources, which the single-file app version does not "
+    "carry: ship the VM image as app version files (vm_kernel + vm_initrd, or vm_disk_image; "
+    "docs/shipping.md)"
+)
 
 # Files of the agent protocol in the share (docs/qemu.md).
 TASK_FILE = "boinc_task.json"
@@ -682,6 +689,8 @@ class QemuBackend:
         if not value:
             return None
         if value == "builtin:python":
+            if _frozen.is_frozen():
+                raise BackendError(_NOT_IN_BUNDLE.format(what="<vm_python/> (the guest Python root)"))
             from host_bridge.vmimage import ImageError, ensure_python_root
 
             try:
@@ -712,6 +721,8 @@ class QemuBackend:
         disk = extra.get("vm_disk_image")
         image = task.image
         if image == "builtin:test" and not (kernel or disk):
+            if _frozen.is_frozen():
+                raise BackendError(_NOT_IN_BUNDLE.format(what="the image builtin:test"))
             from host_bridge.vmimage import ImageError, ensure_test_image
 
             try:
