@@ -133,7 +133,10 @@ class Runtime:
     # ------------------------------------------------------------ job
 
     def load_job(self) -> JobSpec:
-        path = resolve_logical(self.slot, self.cfg.job_file)
+        # --job: a logical name in the slot (resolved through BOINC's soft link), or a path (it has a
+        # '/': absolute, or relative to the slot), as --help says
+        name = self.cfg.job_file
+        path = self.slot / name if "/" in name else resolve_logical(self.slot, name)
         job = parse_job_file(path)
         for w in job.warnings:
             log.warning("%s", w)

@@ -41,24 +41,42 @@ done
 # suites, the interactive tools).
 mapfile -t STDLIB < <($PY - <<'EOF'
 import importlib.util
+import pkgutil
 import sys
 
 skip = {"antigravity", "idlelib", "lib2to3", "pydoc_data", "test", "tkinter", "turtle", "turtledemo",
         "ensurepip", "venv", "this", "__phello__", "msilib", "winreg", "winsound", "_winapi", "nt",
-        "_msi", "_overlapped", "msvcrt", "_tkinter", "_scproxy", "_osx_support",
+        "_msi", "_overlapped", "msvcrt", "_tkinter", "_scproxy", "_osx_support", "distutils",
         # terminal UIs and host databases: each brings system libraries the bundle would unpack at
-        # every start (readline, ncurses, Berkeley DB, NIS / Kerberos)
-        "readline", "curses", "_curses", "_curses_panel", "dbm", "_dbm", "_gdbm", "nis", "spwd",
+        # every start (readline, ncurses, Berkeley DB / GDBM, NIS / Kerberos); dbm itself stays, with
+        # its pure-Python dbm.dumb (shelve works)
+        "readline", "curses", "_curses", "_curses_panel", "_dbm", "_gdbm", "nis", "spwd",
         "ossaudiodev"}
+
+
+def wanted(name: str) -> bool:
+    parts = name.split(".")
+    return parts[0] not in skip and not any(p in ("test", "tests", "idle_test") for p in parts[1:])
+
+
+names = set()
 for name in sorted(sys.stdlib_module_names):
-    if name in skip or name.startswith("_test"):
+    if not wanted(name) or name.startswith("_test"):
         continue
     try:
-        found = importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
-        found = False
-    if found:
-        print(f"--hidden-import={name}")
+        spec = None
+    if spec is None:
+        continue
+    names.add(name)
+    if spec.submodule_search_locations:  # a package: its submodules too (json.tool, email.mime, ...)
+        for info in pkgutil.walk_packages(spec.submodule_search_locations, prefix=name + ".",
+                                          onerror=lambda _name: None):
+            if wanted(info.name) and not info.name.endswith("__main__"):
+                names.add(info.name)
+for name in sorted(names):
+    print(f"--hidden-import={name}")
 EOF
 )
 
@@ -78,7 +96,7 @@ if ! $PY -m PyInstaller \
     --collect-submodules boinc_guest \
     "${STDLIB[@]}" \
     --exclude-module tkinter --exclude-module test --exclude-module idlelib --exclude-module readline \
-    --exclude-module curses --exclude-module dbm --exclude-module nis \
+    --exclude-module curses --exclude-module _dbm --exclude-module _gdbm --exclude-module nis \
     --exclude-module host_bridge.boinc._shim_build --exclude-module setuptools \
     --exclude-module pkg_resources --exclude-module distutils --exclude-module pip \
     --add-binary "$LIBDIR/libboinc_api.so.7:." \

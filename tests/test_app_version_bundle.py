@@ -97,6 +97,8 @@ def test_bundle_commands_and_python_mode(bundle: Path, tmp_path: Path) -> None:
     # python mode: the standard library, the guest SDK and msgpack, as a Python install has them
     code = (
         "import sys, json, sqlite3, hashlib, ssl, decimal, csv, zlib, boinc_guest, msgpack; "
+        # submodules of standard packages, and shelve on dbm's pure-Python dbm.dumb
+        "import json.tool, email.mime.text, logging.handlers, xml.dom.minidom, unittest.mock, shelve; "
         "print(sys.argv[1:], boinc_guest.boinc_fraction_done.__name__)"
     )
     r = subprocess.run(

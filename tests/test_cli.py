@@ -123,6 +123,29 @@ def test_standalone_run_with_an_absolute_program_path(tmp_path):
     assert "internal error" not in r.stderr
 
 
+def test_job_option_takes_a_path(tmp_path):
+    """--job is "a logical name in the slot or a path" (--help): an absolute path or one with ../ gave an
+    internal error (the path was taken for a logical name) and a temporary exit retried forever."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "myjob.xml").write_text(
+        "<job_desc><task><application>sh</application><command_line>-c 'echo job > out'</command_line>"
+        "</task></job_desc>"
+    )
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    for job in (str(other / "myjob.xml"), "../elsewhere/myjob.xml"):
+        r = run("--standalone", "--job", job, cwd=slot)
+        assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
+        assert (slot / "out").read_text() == "job\n"
+        (slot / "out").unlink()
+        for f in slot.iterdir():  # the next run starts the job afresh
+            if f.is_file():
+                f.unlink()
+    r = run("--standalone", "--job", str(other / "nosuch.xml"), cwd=slot)
+    assert r.returncode == 256 - 112 and "nosuch.xml" in r.stderr, r.stderr
+
+
 def test_python_interpreter_choice(tmp_path):
     """A bare python3 runs with the bridge's interpreter (it has the guest SDK); an absolute interpreter
     path is run as named (the host's own Python and its packages)."""

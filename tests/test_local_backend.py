@@ -178,6 +178,11 @@ def test_missing_and_non_executable_program(share: Path, backends: list[LocalBac
     b = make(backends, share, ("no_such_program_xyz",))
     with pytest.raises(BackendError, match=r"no_such_program_xyz.*not found"):
         b.start()
+    # a .py program for the bridge's own Python: the same kind of error (the interpreter said
+    # "can't open file" and the task failed with the interpreter's status)
+    bpy = make(backends, share, (sys.executable, "missing.py", "arg"))
+    with pytest.raises(BackendError, match=r"Python program 'missing.py' not found"):
+        bpy.start()
     (share / "app").write_text("#!/bin/sh\n")
     b2 = make(backends, share, ("app",))
     with pytest.raises(BackendError, match=r"not an executable.*chmod \+x"):

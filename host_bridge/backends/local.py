@@ -314,6 +314,16 @@ class LocalBackend:
                 f"task {task.name}: program {path} is not an executable file; make it executable "
                 "(chmod +x, or <executable/> in the app version's file_info)"
             )
+        # a Python program run with the bridge's own interpreter: missing is the job's error, as for
+        # any program (the interpreter would fail with its own message and status)
+        script = task.argv[1] if len(task.argv) > 1 else ""
+        own_python = os.path.realpath(path) == os.path.realpath(sys.executable)
+        if own_python and script.endswith(".py") and not (share / script).is_file():
+            raise BackendError(
+                f"task {task.name}: Python program {script!r} not found (looked in the shared folder "
+                f"{share}); check the job file's application name and that the app version ships "
+                "the file"
+            )
         return path
 
     def start(self) -> None:
