@@ -162,24 +162,67 @@ def run_as_python(argv: list[str]) -> int:
     return 0
 
 
-def _stop_with_parent() -> int:
-    """In the bundle the bridge is the child of the bootloader, the process the BOINC client started
-    and knows. If the client kills that process (SIGKILL cannot be passed on), the bridge gets SIGTERM:
-    it stops the task as for a quit (the job resumes from its checkpoint when started again) instead of
-    running on unseen. Returns the parent's pid."""
+def _stop_with_parent(sig: int) -> int:
+    """In the bundle the process is the child of the bootloader: for the bridge, the process the BOINC
+    client started and knows; for a task in python mode, the process the bridge started. If that
+    bootloader is killed (SIGKILL cannot be passed on), this process gets ``sig`` from the kernel: the
+    bridge SIGTERM (it stops the task as for a quit; the job resumes from its checkpoint when started
+    again), a python-mode task SIGKILL (as a compiled task whose bridge died: the bridge's death
+    SIGKILLs the task's bootloader), instead of running on unseen. Returns the parent's pid."""
     import ctypes
-    import signal
 
     parent = os.getppid()
     pr_set_pdeathsig = 1
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
         return parent
     if os.getppid() != parent:  # the parent died before the request: nobody will send the signal
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), sig)
     return parent
+
+
+def sweep_stale_unpacked() -> None:
+    """Remove this user's unpacked bundles whose bootloader is gone (``_MEI`` + its pid in 8 hex
+    digits): what a python-mode task killed together with its bootloader left (~30 MB each), and what
+    any bundle killed with SIGKILL left. Folders of live processes are never touched."""
+    d = bundle_dir()
+    if d is None:
+        return
+    import tempfile
+
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    for e in entries:
+        if not e.name.startswith("_MEI"):
+            continue
+        try:
+            pid = int(e.name[4:12], 16)
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or not ours to signal): keep
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        _remove_unpacked_dir(e)
+
+
+def _remove_unpacked_dir(e: os.DirEntry[str]) -> None:
+    import shutil
+    import stat
+
+    try:
+        st = e.stat(follow_symlinks=False)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and Path(e.path) != bundle_dir():
+        shutil.rmtree(e.path, ignore_errors=True)
 
 
 def _remove_unpacked_if_orphaned(parent: int) -> None:
@@ -200,36 +243,31 @@ def remove_unpacked_of(pid: int) -> None:
     remove it itself. Only folders of this user; a no-op in a Python install."""
     if not is_frozen():
         return
-    import shutil
-    import stat
     import tempfile
 
     tag = f"{pid:08x}"
-    base = Path(tempfile.gettempdir())
     try:
-        entries = list(os.scandir(base))
+        entries = list(os.scandir(tempfile.gettempdir()))
     except OSError:
         return
     for e in entries:
-        if not (e.name.startswith("_MEI") and e.name[4:12].lower() == tag):
-            continue
-        try:
-            st = e.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and Path(e.path) != bundle_dir():
-            shutil.rmtree(e.path, ignore_errors=True)
+        if e.name.startswith("_MEI") and e.name[4:12].lower() == tag:
+            _remove_unpacked_dir(e)
 
 
 def main() -> None:
     """The single-file bundle's entry point (packaging/bundle_entry.py)."""
+    import signal
+
     python_mode = os.environ.get(PYTHON_MODE_ENV) == "1"
     restore_child_environment(keep_bootloader_vars=python_mode)
     if python_mode:
+        _stop_with_parent(signal.SIGKILL)
         sys.exit(run_as_python(sys.argv[1:]))
     from .cli import main as cli_main
 
-    parent = _stop_with_parent()
+    parent = _stop_with_parent(signal.SIGTERM)
+    sweep_stale_unpacked()
     try:
         cli_main()
     finally:
@@ -246,4 +284,5 @@ __all__ = [
     "remove_unpacked_of",
     "restore_child_environment",
     "run_as_python",
+    "sweep_stale_unpacked",
 ]

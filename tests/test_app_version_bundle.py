@@ -181,10 +181,14 @@ def test_bundle_runs_a_job_standalone_and_gives_tasks_the_hosts_environment(bund
     assert _unpacked(tmp_path) == []
 
 
-def test_bridge_stops_the_task_when_the_bootloader_is_killed(bundle: Path, tmp_path: Path):
+@pytest.mark.parametrize("victim", ["bootloader", "bridge"])
+def test_nothing_is_left_when_the_bootloader_or_the_bridge_is_killed(bundle: Path, tmp_path: Path, victim):
     """SIGKILL of the process BOINC started (the bootloader) cannot be passed on to the bridge, its
     child: the bridge gets SIGTERM from the kernel (parent-death signal), stops the task as for a quit,
-    removes the unpacked folder the bootloader can no longer remove, and exits. Nothing is left."""
+    removes the unpacked folder the bootloader can no longer remove, and exits.
+    SIGKILL of the bridge itself (the OOM killer, an admin): its death SIGKILLs the task's bootloader,
+    whose death SIGKILLs the Python it ran (it kept running, unsupervised, to its end); what that task
+    had unpacked is removed by the next start of the bundle. Nothing is left running or unpacked."""
     slot = _slot(tmp_path, 60)
     env = _host_env(tmp_path)
     log = (tmp_path / "bridge.log").open("wb")
@@ -204,14 +208,22 @@ def test_bridge_stops_the_task_when_the_bootloader_is_killed(bundle: Path, tmp_p
             time.sleep(0.1)
         assert len(tree) >= 3, [p.cmdline() for p in tree]
         assert len(_unpacked(tmp_path)) == 2  # the bridge's and the python-mode task's
-        boot.kill()
+        if victim == "bootloader":
+            boot.kill()
+        else:
+            boot_ps.children()[0].kill()
         boot.wait(10)
         _, alive = psutil.wait_procs(tree, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
         text = (tmp_path / "bridge.log").read_text(errors="replace")
-        assert _unpacked(tmp_path) == [], text[-3000:]
-        assert "SIGTERM" in text, text[-3000:]
         assert (slot / "host_bridge_state.json").exists()  # a restart resumes the job
+        if victim == "bootloader":
+            assert _unpacked(tmp_path) == [], text[-3000:]
+            assert "SIGTERM" in text, text[-3000:]
+            return
+        assert len(_unpacked(tmp_path)) == 1  # the killed task's; the bootloader removed the bridge's
+        r = subprocess.run([str(bundle), "--version"], env=env, capture_output=True, timeout=60)
+        assert r.returncode == 0 and _unpacked(tmp_path) == []
     finally:
         log.close()
         if boot.poll() is None:

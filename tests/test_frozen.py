@@ -3,6 +3,7 @@ test (sys.frozen, sys._MEIPASS). The bundle itself is built and run in test_app_
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -107,3 +108,17 @@ def test_python_mode_runs_scripts_code_and_modules(tmp_path):
     for args in (["-i"], ["-X", "importtime", "app.py"], [], ["-c"]):
         r = _as_python(tmp_path, *args)
         assert r.returncode == 2 and "python mode" in r.stderr, (args, r)
+
+
+def test_sweep_removes_only_folders_of_dead_bootloaders(frozen, tmp_path):
+    base = tmp_path / "tmp"
+    p = subprocess.Popen(["true"])
+    p.wait()
+    dead = base / f"_MEI{p.pid:08X}AbCdEf"  # its bootloader is gone: a leftover
+    (dead / "lib").mkdir(parents=True)
+    alive = base / f"_MEI{os.getpid():08X}AbCdEf"  # a running process's
+    alive.mkdir()
+    odd = base / "_MEIzzzzzzzzAbCdEf"  # not a pid
+    odd.mkdir()
+    _frozen.sweep_stale_unpacked()
+    assert not dead.exists() and alive.is_dir() and odd.is_dir() and frozen.is_dir()
