@@ -290,3 +290,47 @@ def test_bundle_runs_a_vm_task(bundle: Path, tmp_path: Path, vm_files) -> None:
     assert "starting VM" in r.stderr and "job done" in r.stderr
     assert (slot / "out").read_text() == "VM INPUT\n"
     assert _unpacked(tmp_path) == []
+
+
+COUNT_TERMS = """\
+import signal, sys, time
+
+terms = 0
+
+def on_term(signum, frame):
+    global terms
+    terms += 1
+    print("SIGTERM", terms, file=sys.stderr)  # not reentrant: a second delivery mid-print failed
+
+signal.signal(signal.SIGTERM, on_term)
+open("started", "w").close()
+while not terms:
+    time.sleep(0.01)
+time.sleep(0.5)  # further deliveries would arrive now
+open("terms.txt", "w").write(str(terms))
+"""
+
+
+def test_a_python_task_gets_one_sigterm_when_the_bridge_stops_it(bundle: Path, tmp_path: Path) -> None:
+    """The bridge's quit stops the task with SIGTERM: a Python task of the bundle got it 2-4 times (from
+    the bridge and again from its bootloader); now once, as in a Python install."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    (slot / "count.py").write_text(COUNT_TERMS)
+    (slot / "job.xml").write_text("<job_desc><task><application>count.py</application></task></job_desc>")
+    env = _host_env(tmp_path)
+    boot = subprocess.Popen([str(bundle), "--standalone"], cwd=slot, env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (slot / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (slot / "started").exists()
+        boot.terminate()  # the bootloader passes it on to the bridge: a quit
+        _, err = boot.communicate(timeout=60)
+    finally:
+        if boot.poll() is None:
+            boot.kill()
+            boot.wait(10)
+    assert boot.returncode == 0, err[-3000:]
+    assert (slot / "terms.txt").read_text() == "1", err[-3000:]
+    assert _unpacked(tmp_path) == []

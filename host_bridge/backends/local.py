@@ -477,21 +477,39 @@ class LocalBackend:
         return False
 
     def _signal_tree(self, sig: int) -> list[psutil.Process]:
-        """Signal the process group, then every process of the tree, until no new process shows up."""
+        """Signal the process group, then every process of the tree, until no new process shows up.
+
+        A SIGTERM to a Python task of the single-file bundle goes to its bootloader, which passes it on
+        to the Python it runs: sent to both, the program got it two to four times (a handler that
+        prints then failed with "reentrant call"), where a Python install's program gets it once."""
         signalled: set[int] = set()
         procs: list[psutil.Process] = []
+        forwarded = self._forwarded_by_bootloader() if sig == signal.SIGTERM else set()
         for _ in range(20):
             tree = self._tree()
-            if self._proc is not None and self._group_alive(tree):
+            if not forwarded and self._proc is not None and self._group_alive(tree):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self._proc.pid, sig)
-            new = [p for p in tree if p.pid not in signalled]
+            new = [p for p in tree if p.pid not in signalled and p.pid not in forwarded]
             if not new:
                 break
             _signal_all(new, sig)
             signalled.update(p.pid for p in new)
             procs.extend(new)
         return procs
+
+    def _forwarded_by_bootloader(self) -> set[int]:
+        """The pids a python-mode task's bootloader passes signals on to (its children); empty for any
+        other task, or once the bootloader has ended."""
+        task = self._task
+        if task is None or self._proc is None or self._exit_code is not None:
+            return set()
+        if not any(k == _frozen.PYTHON_MODE_ENV for k, _v in task.env):
+            return set()
+        try:
+            return {c.pid for c in psutil.Process(self._proc.pid).children()}
+        except psutil.Error:
+            return set()
 
     def pause(self) -> None:
         if self._proc is None or self._paused or self._reap():
