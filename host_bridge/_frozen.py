@@ -153,13 +153,18 @@ def run_as_python(argv: list[str]) -> int:
             runpy.run_path(script, run_name="__main__")
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        traceback.print_exc()
-        return 130
-    except BaseException:
-        traceback.print_exc()
-        return 1
+    except BaseException as e:
+        # the program's traceback, as Python prints it: without the frames of this function and runpy
+        tb = e.__traceback__
+        while tb is not None and _is_runner_frame(tb.tb_frame.f_code.co_filename):
+            tb = tb.tb_next
+        traceback.print_exception(type(e), e, tb)
+        return 130 if isinstance(e, KeyboardInterrupt) else 1
     return 0
+
+
+def _is_runner_frame(filename: str) -> bool:
+    return filename.endswith("_frozen.py") or "runpy" in filename
 
 
 def _stop_with_parent(sig: int) -> int:

@@ -518,10 +518,13 @@ def case_hint(tag: str, want: str) -> str:
 
 def miscased_child_hint(node: XmlNode, want: str) -> str:
     """For "<node> has no <want>": a hint naming a child that is ``want`` in other letter case
-    (``<Application>`` for ``<application>``), or ``""``."""
+    (``<Application>`` for ``<application>``) or misspelt (``<aplication>``), or ``""``."""
     for child in node.children:
         if case_hint(child.tag, want):
             return f"; <{child.tag}> on line {child.line} is not it: tags are case-sensitive; write <{want}>"
+    for child in node.children:
+        if len(child.tag) <= 64 and _closest(child.tag, (want,)) == want:
+            return f"; <{child.tag}> on line {child.line} is not it: did you mean <{want}>?"
     return ""
 
 

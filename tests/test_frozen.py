@@ -105,6 +105,11 @@ def test_python_mode_runs_scripts_code_and_modules(tmp_path):
     assert r.returncode == 0, r
     r = _as_python(tmp_path, "-c", "raise ValueError('boom')")
     assert r.returncode == 1 and "ValueError: boom" in r.stderr
+    (tmp_path / "bad.py").write_text("def f():\n    raise KeyError('k')\nf()\n")
+    r = _as_python(tmp_path, "bad.py")
+    # the program's frames only, as Python prints them (not python mode's and runpy's)
+    assert r.returncode == 1 and "KeyError: 'k'" in r.stderr, r.stderr
+    assert "bad.py" in r.stderr and "_frozen" not in r.stderr and "runpy" not in r.stderr, r.stderr
     for args in (["-i"], ["-X", "importtime", "app.py"], [], ["-c"]):
         r = _as_python(tmp_path, *args)
         assert r.returncode == 2 and "python mode" in r.stderr, (args, r)

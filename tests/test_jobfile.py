@@ -723,6 +723,10 @@ def test_tags_are_case_sensitive_hints() -> None:
     assert "has no <task>" in str(e)
     assert "<Task> on line 2 is not it: tags are case-sensitive; write <task>" in str(e)
 
+    # a misspelt required tag gets the same kind of hint (an admin's trial: "has no <application>" only)
+    e = err_of("<job_desc>\n<task>\n<aplication>worker</aplication>\n</task>\n</job_desc>")
+    assert "has no <application>; <aplication> on line 3 is not it: did you mean <application>?" in str(e)
+
     job = parse_job_text(
         "<job_desc>\n<task><application>a</application>\n<Weight>2</Weight>\n<COMMAND_LINE>x</COMMAND_LINE>"
         "</task>\n<Enable_Graphics_Support/>\n</job_desc>",

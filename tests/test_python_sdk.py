@@ -646,3 +646,19 @@ def test_worker_killed_resumes_from_checkpoint(tmp_path: Path) -> None:
     assert s.cpu_time < 2.0 - saved + 0.8, "the second run did only the remaining work"
     assert s.events[-1] == P.Finish(1, 0, "", False)
     assert (tmp_path / "out").read_text() == "RESUME\n"
+
+
+def test_missing_msgpack_says_what_to_install(tmp_path: Path) -> None:
+    """A host or guest Python without msgpack (a task run with /usr/bin/python3): the import error names
+    the package and how to install it, not just "No module named 'msgpack'"."""
+    code = "import sys; sys.modules['msgpack'] = None; from boinc_guest import *"
+    sdk_path = str(Path(__file__).resolve().parent.parent / "guest_sdk" / "python")
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": sdk_path},
+    )
+    assert r.returncode == 1
+    assert "boinc_guest needs the msgpack package: pip install msgpack" in r.stderr, r.stderr

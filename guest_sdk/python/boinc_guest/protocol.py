@@ -19,7 +19,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-import msgpack
+try:
+    import msgpack
+except ImportError as _e:  # a host or guest Python without it: say what to install
+    raise ImportError(
+        "boinc_guest needs the msgpack package: pip install msgpack (Debian / Ubuntu: apt-get install "
+        "python3-msgpack)"
+    ) from _e
 
 logger = logging.getLogger(__name__)
 
