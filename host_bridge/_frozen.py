@@ -12,7 +12,9 @@ here, and nowhere else:
   libraries instead of its own (:func:`restore_child_environment`);
 - there is no ``python`` beside the bridge: a local task's Python program runs with the bundle itself in
   "python mode" (:func:`python_command`, :func:`run_as_python`), which has the standard library, the guest
-  SDK and msgpack, as the bridge's own interpreter has in a Python install.
+  SDK and msgpack, as the bridge's own interpreter has in a Python install;
+- each process is the child of a bootloader: it dies with it (parent-death signal), and what a killed
+  bootloader could not remove is removed later (:func:`sweep_stale_unpacked`, :func:`remove_unpacked_of`).
 
 See docs/shipping.md.
 """
