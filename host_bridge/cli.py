@@ -233,8 +233,9 @@ def _run(
         api = load_api(force_standalone=cfg.standalone)
     try:
         api.init()
-    except Exception as e:  # the library refused to start: nothing else can work
-        print(f"host-bridge: cannot initialise the BOINC API: {e}", file=sys.stderr)
+    except Exception as e:  # the library refused to start (or the folder is taken): nothing can work
+        what = "" if getattr(api, "standalone", False) else "cannot initialise the BOINC API: "
+        print(f"host-bridge: {what}{e}", file=sys.stderr)
         return int(ExitCode.EXIT_INIT_FAILURE)
     # boinc_init has reopened fd 2 to stderr.txt: point logging at the new stream
     _setup_logging(verbose)

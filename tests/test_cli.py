@@ -146,6 +146,35 @@ def test_job_option_takes_a_path(tmp_path):
     assert r.returncode == 256 - 112 and "nosuch.xml" in r.stderr, r.stderr
 
 
+def test_one_standalone_bridge_per_folder(tmp_path):
+    """Two standalone bridges in one folder killed each other's tasks (each took the other's processes
+    for leftovers of an earlier run, and both ended 193). The second is now refused at once (206), and
+    the first goes on; under a client, the BOINC library's lock file does the same."""
+    (tmp_path / "job.xml").write_text(
+        "<job_desc><task><application>sh</application>"
+        "<command_line>-c 'sleep 3; echo first > out'</command_line></task></job_desc>"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "host_bridge", "--standalone"], cwd=tmp_path, env=ENV,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "host_bridge_state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = run("--standalone", cwd=tmp_path)
+        assert second.returncode == 206, second.stderr
+        assert f"another host-bridge is running in {tmp_path}" in second.stderr, second.stderr
+        assert "cannot initialise the BOINC API" not in second.stderr
+        _, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+    assert first.returncode == 0, err
+    assert (tmp_path / "out").read_text() == "first\n"
+
+
 def test_python_interpreter_choice(tmp_path):
     """A bare python3 runs with the bridge's interpreter (it has the guest SDK); an absolute interpreter
     path is run as named (the host's own Python and its packages)."""

@@ -577,9 +577,29 @@ class StandaloneApi(BoincApiBase):
         self.trickle_ups: list[tuple[str, str]] = []
         self.uploads: list[str] = []
         self.graphics: dict[str, str] = {}
+        self._lock_fd: int | None = None
 
     def init(self) -> None:
-        return None
+        """One bridge per folder, as the BOINC library's lock file ensures under a client: two standalone
+        bridges in one folder killed each other's tasks (each took the other's for leftovers). The lock
+        is on the folder itself (no file left behind) and ends with the process."""
+        if self._lock_fd is not None:
+            return
+        import fcntl
+
+        try:
+            fd = os.open(self.slot_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise BoincApiError(f"cannot open the folder {self.slot_dir}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise BoincApiError(
+                f"another host-bridge is running in {self.slot_dir}: one bridge per folder; wait for it "
+                "to end, or stop it (it resumes where it was when started again)"
+            ) from exc
+        self._lock_fd = fd
 
     def get_status(self) -> BoincStatus:
         return BoincStatus()
