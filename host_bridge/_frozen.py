@@ -34,6 +34,9 @@ PYTHON_MODE_ENV = "HOST_BRIDGE_AS_PYTHON"
 #: The bootloader keeps the loader path the bridge was started with under this name.
 _LD_ORIG = "LD_LIBRARY_PATH_ORIG"
 
+#: A file only the bridge's bundle unpacks (the sweep leaves other PyInstaller programs' folders alone).
+_BUNDLE_MARK = "libboinc_api.so.7"
+
 
 def is_frozen() -> bool:
     """Whether this is the single-file bundle (PyInstaller), not a Python install."""
@@ -191,9 +194,10 @@ def _stop_with_parent(sig: int) -> int:
 
 
 def sweep_stale_unpacked() -> None:
-    """Remove this user's unpacked bundles whose bootloader is gone (``_MEI`` + its pid in 8 hex
-    digits): what a python-mode task killed together with its bootloader left (~30 MB each), and what
-    any bundle killed with SIGKILL left. Folders of live processes are never touched."""
+    """Remove this user's unpacked bundles of the bridge whose bootloader is gone (``_MEI`` + its pid in
+    8 hex digits): what a python-mode task killed together with its bootloader left (~30 MB each), and
+    what any bundle of the bridge killed with SIGKILL left. Folders of live processes, and those of other
+    PyInstaller programs (no ``libboinc_api.so.7`` in them), are never touched."""
     d = bundle_dir()
     if d is None:
         return
@@ -217,7 +221,8 @@ def sweep_stale_unpacked() -> None:
             pass
         except PermissionError:
             continue
-        _remove_unpacked_dir(e)
+        if os.path.isfile(os.path.join(e.path, _BUNDLE_MARK)):
+            _remove_unpacked_dir(e)
 
 
 def _remove_unpacked_dir(e: os.DirEntry[str]) -> None:

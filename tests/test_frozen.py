@@ -121,9 +121,13 @@ def test_sweep_removes_only_folders_of_dead_bootloaders(frozen, tmp_path):
     p.wait()
     dead = base / f"_MEI{p.pid:08X}AbCdEf"  # its bootloader is gone: a leftover
     (dead / "lib").mkdir(parents=True)
+    (dead / "libboinc_api.so.7").write_bytes(b"")
+    foreign = base / f"_MEI{p.pid:08X}XyZxYz"  # another PyInstaller program's: not ours to remove
+    foreign.mkdir()
     alive = base / f"_MEI{os.getpid():08X}AbCdEf"  # a running process's
     alive.mkdir()
+    (alive / "libboinc_api.so.7").write_bytes(b"")
     odd = base / "_MEIzzzzzzzzAbCdEf"  # not a pid
     odd.mkdir()
     _frozen.sweep_stale_unpacked()
-    assert not dead.exists() and alive.is_dir() and odd.is_dir() and frozen.is_dir()
+    assert not dead.exists() and foreign.is_dir() and alive.is_dir() and odd.is_dir() and frozen.is_dir()
