@@ -198,22 +198,9 @@ def sweep_stale_unpacked() -> None:
     8 hex digits): what a python-mode task killed together with its bootloader left (~30 MB each), and
     what any bundle of the bridge killed with SIGKILL left. Folders of live processes, and those of other
     PyInstaller programs (no ``libboinc_api.so.7`` in them), are never touched."""
-    d = bundle_dir()
-    if d is None:
+    if bundle_dir() is None:
         return
-    import tempfile
-
-    try:
-        entries = list(os.scandir(tempfile.gettempdir()))
-    except OSError:
-        return
-    for e in entries:
-        if not e.name.startswith("_MEI"):
-            continue
-        try:
-            pid = int(e.name[4:12], 16)
-        except ValueError:
-            continue
+    for e, pid in _unpacked_dirs():
         try:
             os.kill(pid, 0)
             continue  # alive (or not ours to signal): keep
@@ -223,6 +210,23 @@ def sweep_stale_unpacked() -> None:
             continue
         if os.path.isfile(os.path.join(e.path, _BUNDLE_MARK)):
             _remove_unpacked_dir(e)
+
+
+def _unpacked_dirs() -> list[tuple[os.DirEntry[str], int]]:
+    """The entries of the temporary folder named as a bootloader names its unpacked folder (``_MEI`` +
+    its pid in 8 hex digits + random letters), with that pid."""
+    import tempfile
+
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return []
+    hexdigits = frozenset("0123456789abcdefABCDEF")
+    return [
+        (e, int(e.name[4:12], 16))
+        for e in entries
+        if e.name.startswith("_MEI") and len(e.name) >= 12 and hexdigits.issuperset(e.name[4:12])
+    ]
 
 
 def _remove_unpacked_dir(e: os.DirEntry[str]) -> None:
@@ -255,15 +259,8 @@ def remove_unpacked_of(pid: int) -> None:
     remove it itself. Only folders of this user; a no-op in a Python install."""
     if not is_frozen():
         return
-    import tempfile
-
-    tag = f"{pid:08x}"
-    try:
-        entries = list(os.scandir(tempfile.gettempdir()))
-    except OSError:
-        return
-    for e in entries:
-        if e.name.startswith("_MEI") and e.name[4:12].lower() == tag:
+    for e, owner in _unpacked_dirs():
+        if owner == pid:
             _remove_unpacked_dir(e)
 
 

@@ -68,6 +68,11 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def _in_python_mode(task: TaskSpec) -> bool:
+    """Whether the task is a Python program run by the single-file bundle in python mode."""
+    return any(k == _frozen.PYTHON_MODE_ENV for k, _v in task.env)
+
+
 def _child_setup(parent_pid: int, priority: int | None) -> Callable[[], None]:
     prctl = _libc.prctl
 
@@ -384,7 +389,7 @@ class LocalBackend:
         self._cpu_max = 0.0
         self._cpu_at = -math.inf
         shown = program
-        if any(k == _frozen.PYTHON_MODE_ENV for k, _v in task.env):  # the single-file bundle as python
+        if _in_python_mode(task):  # the single-file bundle as python
             shown = f"{' '.join(task.argv[1:2]) or 'python'} with the bundle's Python"
         logger.info("task %s: started %s (pid %d) in %s", task.name, shown, self._proc.pid, task.share)
 
@@ -502,12 +507,10 @@ class LocalBackend:
         """The pids a python-mode task's bootloader passes signals on to (its children); empty for any
         other task, or once the bootloader has ended."""
         task = self._task
-        if task is None or self._proc is None or self._exit_code is not None:
-            return set()
-        if not any(k == _frozen.PYTHON_MODE_ENV for k, _v in task.env):
+        if task is None or self._root is None or self._exit_code is not None or not _in_python_mode(task):
             return set()
         try:
-            return {c.pid for c in psutil.Process(self._proc.pid).children()}
+            return {c.pid for c in self._root.children()}
         except psutil.Error:
             return set()
 

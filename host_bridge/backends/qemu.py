@@ -187,13 +187,23 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _kernel_format(head: bytes) -> str | None:
+    """The kind of kernel a file is, from its first 0x210 bytes or more: "elf" (a vmlinux, booted with
+    PVH), "bzimage" (its setup header's "HdrS" at 0x202) or None (anything else)."""
+    if head[:4] == b"\x7fELF":
+        return "elf"
+    if head[0x202:0x206] == b"HdrS":
+        return "bzimage"
+    return None
+
+
 def _is_kernel(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(0x210)
     except OSError:
         return False
-    return head[:4] == b"\x7fELF" or head[0x202:0x206] == b"HdrS"
+    return _kernel_format(head) is not None
 
 
 def share_is_virtfs_mapped(extra: Mapping[str, str] | Iterable[tuple[str, str]]) -> bool:
@@ -214,11 +224,12 @@ def kernel_memory_bytes(path: Path) -> tuple[int, str]:
     try:
         with open(path, "rb") as f:
             head = f.read(0x270)
-            if head[:4] == b"\x7fELF" and len(head) >= 64:
+            kind = _kernel_format(head)
+            if kind == "elf" and len(head) >= 64:
                 top = _elf_load_end(f, head)
                 if top:
                     return top, "its ELF segments are loaded at physical addresses up to there"
-            if len(head) >= 0x264 and head[0x202:0x206] == b"HdrS":
+            if kind == "bzimage" and len(head) >= 0x264:
                 (version,) = struct.unpack_from("<H", head, 0x206)
                 (init_size,) = struct.unpack_from("<I", head, 0x260)
                 if version >= 0x020A and 0 < init_size < 1 << 36:
