@@ -179,15 +179,14 @@ def _stop_with_parent(sig: int) -> int:
     bridge SIGTERM (it stops the task as for a quit; the job resumes from its checkpoint when started
     again), a python-mode task SIGKILL (as a compiled task whose bridge died: the bridge's death
     SIGKILLs the task's bootloader), instead of running on unseen. Returns the parent's pid."""
-    import ctypes
+    from .osutil import set_parent_death_signal
 
     parent = os.getppid()
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):
+    if not set_parent_death_signal(sig):
         return parent
+    if os.getppid() != parent:  # the parent died before the request: nobody will send the signal
+        os.kill(os.getpid(), sig)
+    return parent
     if os.getppid() != parent:  # the parent died before the request: nobody will send the signal
         os.kill(os.getpid(), sig)
     return parent

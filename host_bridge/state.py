@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .osutil import atomic_write
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "host_bridge_state.json"
@@ -77,33 +79,7 @@ class BridgeState:
 def save_state(folder: Path, state: BridgeState) -> None:
     """Atomically replace ``folder/STATE_FILE``. Raises OSError (e.g. ENOSPC); the old file then
     stays as it was."""
-    data = state.to_json()
-    target = folder / STATE_FILE
-    tmp = folder / f".{STATE_FILE}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, target)
-    try:
-        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write(folder / STATE_FILE, state.to_json())
 
 
 FLOOR_RECORD = 64  # bytes: "<job digest> <fraction>" padded with spaces, newline-terminated

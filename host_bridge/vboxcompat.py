@@ -32,7 +32,6 @@ backends. See docs/vboxwrapper_compat.md.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from pathlib import Path
 
 from boinc_guest import protocol as P
 
+from .osutil import atomic_write
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
 from .vboxjob import VboxJob
 
@@ -136,17 +136,10 @@ def load_running_time(slot: Path, task_index: int) -> float:
 
 def save_running_time(slot: Path, task_index: int, running_time: float) -> None:
     """Save the task's running time (atomically; errors are logged, not raised)."""
-    tmp = slot / f".{STATE_FILE}.tmp"
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, json.dumps({"task": task_index, "running_time": running_time}).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, slot / STATE_FILE)
+        atomic_write(
+            slot / STATE_FILE, json.dumps({"task": task_index, "running_time": running_time}).encode()
+        )
     except OSError as e:
         log.warning("cannot save the running time for job_duration in %s: %s", slot / STATE_FILE, e)
 

@@ -15,7 +15,6 @@ bridge restart) and ``poweroff()`` use it to find leftovers that escaped both (e
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import logging
 import math
@@ -27,12 +26,13 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from host_bridge import _frozen
 from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
+from host_bridge.osutil import child_preexec
 from host_bridge.share import GuestFileRefused, Share
 
 
@@ -64,26 +64,11 @@ __all__ = ["OWNER_ENV", "LocalBackend"]
 
 OWNER_ENV = "BOINC_BRIDGE_OWNER"
 GUEST_DIR_ENV = "BOINC_GUEST_DIR"
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _in_python_mode(task: TaskSpec) -> bool:
     """Whether the task is a Python program run by the single-file bundle in python mode."""
     return any(k == _frozen.PYTHON_MODE_ENV for k, _v in task.env)
-
-
-def _child_setup(parent_pid: int, priority: int | None) -> Callable[[], None]:
-    prctl = _libc.prctl
-
-    def setup() -> None:  # runs in the child between fork and exec: keep it minimal
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the bridge died before prctl took effect
-            os._exit(137)
-        if priority is not None:
-            os.setpriority(os.PRIO_PROCESS, 0, priority)
-
-    return setup
 
 
 def _open_stdio(share: Share, name: str, *, write: bool) -> int:
@@ -370,7 +355,7 @@ class LocalBackend:
                     stderr=stderr,
                     close_fds=True,
                     start_new_session=True,
-                    preexec_fn=_child_setup(os.getpid(), task.priority),
+                    preexec_fn=child_preexec(os.getpid(), priority=task.priority),
                 )
             except OSError as e:
                 raise BackendError(f"task {task.name}: cannot start {program}: {e.strerror or e}") from e

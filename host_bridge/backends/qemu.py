@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import signal
 import stat
 import struct
 import subprocess
@@ -46,6 +44,7 @@ import psutil
 from host_bridge import _frozen
 from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
 from host_bridge.exitcodes import ExitCode
+from host_bridge.osutil import child_preexec
 from host_bridge.share import GuestFileRefused, Share
 
 logger = logging.getLogger(__name__)
@@ -90,7 +89,6 @@ DEFAULT_SECURITY_MODEL = "mapped-xattr"
 _EXIT_RE = re.compile(rb"\A(exit|signal) (\d{1,3})\n?\Z")
 _ERROR_RE = re.compile(rb"\Aerror ([^\x00]{0,1000})\n?\Z")
 
-_PR_SET_PDEATHSIG = 1
 GUEST_SHARE = "/boinc/shared"  # where the image mounts the share (docs/protocol.md, docs/qemu.md)
 
 # The smallest vm_memory_mb create() accepts for a kernel (+ initrd): the RAM the kernel is loaded into
@@ -180,11 +178,6 @@ def safe_tag(owner_tag: str, fallback: str) -> str:
 def name_arg(tag: str) -> str:
     """The ``-name`` value that marks a VM as ours (exact command-line argument)."""
     return f"guest=boinc-{tag},process=bridge-{tag}"
-
-
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _kernel_format(head: bytes) -> str | None:
@@ -506,7 +499,7 @@ def _probe_kvm(qemu: str) -> bool:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_pdeathsig,
+                preexec_fn=child_preexec(os.getpid()),
             )
         except OSError:
             return False
@@ -904,7 +897,7 @@ class QemuBackend:
                 stdin=subprocess.DEVNULL,
                 stdout=errlog,
                 stderr=errlog,
-                preexec_fn=_pdeathsig,
+                preexec_fn=child_preexec(os.getpid()),
                 start_new_session=True,
                 close_fds=True,
             )
