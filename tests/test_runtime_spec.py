@@ -1,19 +1,16 @@
-"""What the runtime hands a backend for a task (``Runtime._spec``): the job file's VM settings and files."""
+"""What the planner hands a backend for a task (``plan.spec``): the job file's VM settings and files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from host_bridge.boinc.api import StandaloneApi
-from host_bridge.config import Config
-from host_bridge.runtime import Runtime
+from host_bridge.jobfile import parse_job_text
+from host_bridge.runtime.plan import PlanContext, TaskPlan, plan_job
 
 
-def _runtime(slot: Path, job: str) -> Runtime:
-    (slot / "job.xml").write_text(job)
-    rt = Runtime(Config(slot_dir=slot), StandaloneApi(slot_dir=slot))
-    rt.load_job()
-    return rt
+def _plan(slot: Path, job: str) -> TaskPlan:
+    (task,) = plan_job(parse_job_text(job), PlanContext(slot=slot)).tasks
+    return task
 
 
 def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
@@ -28,7 +25,7 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
     slot = tmp_path / "slot"
     slot.mkdir()
     (slot / "vm_initrd").write_text("<soft_link>../project/initrd_v2.gz</soft_link>\n")
-    rt = _runtime(
+    plan = _plan(
         slot,
         f"""<job_desc><task>
         <application>/bin/agent_app</application>
@@ -41,9 +38,8 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
         <vm_share_security>mapped-file</vm_share_security>
         </task></job_desc>""",
     )
-    (desc,) = rt.tasks()
-    assert rt.backend_kind(desc) == "qemu"
-    extra = dict(rt._spec(0, desc, slot / "shared").extra)
+    assert plan.kind == "qemu"
+    extra = dict(plan.spec.extra)
     assert extra["vm_kernel"] == str(kernel)
     assert Path(extra["vm_initrd"]).resolve() == (proj / "initrd_v2.gz").resolve()
     assert extra["vm_cmdline"] == "quiet loglevel=3"
@@ -57,12 +53,11 @@ def test_unset_vm_settings_are_left_to_the_backend(tmp_path: Path) -> None:
     slot = tmp_path / "slot"
     slot.mkdir()
     (slot / "vmlinux").write_bytes(b"\x7fELF")
-    rt = _runtime(
+    plan = _plan(
         slot,
         "<job_desc><task><application>/bin/a</application><vm_kernel>vmlinux</vm_kernel></task></job_desc>",
     )
-    (desc,) = rt.tasks()
-    extra = dict(rt._spec(0, desc, slot / "shared").extra)
+    extra = dict(plan.spec.extra)
     assert extra["vm_kernel"] == str(slot / "vmlinux")
     for tag in ("vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security", "vm_cmdline"):
         assert tag not in extra

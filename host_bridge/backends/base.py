@@ -40,6 +40,15 @@ class BackendStatus:
     app_started: bool = True
 
 
+@dataclass(frozen=True)
+class ConsoleEndpoints:
+    """Where a task's console can be reached (vboxwrapper's web console / remote desktop)."""
+
+    host_port: int | None = None  # the host port forwarded to the guest's web console port
+    remote_desktop_port: int | None = None
+    direct: bool = False  # the task shares the host's network: its guest port is a host port
+
+
 class BackendError(Exception):
     """A backend operation failed. ``temporary``: retrying later may work (BOINC temporary exit)."""
 
