@@ -18,6 +18,7 @@ APT_PACKAGES=(
   gcc g++ gfortran make pkg-config   # the C SDK and the C / C++ / Fortran test programs
   python3-venv
   libpython3.11        # the shared Python runtime PyInstaller puts in the single-file app version
+  binutils             # objcopy / strings: PyInstaller, the bundle's API_VERSION_ section (packaging/api_version.py)
 )
 
 missing=()
