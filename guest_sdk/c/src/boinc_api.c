@@ -447,6 +447,7 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
         pthread_mutex_unlock(&g_lock);
         return 0;
     }
+    (void)bg_static_link_anchor(); /* see static_link.c */
     if (opts) {
         g_opts = *opts;
     } else {
