@@ -827,6 +827,7 @@ int boinc_get_init_data_p(struct APP_INIT_DATA* aid) {
     aid->checkpoint_period = DEFAULT_CHECKPOINT_PERIOD;
     aid->ncpus = 1;
     aid->fraction_done_end = 1;
+    bg_fill_host_info(&aid->host_info); /* hostinfo.c: what the guest sees of its own machine */
     if (g_have_ctl) {
         const boinc_guest_init_data* d = &g_ctl.init_data;
         copy_field(aid->app_name, sizeof(aid->app_name), &d->app_name);

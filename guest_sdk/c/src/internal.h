@@ -32,4 +32,9 @@ BG_HIDDEN int bg_write_atomic(const char* dir, const char* name, const unsigned 
  * that libgfortran / libgcc reference weakly. Returns how many are linked. */
 BG_HIDDEN int bg_static_link_anchor(void);
 
+/* hostinfo.c: the members of HOST_INFO the guest can know (CPU, memory, disk, OS, host name,
+ * time zone); the rest stays as it is (zero). */
+struct HOST_INFO;
+BG_HIDDEN void bg_fill_host_info(struct HOST_INFO* h);
+
 #endif
