@@ -21,6 +21,9 @@ int main() {
     std::string label;
     while (!xp.get_tag()) {
         if (!xp.is_tag) continue;
+        // BOINC's project_preferences is the whole element (the bridge passes BOINC's text on)
+        if (xp.match_tag("project_preferences")) continue;
+        if (xp.match_tag("/project_preferences")) break;
         if (xp.parse_int("iters", iters)) continue;
         if (xp.parse_double("scale", scale)) continue;
         if (xp.parse_bool("fast", fast)) continue;
