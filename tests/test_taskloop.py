@@ -200,3 +200,22 @@ def test_a_failing_program_fails_the_job_with_its_status(tmp_path: Path) -> None
     w = World(tmp_path, JOB, script=BackendScript(exits_at=1.0, exit_code=7))
     out = w.run()
     assert (out.kind, out.status) == ("finish", 7) and "status 7" in out.message
+
+
+def test_arguments_no_task_takes_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The client hands the workunit's command line to the bridge; without <append_cmdline_args/> no
+    task gets it (as with BOINC's wrapper): one line in stderr.txt says so and names the tag."""
+    w = World(tmp_path / "a", JOB, script=BackendScript(exits_at=1.0), extra_args=("20", "--fast"))
+    with caplog.at_level("WARNING"):
+        assert w.run().status == 0
+    lines = [r.getMessage() for r in caplog.records if "not handed on" in r.getMessage()]
+    assert len(lines) == 1 and "'20 --fast'" in lines[0] and "<append_cmdline_args/>" in lines[0]
+    assert w.plans[0].spec.argv[-1] != "--fast"
+
+    job = "<job_desc><task><application>worker</application><append_cmdline_args/></task></job_desc>"
+    w = World(tmp_path / "b", job, script=BackendScript(exits_at=1.0), extra_args=("20", "--fast"))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert w.run().status == 0
+    assert not [r for r in caplog.records if "not handed on" in r.getMessage()]
+    assert w.plans[0].spec.argv[-2:] == ("20", "--fast")

@@ -232,7 +232,10 @@ class World:
         guest: list[GuestWrite] | None = None,
         policy: Policy = DEFAULT_POLICY,
         trickle_period: float = 0.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
+        self.extra_args = extra_args
+        self.plans: list[Any] = []  # the plan of each backend made, in order
         self.slot = slot
         slot.mkdir(parents=True, exist_ok=True)
         (slot / "job.xml").write_text(job_xml)
@@ -249,6 +252,7 @@ class World:
         self.waits = 0
 
     def backend_factory(self, plan: object, ctx: object) -> FakeBackend:
+        self.plans.append(plan)
         b = FakeBackend(self.clock, self.script)
         self.backends.append(b)
         return b
@@ -257,7 +261,12 @@ class World:
         """One run of the bridge (a later call is a restart of the bridge in the same slot)."""
         self.start = self.clock.now
         self.api = RecordingApi(self.clock, self.requests)
-        cfg = Config(slot_dir=self.slot, policy=self.policy, trickle_period=self.trickle_period)
+        cfg = Config(
+            slot_dir=self.slot,
+            policy=self.policy,
+            trickle_period=self.trickle_period,
+            extra_args=self.extra_args,
+        )
         rt = Runtime(
             cfg,
             self.api,
