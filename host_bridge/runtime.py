@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from boinc_guest import protocol as P
 
 from . import _frozen, core
+from .backends import BackendSettings, LocalSettings, make_backend
 from .backends.base import Backend, BackendError, BackendStatus, TaskSpec, VMState
 from .boinc.api import AppInitData, BoincApiBase
 from .config import Config
@@ -65,25 +66,23 @@ class Outcome:
     is_notice: bool = False
 
 
-BackendFactory = Callable[[str, TaskSpec, "Runtime"], Backend]
+BackendFactory = Callable[[BackendSettings, "Runtime"], Backend]
 VM_KERNEL_FILE = "vm_kernel"  # logical names of a VM image shipped with the app version, used by the
 VM_INITRD_FILE = "vm_initrd"  # seed's <virtualmachine> tasks that name no image of their own
+_VM_FILES = ("vm_kernel", "vm_initrd", "vm_disk_image")  # the job's image files (host paths)
+# QemuSettings field <- the job file's tag
+_QEMU_TAGS = {
+    "cmdline": "vm_cmdline",
+    "accel": "vm_accel",
+    "boot_timeout": "vm_boot_timeout",
+    "poweroff_grace": "vm_poweroff_grace",
+    "share_security": "vm_share_security",
+}
 
 
-def default_backend_factory(kind: str, spec: TaskSpec, rt: Runtime) -> Backend:
-    """The backend for ``kind`` ("local", "qemu" or "vbox"; see ``Runtime.backend_kind``)."""
-    if kind == "qemu":
-        from .backends.qemu import QemuBackend
-
-        return QemuBackend()
-    if kind == "vbox":
-        from .backends.virtualbox import VBoxSettings, VirtualBoxBackend
-
-        settings = VBoxSettings.from_vboxjob(rt.vbox_job) if rt.vbox_job is not None else VBoxSettings()
-        return VirtualBoxBackend(settings, slot_dir=rt.slot)
-    from .backends.local import LocalBackend
-
-    return LocalBackend()
+def default_backend_factory(settings: BackendSettings, rt: Runtime) -> Backend:
+    """The backend for a task's typed settings (``Runtime._backend_settings``)."""
+    return make_backend(settings)
 
 
 def _digest(data: bytes) -> str:
@@ -129,6 +128,7 @@ class Runtime:
         self._floor_file: FractionFloor | None = None
         self.vbox_job: VboxJob | None = None
         self.daemons: list[Backend] = []
+        self._daemon_share: Share | None = None  # the slot, the daemons' working directory
 
     # ------------------------------------------------------------ job
 
@@ -205,13 +205,13 @@ class Runtime:
 
     def _start_daemons(self, job: JobSpec) -> Outcome | None:
         """The wrapper's daemons: started before the tasks (in the slot), stopped at the end."""
-        from .backends.local import LocalBackend
-
         for i, desc in enumerate(job.daemons):
             try:
                 spec = replace(self._spec(1000 + i, desc, self.slot), name=f"daemon{i}")
-                d = LocalBackend()
-                d.create(spec)
+                d = make_backend(LocalSettings())
+                if self._daemon_share is None:
+                    self._daemon_share = Share(self.slot)
+                d.create(spec, self._daemon_share)
                 d.restore()
                 d.start()
             except (BackendError, OSError) as e:
@@ -227,6 +227,9 @@ class Runtime:
     def _stop_daemons(self) -> None:
         while self.daemons:
             self._stop_quietly(self.daemons.pop())
+        if self._daemon_share is not None:
+            self._daemon_share.close()
+            self._daemon_share = None
 
     def pause_daemons(self, pause: bool) -> None:
         for d in self.daemons:
@@ -510,37 +513,14 @@ class Runtime:
         env.append(("PYTHONPATH", pythonpath))
         env.append(("BOINC_NTHREADS", str(self._nthreads())))
         image = getattr(desc, "vm_disk_image", None) or getattr(desc, "image", None) or None
-        extra: list[tuple[str, str]] = []
-        for tag in ("vm_kernel", "vm_initrd", "vm_disk_image"):
-            v = getattr(desc, tag, None)
-            if v:
-                extra.append((tag, str(self._host_file(v))))
-        # QEMU settings of the job file, as the backend reads them (unset: the backend's defaults)
-        for tag in ("vm_cmdline", "vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security"):
-            v = getattr(desc, tag, None)
-            if v is not None and v != "":
-                extra.append((tag, str(v)))
         kind = self.backend_kind(desc)
-        if kind == "qemu" and not image and not desc.vm_kernel:
-            # the seed's <virtualmachine> task: the VM image the app version ships
-            extra.append(("vm_kernel", str(resolve_logical(self.slot, VM_KERNEL_FILE))))
-            initrd = resolve_logical(self.slot, VM_INITRD_FILE)
-            if initrd.is_file():
-                extra.append(("vm_initrd", str(initrd)))
-        state_dir = self.slot.resolve() / "vm_state"
-        if kind == "qemu" and len(str(state_dir)) < 80:  # a Unix socket path has room for ~107 bytes
-            # the VM's private files (QMP socket, overlay) live in the slot, outside the share
-            extra.append(("vm_state_dir", str(state_dir)))
         argv = self._argv(desc, share_dir)
         python, python_env = _frozen.python_command()
         if kind == "local" and argv[: len(python)] == python:
             env.extend(python_env)
-        if kind == "qemu" and getattr(desc, "vm_python", False):
-            # <vm_python/>: the guest Python root (built / found by the QEMU backend); a .py program is
-            # started by the guest's python3, whatever its file mode
-            extra.append(("vm_pyroot", "builtin:python"))
-            if argv and argv[0].endswith(".py"):
-                argv = ("python3", *argv)
+        if kind == "qemu" and getattr(desc, "vm_python", False) and argv and argv[0].endswith(".py"):
+            # <vm_python/>: a .py program is started by the guest's python3, whatever its file mode
+            argv = ("python3", *argv)
         return TaskSpec(
             name=f"task{idx}",
             argv=argv,
@@ -555,7 +535,48 @@ class Runtime:
             image=str(self._host_file(image)) if image else None,
             priority=_nice(getattr(desc, "priority", None)),
             owner_tag=self._owner_tag(idx),
-            extra=tuple(extra),
+        )
+
+    def _backend_settings(self, desc: TaskDesc) -> BackendSettings:
+        """The typed settings of the task's backend (``backends.make_backend`` picks the backend by their
+        type): a QEMU task's ``vm_*`` tags with its image files resolved to host paths, a VirtualBox
+        task's vbox_job.xml and slot (init_data.xml's project folder and result name)."""
+        kind = self.backend_kind(desc)
+        if kind == "vbox":
+            from .backends.virtualbox.settings import VBoxSettings
+
+            project = Path(self.init_data.project_dir) if self.init_data.project_dir else None
+            result = self.init_data.result_name or None
+            if self.vbox_job is not None:
+                return VBoxSettings.from_vboxjob(
+                    self.vbox_job, slot_dir=self.slot, project_dir=project, result_name=result
+                )
+            return VBoxSettings(slot_dir=self.slot, project_dir=project, result_name=result)
+        if kind != "qemu":
+            return LocalSettings()
+        from .backends.qemu.settings import QemuSettings
+
+        files = {t: self._host_file(v) if (v := getattr(desc, t, None)) else None for t in _VM_FILES}
+        image = getattr(desc, "vm_disk_image", None) or getattr(desc, "image", None) or None
+        if not image and not desc.vm_kernel:
+            # the seed's <virtualmachine> task: the VM image the app version ships
+            files["vm_kernel"] = resolve_logical(self.slot, VM_KERNEL_FILE)
+            initrd = resolve_logical(self.slot, VM_INITRD_FILE)
+            if initrd.is_file():
+                files["vm_initrd"] = initrd
+        # the job file's QEMU settings (unset: the backend's defaults); the parser checked their values
+        given = {k: v for k, v in _QEMU_TAGS.items() if getattr(desc, v, None) not in (None, "")}
+        state_dir = self.slot.resolve() / "vm_state"
+        return QemuSettings(
+            kernel=files["vm_kernel"],
+            initrd=files["vm_initrd"],
+            disk_image=files["vm_disk_image"],
+            # the VM's private files (QMP socket, overlay) live in the slot, outside the share, where a
+            # Unix socket path has room (~107 bytes)
+            state_dir=state_dir if len(str(state_dir)) < 80 else None,
+            # <vm_python/>: the guest Python root (built / found by the QEMU backend)
+            builtin_python=bool(getattr(desc, "vm_python", False)),
+            **{k: getattr(desc, v) for k, v in given.items()},
         )
 
     def _stdio(self, name: str | None, kind: str, share_dir: Path) -> str | None:
@@ -596,10 +617,9 @@ class Runtime:
         is then a regular host file that only its metadata tells apart (host_bridge.share)."""
         if self.backend_kind(desc) != "qemu":
             return False
-        from .backends.qemu import share_is_virtfs_mapped
+        from .backends.qemu.settings import share_is_virtfs_mapped
 
-        security = getattr(desc, "vm_share_security", None)
-        return share_is_virtfs_mapped({"vm_share_security": security} if security else {})
+        return share_is_virtfs_mapped(getattr(desc, "vm_share_security", None))
 
     def _run_task_in(
         self,
@@ -628,7 +648,7 @@ class Runtime:
         except (BackendError, OSError, GuestFileRefused) as e:
             return Outcome("finish", int(ExitCode.EXIT_INIT_FAILURE), f"cannot prepare task {idx + 1}: {e}")
 
-        backend = self.backend_factory(self.backend_kind(desc), spec, self)
+        backend = self.backend_factory(self._backend_settings(desc), self)
         ctx = core.TaskContext(
             weight_before=weight_before,
             weight=self._weight(desc),
@@ -645,7 +665,7 @@ class Runtime:
         task = _TaskRun(self, idx, desc, share, share_dir, backend, ctx, stale_seq)
         task.compat = compat
         try:
-            backend.create(spec)
+            backend.create(spec, share)
             if resumed:
                 # remove (or reattach) what an earlier run of this task left: a scan of the host's
                 # processes / VMs for this task's owner tag, only worth its cost (~10 ms) when there was
@@ -1235,14 +1255,10 @@ class _TaskRun:
 
     def _report_console(self) -> None:
         """vboxwrapper's web console / remote desktop address, told to the client once at the start."""
-        from .backends.local import LocalBackend
-
         assert self.compat is not None
-        b = self.backend
+        ends = self.backend.console()
         url, addr = self.compat.console(
-            host_port=int(getattr(b, "port_forward_host_port", 0) or 0) or None,
-            rd_port=int(getattr(b, "remote_desktop_port", 0) or 0) or None,
-            direct=isinstance(b, LocalBackend),
+            host_port=ends.host_port, rd_port=ends.remote_desktop_port, direct=ends.direct
         )
         try:
             if url and not (self.rt.slot / "graphics_app").exists():
