@@ -1,9 +1,14 @@
-"""What the runtime hands a backend for a task (``Runtime._spec``): the job file's VM settings and files."""
+"""What the runtime hands a backend for a task (``Runtime._spec`` and ``Runtime._backend_settings``): the
+job file's VM settings and files, typed, and the backend ``make_backend`` picks for them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from host_bridge.backends import LocalSettings
+from host_bridge.backends.qemu.settings import QemuSettings
+from host_bridge.backends.virtualbox.settings import VBoxSettings
 from host_bridge.boinc.api import StandaloneApi
 from host_bridge.config import Config
 from host_bridge.runtime import Runtime
@@ -17,7 +22,7 @@ def _runtime(slot: Path, job: str) -> Runtime:
 
 
 def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
-    """The QEMU tags of the job file become the backend's extra settings; an absolute image path (an
+    """The QEMU tags of the job file become the backend's typed settings; an absolute image path (an
     image installed on the host) is used as it is, a relative one is a logical name of the slot,
     resolved through BOINC's soft link."""
     kernel = tmp_path / "host-vmlinux"
@@ -43,14 +48,18 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
     )
     (desc,) = rt.tasks()
     assert rt.backend_kind(desc) == "qemu"
-    extra = dict(rt._spec(0, desc, slot / "shared").extra)
-    assert extra["vm_kernel"] == str(kernel)
-    assert Path(extra["vm_initrd"]).resolve() == (proj / "initrd_v2.gz").resolve()
-    assert extra["vm_cmdline"] == "quiet loglevel=3"
-    assert extra["vm_accel"] == "tcg"
-    assert float(extra["vm_boot_timeout"]) == 300.0
-    assert float(extra["vm_poweroff_grace"]) == 1.5
-    assert extra["vm_share_security"] == "mapped-file"
+    st = rt._backend_settings(desc)
+    assert isinstance(st, QemuSettings)
+    assert st.kernel == kernel
+    assert st.initrd is not None and st.initrd.resolve() == (proj / "initrd_v2.gz").resolve()
+    assert st.disk_image is None
+    assert st.cmdline == "quiet loglevel=3"
+    assert st.accel == "tcg"
+    assert st.boot_timeout == 300.0
+    assert st.poweroff_grace == 1.5
+    assert st.share_security == "mapped-file"
+    assert st.state_dir == slot.resolve() / "vm_state" and not st.builtin_python
+    assert rt._virtfs_mapped(desc)  # mapped-file: the share holds 9p metadata
 
 
 def test_unset_vm_settings_are_left_to_the_backend(tmp_path: Path) -> None:
@@ -62,7 +71,46 @@ def test_unset_vm_settings_are_left_to_the_backend(tmp_path: Path) -> None:
         "<job_desc><task><application>/bin/a</application><vm_kernel>vmlinux</vm_kernel></task></job_desc>",
     )
     (desc,) = rt.tasks()
-    extra = dict(rt._spec(0, desc, slot / "shared").extra)
-    assert extra["vm_kernel"] == str(slot / "vmlinux")
-    for tag in ("vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security", "vm_cmdline"):
-        assert tag not in extra
+    st = rt._backend_settings(desc)
+    assert isinstance(st, QemuSettings)
+    assert st.kernel == slot / "vmlinux"
+    defaults = QemuSettings()
+    for field in ("accel", "boot_timeout", "poweroff_grace", "share_security", "cmdline", "initrd"):
+        assert getattr(st, field) == getattr(defaults, field), field
+
+
+def test_vm_python_and_the_seed_s_virtualmachine_task(tmp_path: Path) -> None:
+    """<vm_python/>: the guest Python root and a .py program started by the guest's python3; a
+    <virtualmachine> task without an image of its own boots the app version's vm_kernel + vm_initrd."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    (slot / "vm_kernel").write_bytes(b"\x7fELF")
+    (slot / "vm_initrd").write_bytes(b"x")
+    rt = _runtime(
+        slot,
+        "<job_desc><task><application>work.py</application><virtualmachine>builtin</virtualmachine>"
+        "<vm_python/></task></job_desc>",
+    )
+    (desc,) = rt.tasks()
+    assert rt.backend_kind(desc) == "qemu"
+    st = rt._backend_settings(desc)
+    assert isinstance(st, QemuSettings) and st.builtin_python
+    assert st.kernel == slot / "vm_kernel" and st.initrd == slot / "vm_initrd"
+    assert rt._spec(0, desc, slot / "shared").argv[0] == "python3"
+
+
+def test_local_and_vbox_tasks_get_their_settings(tmp_path: Path) -> None:
+    """A plain task gets LocalSettings; a task with a vbox_job.xml and a disk image gets VBoxSettings
+    carrying the slot and what init_data.xml says (project folder, result name)."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    rt = _runtime(slot, "<job_desc><task><application>/bin/true</application></task></job_desc>")
+    (desc,) = rt.tasks()
+    assert rt.backend_kind(desc) == "local"
+    assert rt._backend_settings(desc) == LocalSettings()
+    assert not rt._virtfs_mapped(desc)
+    rt.init_data = replace(rt.init_data, project_dir=str(tmp_path / "proj"), result_name="r_1_0")
+    rt.backend_kind = lambda d: "vbox"  # type: ignore[method-assign]
+    st = rt._backend_settings(desc)
+    assert isinstance(st, VBoxSettings)
+    assert (st.slot_dir, st.project_dir, st.result_name) == (slot, tmp_path / "proj", "r_1_0")
