@@ -41,6 +41,7 @@ from host_bridge.backends.qemu.image import VMImage, ensure_test_image
 from host_bridge.backends.qemu.settings import QemuSettings
 from host_bridge.exitcodes import ExitCode
 from host_bridge.share import GuestFileRefused, Share
+from tests.support.backends import Made as BaseMade
 from tests.support.vm import (
     build_guest_programs,
     kill_all,
@@ -82,19 +83,10 @@ class VMTask:
     settings: QemuSettings
 
 
-class Made(list[QemuBackend]):
-    """The backends a test made, and the shares it opened for them (the runtime's part: a backend never
-    closes its share)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shares: list[Share] = []
-
+class Made(BaseMade[QemuBackend]):
     def share(self, t: VMTask) -> Share:
         """The task's share, opened as the runtime does (9p-mapped unless the security model is none)."""
-        s = Share(t.spec.share, virtfs_mapped=share_is_virtfs_mapped(t.settings.share_security))
-        self.shares.append(s)
-        return s
+        return self.open_share(t.spec.share, virtfs_mapped=share_is_virtfs_mapped(t.settings.share_security))
 
     def create(self, b: QemuBackend, t: VMTask) -> QemuBackend:
         b.create(t.spec, self.share(t))
@@ -105,12 +97,7 @@ class Made(list[QemuBackend]):
 def backends():
     made = Made()
     yield made
-    try:
-        for b in made:
-            b.cleanup()
-    finally:
-        for s in made.shares:
-            s.close()
+    made.close()
 
 
 def make_task(

@@ -8,6 +8,8 @@ time and memory are measured, docs/benchmarks.md).
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from host_bridge.backends.base import Backend
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 else:
     BackendSettings = Any
 
-__all__ = ["BackendSettings", "LocalSettings", "make_backend"]
+__all__ = ["BackendSettings", "LocalSettings", "lazy_exports", "make_backend"]
 
 
 def make_backend(settings: BackendSettings, **context: Any) -> Backend:
@@ -45,3 +47,17 @@ def make_backend(settings: BackendSettings, **context: Any) -> Backend:
 
         return VirtualBoxBackend(settings, **context)
     raise TypeError(f"no backend takes settings of type {type(settings).__name__}: this is a bug")
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """A ``__getattr__`` (PEP 562) for a backend package's facade: the name ``n`` is loaded from the
+    module ``package.exports[n]`` on first use, so importing one small module of the package (its
+    settings) does not load the rest."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    return __getattr__
