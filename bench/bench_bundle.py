@@ -8,9 +8,14 @@ Figures, each with its ratio to the Python install's:
 - bridge start -> task started (the bootloader unpacks the bundle at every start)
 - peak RSS: the bridge (the bootloader's child) and the bootloader itself
 - bridge CPU while examples/worker.py runs (in the bundle it runs in python mode)
+- what `<gzip/>` in version.xml saves on the download (update_versions gzips the file; the client
+  fetches the .gz): `gzip -9 -c FILE | wc -c` and gzip's default level (what update_versions runs) for
+  the bundle and for an uncompressed vmlinux kernel (the test image's, host_bridge/backends/qemu/image.py),
+  and the time the volunteer's client spends unpacking each
 
-Usage: .venv/bin/python bench/bench_bundle.py [--bundle PATH] [--starts N] [--cpu-seconds S]
-(without --bundle it builds one into build/bench-dist).
+Usage: .venv/bin/python bench/bench_bundle.py [--bundle PATH] [--kernel VMLINUX] [--starts N]
+[--cpu-seconds S] [--gzip-only]
+(without --bundle it builds one into build/bench-dist; without --kernel it builds the test image).
 """
 
 from __future__ import annotations
@@ -47,6 +52,42 @@ def build() -> Path:
         check=True,
     )
     return Path(r.stdout.strip().splitlines()[-1])
+
+
+def gzip_bytes(path: Path, level: int) -> int:
+    """`gzip -LEVEL -c PATH | wc -c`."""
+    with subprocess.Popen(["gzip", f"-{level}", "-c", str(path)], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        n = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
+    if proc.returncode != 0:
+        raise RuntimeError(f"gzip -{level} {path} failed ({proc.returncode})")
+    return n
+
+
+def gunzip_seconds(path: Path) -> float:
+    """What the client spends unpacking the downloaded .gz (median of 3; gzip -6 as update_versions)."""
+    with tempfile.TemporaryDirectory() as d:
+        gz = Path(d) / (path.name + ".gz")
+        with gz.open("wb") as f:
+            subprocess.run(["gzip", "-6", "-c", str(path)], stdout=f, check=True, timeout=600)
+        times = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            subprocess.run(["gzip", "-d", "-c", str(gz)], stdout=subprocess.DEVNULL, check=True, timeout=600)
+            times.append(time.monotonic() - t0)
+    return statistics.median(times)
+
+
+def gzip_report(files: dict[str, Path]) -> None:
+    for label, path in files.items():
+        size = path.stat().st_size
+        g9, g6 = gzip_bytes(path, 9), gzip_bytes(path, 6)
+        saved9, saved6 = 100 * (1 - g9 / size), 100 * (1 - g6 / size)
+        print(
+            f"<gzip/> {label:8} {size / 1e6:6.1f} MB -> gzip -9 {g9 / 1e6:.1f} MB ({saved9:.1f} % saved),"
+            f" gzip -6 {g6 / 1e6:.1f} MB ({saved6:.1f} % saved); unpacking"
+            f" {gunzip_seconds(path) * 1e3:.0f} ms ({path.name})"
+        )
 
 
 def command(bundle: Path | None) -> list[str]:
@@ -131,8 +172,23 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, default=None, help="the executable (default: build one)")
     ap.add_argument("--starts", type=int, default=9)
     ap.add_argument("--cpu-seconds", type=float, default=20.0)
+    ap.add_argument(
+        "--kernel", type=Path, default=None, help="an uncompressed vmlinux (default: the test image's)"
+    )
+    ap.add_argument("--gzip-only", action="store_true", help="only the <gzip/> figures")
     ns = ap.parse_args()
     bundle = ns.bundle.resolve() if ns.bundle else build()
+    files = {"bundle": bundle}
+    if ns.kernel is None:  # the test image's kernel, and its initramfs (gzipped already: for contrast)
+        from host_bridge.backends.qemu.image import ensure_test_image
+
+        image = ensure_test_image()
+        files.update(vmlinux=image.kernel, initrd=image.initrd)
+    else:
+        files["vmlinux"] = ns.kernel
+    gzip_report(files)
+    if ns.gzip_only:
+        return
     tmp = Path(tempfile.mkdtemp())
     try:  # run from a copy outside the repository, as a volunteer's host has it
         shipped = tmp / bundle.name

@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
 
 with atheris.instrument_imports():
     from host_bridge.jobfile import JobFileError, parse_job_text
-    from host_bridge.vboxjob import parse_vbox_job_text
+    from host_bridge.jobfile.vbox import parse_vbox_job_text
 
 
 def test_one_input(data: bytes) -> None:

@@ -25,11 +25,13 @@ import shutil
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
 from .config import Config
 from .exitcodes import ERR_XML_PARSE, ExitCode
+from .policy import DEFAULT_POLICY
 
 log = logging.getLogger("host_bridge")
 
@@ -152,8 +154,8 @@ def _mistyped_command(args: list[str]) -> str | None:
 
 
 def _check(args: list[str]) -> int:
-    from .jobfile import JobFileError, describe, parse_job_file
-    from .vboxjob import describe_vbox_job, parse_vbox_job
+    from .jobfile import JobFileError
+    from .jobfile.vbox import describe_vbox_job, parse_vbox_job
 
     p = argparse.ArgumentParser(
         prog="host-bridge check",
@@ -164,10 +166,7 @@ def _check(args: list[str]) -> int:
     _setup_logging(0)
     path = Path(ns.jobfile)
     try:  # the warnings are in the printed text (vboxjob only logs them at debug level)
-        if _is_vbox_job(path):
-            text = describe_vbox_job(parse_vbox_job(path))
-        else:
-            text = describe(parse_job_file(path))
+        text = describe_vbox_job(parse_vbox_job(path)) if _is_vbox_job(path) else _describe_job(path)
     except JobFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -176,6 +175,23 @@ def _check(args: list[str]) -> int:
         return 1
     print(text)
     return 0
+
+
+def _describe_job(path: Path) -> str:
+    """The job file's plan, as the run would make it in the job file's folder (the folder stands for
+    the slot: an app version's vm_kernel or vbox_job.xml beside the job file counts, as in a slot)."""
+    from .jobfile import describe, parse_job_file
+    from .runtime.job import VBOX_JOB_FILE
+    from .runtime.plan import PlanContext, plan_job
+
+    job = parse_job_file(path)
+    folder = path.resolve().parent
+    vbox_job = None
+    if (folder / VBOX_JOB_FILE).is_file():
+        from .jobfile.vbox import parse_vbox_job
+
+        vbox_job = parse_vbox_job(folder / VBOX_JOB_FILE)
+    return describe(job, plan_job(job, PlanContext.of(folder, vbox_job=vbox_job)))
 
 
 def _is_vbox_job(path: Path) -> bool:
@@ -197,7 +213,7 @@ def _is_vbox_job(path: Path) -> bool:
 RESUME_HINT = "started again in this folder, the job resumes from its last checkpoint"
 
 
-def _config(args: list[str], *, progress: bool = False) -> tuple[Config, int]:
+def _config(args: list[str]) -> tuple[Config, int]:
     """The run's Config and verbosity from its arguments (unknown ones are handed on to the task)."""
     ns, extra = _run_parser().parse_known_args(args)
     cfg = Config(
@@ -208,8 +224,7 @@ def _config(args: list[str], *, progress: bool = False) -> tuple[Config, int]:
         extra_args=tuple(extra),
         watch_mode="poll" if ns.poll else "auto",
         standalone=ns.standalone,
-        heartbeat_timeout=ns.heartbeat_timeout,
-        progress=progress,
+        policy=replace(DEFAULT_POLICY, heartbeat_timeout=ns.heartbeat_timeout),
     )
     return cfg, ns.verbose
 
@@ -224,9 +239,10 @@ def _run(
 ) -> int:
     """Run the job. ``stop_hint``: what the final message says after "stopped by SIGINT; "."""
     from .boinc.api import load_api
-    from .runtime import Outcome, Runtime
+    from .core import retry_later
+    from .runtime import Runtime
 
-    cfg, verbose = _config(args, progress=progress)
+    cfg, verbose = _config(args)
     _setup_logging(verbose)
     os.chdir(cfg.slot_dir)
     if api is None:
@@ -248,7 +264,7 @@ def _run(
         outcome = rt.run()
     except Exception:
         log.exception("internal error; the task will be retried later")
-        outcome = Outcome("temporary_exit", 0, "host-bridge internal error (see stderr.txt)", delay=300)
+        outcome = retry_later("host-bridge internal error (see stderr.txt)", cfg.policy.failed_delay)
     if on_report is not None:
         on_report.done()
     return _end(api, outcome, signals.signum, stop_hint)

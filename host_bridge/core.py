@@ -20,6 +20,7 @@ from boinc_guest.protocol import Finish, Status, TemporaryExit, TrickleUp, Uploa
 
 from .backends.base import BackendStatus, VMState
 from .exitcodes import ExitCode
+from .policy import DEFAULT_POLICY, Policy
 
 # ---------------------------------------------------------------- inputs
 
@@ -37,21 +38,29 @@ class BoincView:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """Fixed facts about the running task and the bridge's policy."""
+    """Fixed facts about the running task, and the bridge's policy."""
 
+    number: int = 1  # the task's place in the job (1-based), for messages
     weight_before: float = 0.0  # sum of the weights of the tasks already finished
     weight: float = 1.0  # this task's weight
     total_weight: float = 1.0  # all tasks' weights
     cpu_base: float = 0.0  # CPU seconds of finished tasks and earlier runs (at their checkpoints)
     fpops_base: float = 0.0  # operations the guests of finished tasks reported (added to this task's)
     intops_base: float = 0.0
-    report_interval: float = 1.0  # refresh the client's status at least this often (s)
-    finish_grace: float = 10.0  # after the guest's finish event, how long to wait for it to exit (s)
     heartbeat_timeout: float = 0.0  # guest silent this long while running -> hung (0: never)
-    max_tick_gap: float = 5.0  # a longer gap between ticks (sleep, SIGSTOP) does not count as running
-    hung_delay: float = 600.0  # temporary-exit delay after a hung guest (s)
-    failed_delay: float = 300.0  # temporary-exit delay after the environment failed (s)
     time_limit: float = 0.0  # the wrapper's <time_limit>: running seconds before the task is ended (0: none)
+    env_failures: int = 0  # environment failures in a row before this run (kept in the bridge's state)
+    trickle_period: float = 0.0  # --trickle X: a "cpu_time" trickle-up every X seconds (0: none)
+    polls_files: bool = False  # the task has wrapper-style files (no hints): wake to read them
+    policy: Policy = field(default_factory=lambda: DEFAULT_POLICY)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A backend verb failed (``BackendError``): what it said, and whether a later retry may work."""
+
+    message: str
+    temporary: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,12 @@ class Inputs:
     backend: BackendStatus
     guest: Status | None = None  # newest accepted guest status (None: none yet)
     fraction_file: float | None = None  # value of the wrapper's fraction_done_filename, if any
-    file_checkpoint_cpu: float = 0.0  # this run's CPU when the wrapper's checkpoint_filename last changed
+    # (mtime_ns, size) of the wrapper's checkpoint_filename (None: none, or not there)
+    checkpoint_file: tuple[int, int] | None = None
+    files_read_at: float = -math.inf  # when the wrapper-style files were last read (monotonic)
+    failure: Failure | None = None  # a backend verb failed since the last decision
+    trickle_queue: int = 0  # trickle-ups queued for the client (in the bridge's state)
+    trickle_busy: bool = False  # the client has not taken the last one yet (trickle_up.xml in the slot)
     task: TaskContext = field(default_factory=TaskContext)
 
 
@@ -91,6 +105,11 @@ class CoreState:
     running_time: float = 0.0  # running (not paused) seconds of the task in this run
     last_tick: float | None = None
     control_sent: tuple[bool, bool, int] | None = None  # (suspended, network_suspended, ack) last written
+    app_seen: bool = False  # the backend reported the task's app running in this run
+    checkpoint_sig: tuple[int, int] | None = None  # the wrapper's checkpoint file, as last seen
+    file_checkpoint_cpu: float = 0.0  # this run's CPU when that file last changed
+    last_trickle: float | None = None  # when the last periodic trickle-up was sent (or the first tick)
+    wake_in: float = 0.0  # how long the loop may sleep before the next decision, at most (s)
 
 
 _STATE_FIELDS = frozenset(f.name for f in fields(CoreState))
@@ -183,6 +202,19 @@ class SaveState:
     # the guest's finish event once processed: recorded with the event id, so that a bridge killed
     # before the task was done completes it after a restart instead of running it again
     finish: Finish | None = None
+    env_failures: int | None = None  # the count of environment failures in a row (None: unchanged)
+
+
+@dataclass(frozen=True)
+class SendTrickleUp:
+    """Hand the oldest queued trickle-up to the client (one at a time: the API keeps one file)."""
+
+
+@dataclass(frozen=True)
+class PeriodicTrickleUp:
+    """--trickle: a "cpu_time" trickle-up with the job's CPU seconds, as BOINC's wrapper sends."""
+
+    cpu_time: float
 
 
 @dataclass(frozen=True)
@@ -196,7 +228,8 @@ class EndTask:
 
 @dataclass(frozen=True)
 class ExitBridge:
-    """End the bridge. kind: finish | temporary_exit | quit | abort | lost_client."""
+    """End the bridge: the run's outcome, which only the CLI acts on.
+    kind: finish | temporary_exit | quit | abort | lost_client."""
 
     kind: str
     status: int = 0
@@ -215,6 +248,8 @@ Action = (
     | RequestUpload
     | WriteControl
     | SaveState
+    | SendTrickleUp
+    | PeriodicTrickleUp
     | EndTask
     | ExitBridge
 )
@@ -230,11 +265,12 @@ def overall_fraction(task: TaskContext, task_fraction: float) -> float:
     return min(max(f, 0.0), 1.0)
 
 
-def cpu_times(inp: Inputs) -> tuple[float, float]:
+def cpu_times(inp: Inputs, file_checkpoint_cpu: float = 0.0) -> tuple[float, float]:
     """(cpu_time, checkpoint_cpu_time) of the job so far.
 
     The guest's own figure is used when it reports one, bounded by what the environment (process
     tree / VM process) really used when that is known: a guest cannot claim more CPU than it had.
+    ``file_checkpoint_cpu``: this run's CPU when the wrapper's checkpoint file last changed.
     """
     backend_cpu = max(inp.backend.cpu_time, 0.0)
     g = inp.guest
@@ -244,9 +280,64 @@ def cpu_times(inp: Inputs) -> tuple[float, float]:
     else:
         run_cpu = backend_cpu
         ckpt = 0.0
-    ckpt = max(ckpt, min(inp.file_checkpoint_cpu, run_cpu))
+    ckpt = max(ckpt, min(file_checkpoint_cpu, run_cpu))
     base = inp.task.cpu_base
     return base + run_cpu, base + ckpt
+
+
+# -- outcomes built in one place (the task loop uses these for what goes wrong while it applies actions)
+
+
+def fail(status: int, message: str, *, is_notice: bool = False) -> ExitBridge:
+    """The job ends with ``status`` (BOINC's boinc_finish)."""
+    return ExitBridge("finish", int(status), message, is_notice=is_notice)
+
+
+def retry_later(message: str, delay: float, *, is_notice: bool = False) -> ExitBridge:
+    """BOINC's temporary exit: the client starts the task again after ``delay`` seconds."""
+    return ExitBridge("temporary_exit", 0, message, delay=delay, is_notice=is_notice)
+
+
+def cannot_save(policy: Policy) -> ExitBridge:
+    """The bridge's own state could not be written: never run on without a checkpoint."""
+    return retry_later("cannot save the bridge's state (is the disk full?)", policy.disk_delay)
+
+
+def failure_actions(
+    failure: Failure, *, before_app: bool, task: TaskContext
+) -> tuple[list[Action], ExitBridge]:
+    """How a backend failure ends the run: a permanent one fails the task (EXIT_CHILD_FAILED); a
+    temporary one is a temporary exit, except that failures before the task's app started are counted
+    over restarts and the ``max_env_failures``-th in a row fails the task (the VM image or the job's
+    settings are then most likely wrong, not the host's moment)."""
+    policy = task.policy
+    msg = f"task {task.number}: {failure.message}"
+    if not failure.temporary:
+        return [], fail(ExitCode.EXIT_CHILD_FAILED, msg)
+    if not before_app:
+        return [], retry_later(msg, policy.failed_delay)
+    n = task.env_failures + 1
+    limit = policy.max_env_failures
+    save = SaveState("environment failure", -1, env_failures=n)
+    if n < limit:
+        return [save], retry_later(
+            f"{msg} (failure {n} of {limit} before the task's app started; the task is retried later)",
+            policy.failed_delay,
+        )
+    return [save], fail(
+        ExitCode.EXIT_CHILD_FAILED,
+        f"{msg} -- the task's environment failed {n} times in a row before the task's app started: the "
+        "VM image or the job file's vm_* settings are most likely wrong (the VM's console lines, if any, "
+        "are above in stderr.txt); the task is given up",
+    )
+
+
+def _end_with_failure(
+    state: CoreState, actions: list[Action], failure: Failure, task: TaskContext
+) -> tuple[CoreState, list[Action]]:
+    saves, exit_ = failure_actions(failure, before_app=not state.app_seen, task=task)
+    saves = [replace(a, last_event_id=state.last_event_id) for a in saves if isinstance(a, SaveState)]
+    return _evolve(state, ending=True), [*actions, StopTask(save=False), *saves, exit_]
 
 
 def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
@@ -256,12 +347,14 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
     now = inp.now
     b = inp.boinc
     backend = inp.backend
+    task = inp.task
+    policy = task.policy
 
     # Time the task has been running (not paused) since the last tick; a long gap (host sleep,
     # the bridge itself stopped) does not count, so no false "hung" alarm after a suspend.
     gap = 0.0 if state.last_tick is None else max(0.0, now - state.last_tick)
     running = backend.state is VMState.RUNNING and not state.paused
-    ran = min(gap, inp.task.max_tick_gap) if running else 0.0
+    ran = min(gap, policy.max_tick_gap) if running else 0.0
     state = _evolve(state, last_tick=now, running_time=state.running_time + ran)
 
     # 1. The client's orders come first.
@@ -283,18 +376,29 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             ExitBridge("quit", 0, "quit requested by the BOINC client; the task will resume later"),
         ]
 
+    # 2. A backend verb that failed ends the run (how: failure_actions).
+    if inp.failure is not None:
+        return _end_with_failure(state, actions, inp.failure, task)
+
     if not state.started:
-        state = _evolve(state, started=True)
+        state = _evolve(state, started=True, last_trickle=now)
         actions.append(StartTask())
         actions.append(
             WriteControl(suspended=False, network_suspended=b.network_suspended, ack=state.last_event_id)
         )
         state = _evolve(state, control_sent=(False, b.network_suspended, state.last_event_id))
 
-    # 2. The guest's news.
+    # The task's app runs: earlier environment failures were the moment's, not the image's.
+    if not state.app_seen and backend.app_started and backend.state in _APP_STATES:
+        state = _evolve(state, app_seen=True)
+        if task.env_failures:
+            actions.append(SaveState("the task's app started", state.last_event_id, env_failures=0))
+
+    # 3. The guest's news.
     g = inp.guest
     guest_changed = False
     checkpoint_cpu: float | None = None
+    queued = inp.trickle_queue
     if g is not None and (g.seq != state.guest_seq or g.hb != state.guest_hb):
         guest_changed = True
         state = _evolve(state, guest_seq=g.seq, guest_hb=g.hb, silent_running=0.0)
@@ -305,6 +409,7 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             last_id = ev.id
             if isinstance(ev, TrickleUp):
                 actions.append(ForwardTrickleUp(ev))
+                queued += 1
             elif isinstance(ev, UploadRequest):
                 actions.append(RequestUpload(ev))
             elif isinstance(ev, Finish):
@@ -314,13 +419,11 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
                 state = _evolve(state, last_event_id=last_id, ending=True)
                 actions.append(SaveState("guest temporary exit", last_id, None, state.max_fraction))
                 actions.append(StopTask(save=False))
-                actions.append(
-                    ExitBridge("temporary_exit", 0, ev.reason, delay=ev.delay, is_notice=ev.is_notice)
-                )
+                actions.append(retry_later(ev.reason, ev.delay, is_notice=ev.is_notice))
                 return state, actions
         if g.checkpoint_count != state.guest_checkpoints:
             state = _evolve(state, guest_checkpoints=g.checkpoint_count)
-            checkpoint_cpu = cpu_times(inp)[1]
+            checkpoint_cpu = cpu_times(inp, state.file_checkpoint_cpu)[1]
         if last_id != state.last_event_id or checkpoint_cpu is not None:
             state = _evolve(state, last_event_id=last_id)
             actions.append(
@@ -335,7 +438,20 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
     elif g is not None:
         state = _evolve(state, silent_running=state.silent_running + ran)
 
-    # 3. Suspend / resume (deferred while the guest is in a critical section, as BOINC's API does).
+    # The wrapper's checkpoint_filename changed: the app checkpointed (BOINC's wrapper counts it so).
+    sig = inp.checkpoint_file
+    if sig is not None and sig != state.checkpoint_sig:
+        if state.checkpoint_sig is not None:
+            cpu = cpu_times(inp, state.file_checkpoint_cpu)[0]
+            state = _evolve(state, file_checkpoint_cpu=max(0.0, cpu - task.cpu_base))
+            actions.append(
+                SaveState(
+                    "checkpoint file changed", state.last_event_id, cpu, state.max_fraction, state.finish
+                )
+            )
+        state = _evolve(state, checkpoint_sig=sig)
+
+    # 4. Suspend / resume (deferred while the guest is in a critical section, as BOINC's API does).
     in_critical = g is not None and g.critical_section
     if b.suspended and not state.paused and not in_critical and backend.state is VMState.RUNNING:
         state = _evolve(state, paused=True)
@@ -344,13 +460,21 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
         state = _evolve(state, paused=False)
         actions.append(ResumeTask())
 
-    # 4. Control file: tell the guest what changed (suspend flag, network, acks).
+    # 5. Control file: tell the guest what changed (suspend flag, network, acks).
     ctl = (state.paused, b.network_suspended, state.last_event_id)
     if ctl != state.control_sent:
         state = _evolve(state, control_sent=ctl)
         actions.append(WriteControl(suspended=ctl[0], network_suspended=ctl[1], ack=ctl[2]))
 
-    # 5. The environment's state.
+    # 6. Trickle-ups: the guest's, one at a time, in order; and --trickle's periodic one.
+    if queued > 0 and not inp.trickle_busy:
+        actions.append(SendTrickleUp())
+    trickle_due = state.last_trickle is not None and now - state.last_trickle >= task.trickle_period
+    if task.trickle_period > 0 and trickle_due:
+        state = _evolve(state, last_trickle=now)
+        actions.append(PeriodicTrickleUp(cpu_times(inp, state.file_checkpoint_cpu)[0]))
+
+    # 7. The environment's state.
     if backend.state is VMState.EXITED:
         fin = state.finish
         code = backend.exit_code if backend.exit_code is not None else 0
@@ -369,21 +493,13 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
         actions.extend(_final_report(state, inp, done=status == 0))
         return _evolve(state, ending=True), [*actions, EndTask(status, message, notice)]
     if backend.state is VMState.FAILED:
-        return _evolve(state, ending=True), [
-            *actions,
-            StopTask(save=False),
-            ExitBridge(
-                "temporary_exit",
-                0,
-                backend.error or "the task's environment stopped unexpectedly",
-                delay=inp.task.failed_delay,
-            ),
-        ]
+        failure = Failure(backend.error or "the task's environment stopped unexpectedly", temporary=True)
+        return _end_with_failure(state, actions, failure, task)
     fin = state.finish
     if (
         fin is not None
         and state.finish_seen_at is not None
-        and now - state.finish_seen_at >= inp.task.finish_grace
+        and now - state.finish_seen_at >= policy.finish_grace
     ):
         actions.extend(_final_report(state, inp, done=fin.status == 0))
         return _evolve(state, ending=True), [
@@ -392,9 +508,9 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             EndTask(fin.status, fin.message, fin.is_notice),
         ]
 
-    # 6. The wrapper's <time_limit>: the task is ended and counts as done, as with BOINC's wrapper
+    # 8. The wrapper's <time_limit>: the task is ended and counts as done, as with BOINC's wrapper
     # (TASK::poll: kill, status 0), e.g. an app that runs until it is stopped; the job goes on.
-    limit = inp.task.time_limit
+    limit = task.time_limit
     if limit > 0 and state.running_time >= limit:
         actions.extend(_final_report(state, inp, done=True))
         return _evolve(state, ending=True), [
@@ -403,23 +519,21 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             EndTask(0, f"reached its time limit of {limit:g} s (<time_limit>): ended, counted as done"),
         ]
 
-    # 7. A guest that stopped talking while running is hung.
-    hb_timeout = inp.task.heartbeat_timeout
+    # 9. A guest that stopped talking while running is hung.
+    hb_timeout = task.heartbeat_timeout
     if hb_timeout > 0 and g is not None and state.silent_running >= hb_timeout:
         return _evolve(state, ending=True), [
             *actions,
             StopTask(save=False),
-            ExitBridge(
-                "temporary_exit",
-                0,
+            retry_later(
                 f"no heartbeat from the task for {state.silent_running:.0f} s of running time; "
                 "it will be restarted from its last checkpoint",
-                delay=inp.task.hung_delay,
+                policy.hung_delay,
             ),
         ]
 
-    # 8. Report progress: at once when the guest changed, otherwise at least every report_interval.
-    if guest_changed or now - state.last_report_at >= inp.task.report_interval:
+    # 10. Report progress: at once when the guest changed, otherwise at least every report_interval.
+    if guest_changed or now - state.last_report_at >= policy.report_interval:
         report = _report(state, inp)
         key = (
             report.fraction_done,
@@ -429,10 +543,29 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             report.intops_cumulative,
             float(report.want_network),
         )
-        if key != state.last_report or now - state.last_report_at >= inp.task.report_interval:
+        if key != state.last_report or now - state.last_report_at >= policy.report_interval:
             state = _evolve(state, last_report=key, last_report_at=now, max_fraction=report.fraction_done)
             actions.append(report)
-    return state, actions
+    return _evolve(state, wake_in=_wake_in(state, inp)), actions
+
+
+def _wake_in(state: CoreState, inp: Inputs) -> float:
+    """How long the loop may sleep: the tick, shorter while a finished guest is expected to exit (its
+    exit is watched closely: task end -> bridge exit), while wrapper-style files (which give no hints)
+    are due, or before a periodic trickle-up."""
+    policy = inp.task.policy
+    wake = policy.tick
+    if state.finish is not None:
+        soon = state.finish_seen_at is None or inp.now - state.finish_seen_at < policy.finish_fast_window
+        wake = min(wake, policy.finish_poll_fast if soon else policy.finish_poll_slow)
+    if inp.task.polls_files:
+        wake = min(wake, inp.files_read_at + policy.report_interval - inp.now)
+    if inp.task.trickle_period > 0 and state.last_trickle is not None:
+        wake = min(wake, state.last_trickle + inp.task.trickle_period - inp.now)
+    return max(0.0, wake)
+
+
+_APP_STATES = frozenset({VMState.RUNNING, VMState.PAUSED, VMState.EXITED})
 
 
 def _task_fraction(inp: Inputs) -> float:
@@ -446,7 +579,7 @@ def _task_fraction(inp: Inputs) -> float:
 def _report(state: CoreState, inp: Inputs, *, task_fraction: float | None = None) -> ReportStatus:
     tf = _task_fraction(inp) if task_fraction is None else task_fraction
     fraction = max(state.max_fraction, overall_fraction(inp.task, tf))
-    cpu, ckpt = cpu_times(inp)
+    cpu, ckpt = cpu_times(inp, state.file_checkpoint_cpu)
     g = inp.guest
     return ReportStatus(
         fraction_done=fraction,

@@ -1,8 +1,9 @@
 """The few operating-system primitives the host side needs in several places, each written once.
 
-- ``atomic_write``: a file replaced whole or not at all (temporary file, fsync, rename, fsync of the
-  folder). Files in the guest's share go through ``share.Share.write_atomic`` instead (it works on the
-  share's directory descriptor with the hostile-input rules); this one is for the bridge's own files.
+- ``atomic_file`` / ``atomic_write``: a file replaced whole or not at all (temporary file, fsync,
+  rename, fsync of the folder). Files in the guest's share go through ``share.Share.write_atomic``
+  instead (it works on the share's directory descriptor with the hostile-input rules); this one is
+  for the bridge's own files.
 - ``set_parent_death_signal`` / ``child_preexec``: Linux's parent-death signal (``PR_SET_PDEATHSIG``),
   so that what the bridge starts never outlives it unseen.
 """
@@ -13,8 +14,9 @@ import contextlib
 import ctypes
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _PR_SET_PDEATHSIG = 1
 _libc: ctypes.CDLL | None = None
@@ -30,31 +32,37 @@ def _prctl() -> Callable[..., int] | None:
         return None
 
 
-def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644, sync: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically: a reader (or a restart after a kill -9 or a power cut,
-    with ``sync``) sees the old file or the new one, never a mix. The temporary file is
-    ``.NAME.tmp`` beside it (one name per destination: a killed writer leaves at most one behind, which
-    the next write replaces). Raises OSError."""
+@contextlib.contextmanager
+def atomic_file(path: Path | str, *, mode: int = 0o644, sync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` atomically when the ``with`` block ends without an error (a
+    reader, or a restart after a kill -9 or a power cut with ``sync``, sees the old file or the new one,
+    never a mix); on an error the old file stays and the temporary one is removed. The temporary file
+    is ``.NAME.tmp`` beside it (one name per destination: a killed writer leaves at most one behind,
+    which the next write replaces). Raises OSError."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if sync:
-            os.fsync(fd)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
     except BaseException:
-        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    os.close(fd)
     os.replace(tmp, path)
     if sync:
         fsync_dir(path.parent)
+
+
+def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (see ``atomic_file``)."""
+    with atomic_file(path, mode=mode, sync=sync) as f:
+        f.write(data)
 
 
 def fsync_dir(folder: Path | str) -> None:

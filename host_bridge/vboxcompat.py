@@ -43,9 +43,9 @@ from pathlib import Path
 
 from boinc_guest import protocol as P
 
+from .jobfile.vbox import VboxJob
 from .osutil import atomic_write
 from .share import GuestFileRefused, RefusalLog, Share, safe_name
-from .vboxjob import VboxJob
 
 log = logging.getLogger(__name__)
 

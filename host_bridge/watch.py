@@ -139,6 +139,7 @@ class _Hub:
         self.handler: FileSystemEventHandler = _HintHandler(self)
         self.hints_delivered = 0
         self.hints_taken = 0
+        self.wake_fds: list[int] = []  # wake_on()'s descriptors, not yet taken by the emitter
 
     def poke(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -176,6 +177,7 @@ class _ShareEmitter(EventEmitter):
         self._ifd: int | None = None
         self._dfd: int | None = None
         self._poller = select.poll()
+        self._wake_fds: set[int] = set()
         self._wake_poller = select.poll()
         self._wake_poller.register(hub.wake_r, select.POLLIN)
         self._sigs: dict[str, _Sig] = {}
@@ -264,8 +266,13 @@ class _ShareEmitter(EventEmitter):
         return changed, replaced
 
     def _drain_wake(self) -> None:
+        hub = self._hub
         with contextlib.suppress(BlockingIOError, OSError):
-            os.read(self._hub.wake_r, 4096)
+            os.read(hub.wake_r, 4096)
+        while hub.wake_fds:  # wake_on(): watched from now on
+            fd = hub.wake_fds.pop()
+            self._wake_fds.add(fd)
+            self._poller.register(fd, select.POLLIN)
 
     def _read_events(self) -> bool:
         """Read what inotify has (up to 64 KiB); True if a record concerns a watched name (or the kernel
@@ -375,6 +382,11 @@ class _ShareEmitter(EventEmitter):
         for fd, _ev in ready:
             if fd == hub.wake_r:
                 self._drain_wake()
+            elif fd in self._wake_fds:
+                # one wake-up per descriptor (a pidfd stays readable once its process has ended)
+                self._poller.unregister(fd)
+                self._wake_fds.discard(fd)
+                hub.hint.set()
             elif fd == self._ifd:
                 if hub.queued:
                     # Records arrive while a hint is still pending (a storm, or a slow caller): there is
@@ -466,6 +478,15 @@ class ShareWatcher:
             logger.error("the share watcher's observer thread did not stop within 5 s")
         hub.close()
         # keep self._hub for mode_in_use / counters after stop; hint.wait() still works (returns False)
+
+    def wake_on(self, fd: int) -> None:
+        """Also wake ``wait`` once when ``fd`` becomes readable (e.g. a pidfd: the task's process ended).
+        The caller keeps ``fd`` open while the watcher runs and closes it after ``stop``."""
+        hub = self._hub
+        if hub is None:
+            raise RuntimeError("ShareWatcher.wake_on() before start()")
+        hub.wake_fds.append(fd)
+        hub.poke()
 
     def wait(self, timeout: float) -> bool:
         """Block until a hint for a watched name arrives (True) or ``timeout`` seconds pass (False)."""

@@ -9,6 +9,8 @@
 # host_bridge_<version>_<BOINC platform>, e.g. host_bridge_0.1.0_x86_64-pc-linux-gnu.
 # Build on the OLDEST Linux the app version must run on: the executable needs that glibc or newer (this
 # machine: Debian 12, glibc 2.36). See docs/shipping.md.
+# The executable carries the API_VERSION_x.y.z string of its libboinc_api.so.7 where `strings` (BOINC's
+# update_versions) finds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -108,4 +110,12 @@ if ! $PY -m PyInstaller \
   echo "build_app_version: PyInstaller failed (log above; whole log in $log)" >&2
   exit 1
 fi
+# BOINC's update_versions takes the app version's <api_version> from `strings MAIN_PROGRAM`; inside the
+# bundle the library's API_VERSION_x.y.z is compressed: put the carried library's own string where
+# `strings` finds it, once (packaging/api_version.py)
+if ! API_VERSION=$($PY packaging/api_version.py "$LIBDIR/libboinc_api.so.7" "$OUT/$NAME"); then
+  echo "build_app_version: could not give $OUT/$NAME its API version string (message above)" >&2
+  exit 1
+fi
+echo "build_app_version: $NAME carries API_VERSION_$API_VERSION (libboinc_api.so.7's)" >&2
 echo "$OUT/$NAME"

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from PyInstaller.archive.readers import CArchiveReader
 
 from tests.support.boinc_client import BoincClientRun, ExtraFile
 from tests.test_e2e_boinc_client import VM_JOB, _fraction
@@ -59,6 +62,72 @@ def bundle(tmp_path_factory) -> Path:
     shipped = tmp_path_factory.mktemp("shipped") / path.name
     shutil.copy2(path, shipped)
     return shipped
+
+
+def _strings(path: Path) -> list[str]:
+    r = subprocess.run(["strings", str(path)], capture_output=True, text=True, errors="replace", timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+# BOINC's tools/update_versions: the main program's API version, when version.xml gives none
+UPDATE_VERSIONS = (
+    r"""strings "$1" | grep -E --max-count=1 'API_VERSION_[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*$'"""
+)
+
+
+def test_strings_finds_the_carried_librarys_api_version_once(bundle: Path, tmp_path: Path) -> None:
+    """update_versions gives the app version the <api_version> it finds with `strings` in the main
+    program: the bundle shows exactly one API_VERSION_ line, the one of the libboinc_api.so.7 inside
+    it (taken out of the bundle's archive, not the build machine's copy), and update_versions' own
+    pipeline picks it."""
+    lib = tmp_path / "libboinc_api.so.7"
+    lib.write_bytes(CArchiveReader(str(bundle)).extract("libboinc_api.so.7"))
+    carried = [line for line in _strings(lib) if line.startswith("API_VERSION_")]
+    assert len(carried) == 1 and re.fullmatch(r"API_VERSION_[0-9]+\.[0-9]+\.[0-9]+", carried[0]), carried
+    assert [line for line in _strings(bundle) if line.startswith("API_VERSION_")] == carried
+    r = subprocess.run(
+        ["sh", "-c", UPDATE_VERSIONS, "sh", str(bundle)], capture_output=True, text=True, timeout=120
+    )
+    assert r.stdout.strip() == carried[0], r
+
+
+def _embed(lib: Path, exe: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "api_version.py"), str(lib), str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_api_version_helper_embeds_the_librarys_version_and_refuses_what_is_unclear(tmp_path: Path) -> None:
+    """packaging/api_version.py (run by the build script) on a small ELF program: the version comes from
+    the library's own string, the program still runs, a second run and libraries without one clear
+    version are refused with a message naming the file."""
+    exe = tmp_path / "prog"
+    shutil.copy2(shutil.which("true") or "/bin/true", exe)
+    lib = tmp_path / "libboinc_api.so.7"
+    lib.write_bytes(b"\x7fELF\0\0BOINC\0API_VERSION_9.87.6\0more\0")
+    r = _embed(lib, exe)
+    assert r.returncode == 0 and r.stdout.strip() == "9.87.6", r
+    assert [line for line in _strings(exe) if "API_VERSION" in line] == ["API_VERSION_9.87.6"]
+    assert subprocess.run([str(exe)], timeout=30).returncode == 0
+    r = _embed(lib, exe)  # already carries one: a second would make update_versions' pick arbitrary
+    assert r.returncode == 1 and f"{exe}: already carries" in r.stderr, r
+    for content, why in (
+        (b"\0no version here\0", "no API_VERSION_x.y.z string"),
+        (b"\0API_VERSION_7.20.5\0API_VERSION_7.22.0\0", "several API versions"),
+        (b"\0XAPI_VERSION_7.20.5\0", "no API_VERSION_x.y.z string"),  # not the library's C string
+    ):
+        lib.write_bytes(content)
+        fresh = tmp_path / "fresh"
+        shutil.copy2(shutil.which("true") or "/bin/true", fresh)
+        r = _embed(lib, fresh)
+        assert r.returncode == 1 and f"{lib}: {why}" in r.stderr, (content, r)
+        assert not [line for line in _strings(fresh) if "API_VERSION" in line]
+    r = _embed(tmp_path / "missing.so", exe)
+    assert r.returncode == 1 and "missing.so: cannot read it" in r.stderr and "libboinc-app7" in r.stderr, r
 
 
 def _host_env(tmp: Path, **extra: str) -> dict[str, str]:

@@ -38,11 +38,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cxx_static": csdk.compile_program(
             [PROGRAMS / "cxx_app.cpp"], out / "cxx_static", cxx=True, static=True
         ),
-        "fortran": csdk.compile_program([PROGRAMS / "fortran_app.f90"], out / "fortran", fortran=True),
-        "boinc_style": csdk.compile_program(
-            [PROGRAMS / "boinc_style_app.cpp"], out / "boinc_style", cxx=True, static=True
-        ),
     }
+    for link in ("dyn", "static"):
+        progs[f"fortran_{link}"] = csdk.compile_program(
+            [PROGRAMS / "fortran_app.f90"], out / f"fortran_{link}", fortran=True, static=link == "static"
+        )
+        progs[f"boinc_style_{link}"] = csdk.compile_program(
+            [PROGRAMS / "boinc_style_app.cpp"], out / f"boinc_style_{link}", cxx=True, static=link == "static"
+        )
     for std in ("c++11", "c++17"):
         for link in ("dyn", "static"):
             name = f"uc_{std.replace('+', 'x')}_{link}"
@@ -404,10 +407,14 @@ def test_mfile_buffers_until_flush(built: dict[str, Path], tmp_path: Path, link:
     ]
 
 
-def test_fortran_program(built: dict[str, Path], tmp_path: Path) -> None:
-    res = csdk.run([str(built["fortran"])], tmp_path)
-    assert res.returncode == 5, res.stderr
-    assert res.stdout.decode().split() == ["standalone=0", "resolved=in", "due=0"]
+@pytest.mark.parametrize("link", ["fortran_dyn", "fortran_static"])
+def test_fortran_program(built: dict[str, Path], tmp_path: Path, link: str) -> None:
+    """boinc_init, then unit I/O (open / write / close / read): linked -static this died of SIGSEGV at
+    the first close (libgfortran's weak pthread_mutex_destroy left NULL; see static_link.c)."""
+    res = csdk.run([str(built[link])], tmp_path)
+    assert res.returncode == 5, (res.returncode, res.stderr)
+    assert res.stdout.decode().split() == ["standalone=0", "resolved=in", "due=0", "readback=24"]
+    assert (tmp_path / "fortran_out.txt").read_text() == "written after boinc_init\n"
     st = status_of(tmp_path)
     assert st.fraction_done == 0.5 and st.checkpoint_count == 1 and not st.critical_section
     assert st.events == (P.Finish(id=1, status=5, message="", is_notice=False),)
@@ -417,10 +424,13 @@ def test_fortran_program(built: dict[str, Path], tmp_path: Path) -> None:
 # BOINC-style app and the example worker
 
 
-def test_boinc_style_app_compiles_unchanged_and_resumes(built: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("link", ["boinc_style_dyn", "boinc_style_static"])
+def test_boinc_style_app_compiles_unchanged_and_resumes(
+    built: dict[str, Path], tmp_path: Path, link: str
+) -> None:
     (tmp_path / "in").write_text("line\n" * 200)
     write_control(tmp_path, init_data=P.InitData(checkpoint_period=0.0))  # a checkpoint is always due
-    res = csdk.run([str(built["boinc_style"])], tmp_path)
+    res = csdk.run([str(built[link])], tmp_path)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out").read_text().startswith("200 lines (resumed at 0)")
     st = status_of(tmp_path)
@@ -428,7 +438,7 @@ def test_boinc_style_app_compiles_unchanged_and_resumes(built: dict[str, Path], 
     assert (tmp_path / "app_state").read_text() == "200"
     # a restart resumes from the checkpoint file
     (tmp_path / "app_state").write_text("150")
-    res = csdk.run([str(built["boinc_style"])], tmp_path)
+    res = csdk.run([str(built[link])], tmp_path)
     assert res.returncode == 0
     assert (tmp_path / "out").read_text().startswith("200 lines (resumed at 150)")
     assert status_of(tmp_path).checkpoint_count == 50

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from host_bridge import cli
-from host_bridge.runtime import Outcome
+from host_bridge.core import ExitBridge as Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "tests" / "data" / "jobs-real"

@@ -16,6 +16,7 @@ from host_bridge.core import (
     CoreState,
     EndTask,
     ExitBridge,
+    Failure,
     ForwardTrickleUp,
     Inputs,
     PauseTask,
@@ -29,6 +30,7 @@ from host_bridge.core import (
     WriteControl,
     decide,
 )
+from host_bridge.policy import DEFAULT_POLICY
 
 RUNNING = BackendStatus(VMState.RUNNING, cpu_time=10.0)
 PAUSED = BackendStatus(VMState.PAUSED, cpu_time=10.0)
@@ -121,9 +123,21 @@ TABLE = [
         ["ReportStatus", "EndTask"],
     ),
     (
-        "environment failure: temporary exit",
+        "environment failure before the app started: counted, temporary exit",
         STARTED,
         inp(backend=BackendStatus(VMState.FAILED, error="VM crashed")),
+        ["StopTask", "SaveState", "ExitBridge"],
+    ),
+    (
+        "environment failure after the app started: temporary exit, not counted",
+        replace(STARTED, app_seen=True),
+        inp(backend=BackendStatus(VMState.FAILED, error="VM crashed")),
+        ["StopTask", "ExitBridge"],
+    ),
+    (
+        "a permanent backend failure: the task fails",
+        STARTED,
+        inp(failure=Failure("no such image", temporary=False)),
         ["StopTask", "ExitBridge"],
     ),
     (
@@ -183,7 +197,7 @@ def test_finish_event_gives_status_and_message():
 
 def test_finish_event_but_guest_never_exits():
     g = Status(seq=2, events=(Finish(id=1, status=0),))
-    ctx = TaskContext(finish_grace=10.0)
+    ctx = TaskContext(policy=replace(DEFAULT_POLICY, finish_grace=10.0))
     s, _ = decide(STARTED, inp(now=1.0, guest=g, task=ctx))
     s, a = decide(s, inp(now=5.0, guest=g, task=ctx))
     assert not any(isinstance(x, EndTask) for x in a)
@@ -302,7 +316,7 @@ def test_ops_of_earlier_tasks_are_kept(guest, expected):
 
 
 def test_hung_guest_only_counts_running_time():
-    ctx = TaskContext(heartbeat_timeout=30.0, max_tick_gap=5.0)
+    ctx = TaskContext(heartbeat_timeout=30.0, policy=replace(DEFAULT_POLICY, max_tick_gap=5.0))
     g = Status(seq=1, hb=1)
     s, _ = decide(STARTED, inp(now=1.0, guest=g, task=ctx))
     t = 1.0

@@ -1,7 +1,7 @@
 """Property tests (hypothesis) on the two parsers that read untrusted or external text.
 
 1. The status file through the bridge's own read path (``Share.read`` of the file a guest wrote, then
-   ``Runtime._read_guest``'s decode with its budget): whatever the bytes, the outcome is a ``Status`` or a
+   ``StatusReader.read``'s decode with its budget): whatever the bytes, the outcome is a ``Status`` or a
    refusal (``GuestFileRefused`` / ``ProtocolError``, counted by the refusal log), never another exception.
 2. The job-file parsers (``parse_job_text``, ``parse_vbox_job_text``): a parsed job or ``JobFileError``.
 
@@ -19,12 +19,11 @@ from boinc_guest import protocol as P
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from host_bridge.boinc.api import StandaloneApi
-from host_bridge.config import Config
 from host_bridge.jobfile import JobFileError, parse_job_text
-from host_bridge.runtime import Runtime
-from host_bridge.share import GuestFileRefused, Share
-from host_bridge.vboxjob import parse_vbox_job_text
+from host_bridge.jobfile.vbox import parse_vbox_job_text
+from host_bridge.policy import DEFAULT_POLICY
+from host_bridge.runtime.guest import StatusReader
+from host_bridge.share import GuestFileRefused, RefusalLog, Share
 
 SETTINGS = settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -98,10 +97,9 @@ _status_bytes = st.binary(max_size=2048) | _status_like() | _mutated() | _values
 def runtime(tmp_path):
     slot = tmp_path / "slot"
     (slot / "shared").mkdir(parents=True)
-    rt = Runtime(Config(slot_dir=slot, standalone=True), StandaloneApi())
-    rt.refusals._log = logging.getLogger("test_fuzz_properties.quiet")
+    refusals = RefusalLog(logging.getLogger("test_fuzz_properties.quiet"))
     share = Share(slot / "shared")
-    yield rt, share, slot / "shared"
+    yield StatusReader(share, refusals, DEFAULT_POLICY), share, slot / "shared"
     share.close()
 
 
@@ -114,8 +112,8 @@ def test_status_read_path_only_refuses(runtime, data):
     assert share.read(P.STATUS_FILE, P.MAX_FILE) == data
     before = rt.refusals.total
     # each example decoded afresh (no budget wait, no "same bytes as last time" short cut)
-    rt._decode_not_before, rt._decoded_bytes = 0.0, None
-    got = rt._read_guest(share)  # raises nothing: a Status, or None with the refusal counted
+    rt._not_before, rt._bytes = 0.0, None
+    got = rt.read()  # raises nothing: a Status, or None with the refusal counted
     if got is None:
         assert rt.refusals.total == before + 1
     else:
@@ -126,7 +124,7 @@ def test_status_read_path_only_refuses(runtime, data):
         assert ids == sorted(set(ids))
     # the same bytes again: the cached answer, not decoded a second time, not counted a second time
     total = rt.refusals.total
-    assert rt._read_guest(share) == got and rt.refusals.total == total
+    assert rt.read() == got and rt.refusals.total == total
     # the decoder alone: Status or ProtocolError with a known category
     try:
         P.decode_status(data)

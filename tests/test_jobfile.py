@@ -25,7 +25,20 @@ from host_bridge.jobfile import (
     parse_job_text,
     split_command_line,
 )
+from host_bridge.runtime.plan import PlanContext, backend_kind, plan_job
 from host_bridge.slot import resolve_logical
+
+
+def _describe(job) -> str:
+    """check's text: the job with the planner's plan, the job file's folder standing for the slot."""
+    folder = Path(job.job_dir) if job.job_dir else Path("/nonexistent-slot")
+    return describe(job, plan_job(job, PlanContext(slot=folder)))
+
+
+def _kind(task) -> str:
+    """Where the planner runs a task of a job file whose folder holds no VM image."""
+    return backend_kind(task, Path("/nonexistent-slot"))[0]
+
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "jobs-real"
@@ -52,7 +65,7 @@ def test_icrar_magphys_49_tasks_in_order() -> None:
         assert t.command_line == f"{i} filters.dat observations.dat"
         assert [a.text for a in t.args] == [str(i), "filters.dat", "observations.dat"]
         assert (t.stdout_filename, t.stderr_filename) == ("stdout_file", "stderr_file")
-        assert t.weight == 1.0 and t.backend == "local"
+        assert t.weight == 1.0 and _kind(t) == "local"
     assert job.total_weight == 49.0
     assert [t.line for t in job.tasks[:3]] == [2, 8, 14]
 
@@ -88,16 +101,19 @@ def test_vm_wrapper_sample_dialect() -> None:
     assert job.vmmanage_tasks[0].command_line == ""
     assert sum("VMmanage_task" in w and "not run" in w for w in job.warnings) == 2
     (t,) = job.tasks
-    assert t.virtualmachine == "CernVM" and t.backend == "vbox"
+    # no VM image beside it: the planner runs it as a local process (check said "vbox" before the
+    # planner, while the run ran it locally: issue #12)
+    assert t.virtualmachine == "CernVM" and _kind(t) == "local"
     assert t.image is None and t.app_path_vm is None
     assert t.application == "./worker.py" and t.copy_app_to_vm is True
     assert t.copy_files_to_vm == ("in", "stdin_worker")
     assert t.copy_files_from_vm == ("out",)
     assert t.stdin_filename == "stdin_worker" and t.command_line == "5" and t.weight == 2.0
     assert job.run_order == job.unzip_tasks + job.tasks
-    plan = describe(job)
+    plan = _describe(job)
     assert "VMwrapper dialect" in plan and "files into the VM: in, stdin_worker" in plan
-    assert "not run (obsolete)" in plan and "warnings (2)" in plan
+    assert "not run (obsolete)" in plan and "warnings (3)" in plan
+    assert "it runs as a local process, its files going through the shared folder" in plan
 
 
 def test_vbox_job_given_to_job_parser_says_which_parser() -> None:
@@ -172,7 +188,7 @@ def test_every_wrapper_tag() -> None:
     assert job.total_weight == 3.0 and post.weight == 0.5
     (z,) = job.zip_output
     assert z.zipfilename == "out.zip" and z.patterns == ("result_.*", r"log\.txt")
-    plan = describe(job)
+    plan = _describe(job)
     for piece in (
         "daemon 1",
         "weight: 2.5 (83% of the progress)",
@@ -224,11 +240,11 @@ def test_split_command_line_like_boinc() -> None:
 def test_qemu_tags() -> None:
     job = parse_job_file(MINE / "qemu_task.xml")
     (t,) = job.tasks
-    assert t.backend == "qemu"
+    assert _kind(t) == "qemu"
     assert (t.vm_kernel, t.vm_initrd, t.vm_disk_image) == ("vmlinuz", "initrd.img", "disk.qcow2")
     assert (t.vm_memory_mb, t.vm_network, t.vm_cmdline) == (256, True, "console=ttyS0 quiet")
     assert t.copy_files_to_vm == ("in",) and t.copy_files_from_vm == ("out",)
-    assert "qemu: vm_kernel=vmlinuz" in describe(job)
+    assert "qemu: vm_kernel=vmlinuz" in _describe(job)
     e = err_of(
         "<job_desc><task><application>a</application><vm_memory_mb>1.5</vm_memory_mb></task></job_desc>"
     )
@@ -239,7 +255,7 @@ def test_task_without_virtualmachine_runs_locally() -> None:
     job = parse_job_text(
         "<job_desc><task><application>a</application><virtualmachine> </virtualmachine></task></job_desc>"
     )
-    assert job.tasks[0].backend == "local" and job.tasks[0].virtualmachine is None
+    assert _kind(job.tasks[0]) == "local" and job.tasks[0].virtualmachine is None
 
 
 # ---------------------------------------------------------------- lenient
@@ -530,7 +546,7 @@ def test_random_text_only_raises_jobfileerror(text: str) -> None:
         assert str(e).startswith("fuzz.xml")
         return
     assert job.tasks and all(t.application for t in job.tasks)
-    describe(job)
+    _describe(job)
 
 
 # ---------------------------------------------------------------- user trial: scale, bytes, messages
@@ -570,7 +586,7 @@ def _scales_linearly(small: Callable[[], object], big: Callable[[], object]) -> 
 
 def _check(path: Path) -> str:
     """What ``host-bridge check`` does: parse the file and describe the plan."""
-    out = describe(parse_job_file(path))
+    out = _describe(parse_job_file(path))
     assert "no warnings" in out
     return out
 
@@ -585,7 +601,7 @@ def test_fifty_thousand_tasks_parse_and_describe_in_linear_time(tmp_path: Path) 
     job = parse_job_file(big)
     assert len(job.tasks) == 50_000 and job.total_weight == 50_000.0
     assert job.tasks[-1].command_line == "49999 ./i" and job.tasks[-1].line == 50_001
-    out = describe(job)
+    out = _describe(job)
     assert "task 50000 (line 50001)" in out and "weight: 1 (0% of the progress)" in out
 
 
@@ -604,7 +620,7 @@ def test_stray_text_after_many_tasks_still_reported_first() -> None:
 
 def test_fifty_thousand_vbox_children_in_linear_time() -> None:
     # vboxjob.py checks stray text through jobfile.check_no_stray_text, child by child: same fix
-    from host_bridge.vboxjob import parse_vbox_job_text
+    from host_bridge.jobfile.vbox import parse_vbox_job_text
 
     def vbox(n: int) -> str:
         item = "<copy_to_shared>f{:05d}</copy_to_shared>\n"
@@ -694,7 +710,7 @@ def test_binary_file_is_called_a_binary_file(tmp_path: Path, data: bytes, needle
 
 
 def test_binary_vbox_job_and_utf16_without_bom(tmp_path: Path) -> None:
-    from host_bridge.vboxjob import parse_vbox_job
+    from host_bridge.jobfile.vbox import parse_vbox_job
 
     f = tmp_path / "vbox_job.xml"
     f.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00")
@@ -813,7 +829,7 @@ def test_qemu_settings_invalid(kwargs: dict[str, str], tag: str, needle: str) ->
 
 
 def test_describe_shows_qemu_settings() -> None:
-    out = describe(parse_job_text(_settings_xml(boot="2.5")))
+    out = _describe(parse_job_text(_settings_xml(boot="2.5")))
     assert (
         "qemu: vm_kernel=vmlinuz, network=off, vm_accel=tcg, vm_boot_timeout=2.5 s, "
         "vm_poweroff_grace=0 s, vm_share_security=none"
@@ -830,7 +846,7 @@ def test_qemu_settings_on_a_local_task_warn() -> None:
         "job.xml:2: <vm_accel>: has no effect: the task runs as a local process (it has no <vm_kernel>, "
         "<vm_disk_image> or <virtualmachine>)",
     )
-    assert "QEMU settings (used if the task runs in QEMU): vm_accel=tcg" in describe(job)
+    assert "QEMU settings (used if the task runs in QEMU): vm_accel=tcg" in _describe(job)
     # a <virtualmachine> task may run in QEMU (the app version's VM image): no warning
     job = parse_job_text(
         "<job_desc><task><application>a</application><virtualmachine>vm</virtualmachine>"
@@ -850,7 +866,7 @@ def test_little_guest_memory_warns(mb: str, warned: bool) -> None:
         "with too little memory the VM hangs at boot without a message"
     )
     assert job.warnings == ((w,) if warned else ())
-    assert (w in describe(job)) is warned
+    assert (w in _describe(job)) is warned
 
 
 def _qemu_job(folder: Path, kernel: str, initrd: str, disk: str | None = None) -> Path:
@@ -869,7 +885,7 @@ def test_check_warns_about_vm_files_not_next_to_the_job_file(tmp_path: Path) -> 
     job_path = _qemu_job(tmp_path, "vmlinuz", "missing.img", str(tmp_path / "nowhere" / "disk.qcow2"))
     job = parse_job_file(job_path)
     assert job.warnings == ()  # not a parse problem: the slot may hold these logical names at run time
-    out = describe(job)
+    out = _describe(job)
     assert (
         f'{job_path}:5: <vm_initrd>: "missing.img" is not next to the job file '
         f"({tmp_path / 'missing.img'} does not exist); the task cannot start unless the BOINC client puts "
@@ -888,11 +904,11 @@ def test_check_no_warning_for_present_vm_files(tmp_path: Path) -> None:
     (tmp_path / "images" / "initrd.img").write_bytes(b"i")
     disk = tmp_path / "elsewhere.qcow2"
     disk.write_bytes(b"d")
-    out = describe(parse_job_file(_qemu_job(tmp_path, "vmlinuz", "images/initrd.img", str(disk))))
+    out = _describe(parse_job_file(_qemu_job(tmp_path, "vmlinuz", "images/initrd.img", str(disk))))
     assert "no warnings" in out
     # text parsed without a file: nothing to look next to, no warning
     text = _qemu_job(tmp_path / "images", "vmlinuz", "gone.img").read_text()
-    assert "no warnings" in describe(parse_job_text(text, "job.xml"))
+    assert "no warnings" in _describe(parse_job_text(text, "job.xml"))
 
 
 def test_check_cli_prints_vm_file_and_memory_warnings(tmp_path: Path) -> None:

@@ -1,24 +1,20 @@
-"""What the runtime hands a backend for a task (``Runtime._spec`` and ``Runtime._backend_settings``): the
-job file's VM settings and files, typed, and the backend ``make_backend`` picks for them."""
+"""What the planner hands a backend for a task (``plan.spec`` and ``plan.settings``): the job file's VM
+settings and files, typed, and the backend ``make_backend`` picks for them."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from host_bridge.backends import LocalSettings
 from host_bridge.backends.qemu.settings import QemuSettings
 from host_bridge.backends.virtualbox.settings import VBoxSettings
-from host_bridge.boinc.api import StandaloneApi
-from host_bridge.config import Config
-from host_bridge.runtime import Runtime
+from host_bridge.jobfile import parse_job_text
+from host_bridge.runtime.plan import PlanContext, TaskPlan, plan_job
 
 
-def _runtime(slot: Path, job: str) -> Runtime:
-    (slot / "job.xml").write_text(job)
-    rt = Runtime(Config(slot_dir=slot), StandaloneApi(slot_dir=slot))
-    rt.load_job()
-    return rt
+def _plan(slot: Path, job: str, **ctx: object) -> TaskPlan:
+    (task,) = plan_job(parse_job_text(job), PlanContext(slot=slot, **ctx)).tasks  # type: ignore[arg-type]
+    return task
 
 
 def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
@@ -33,7 +29,7 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
     slot = tmp_path / "slot"
     slot.mkdir()
     (slot / "vm_initrd").write_text("<soft_link>../project/initrd_v2.gz</soft_link>\n")
-    rt = _runtime(
+    plan = _plan(
         slot,
         f"""<job_desc><task>
         <application>/bin/agent_app</application>
@@ -46,9 +42,8 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
         <vm_share_security>mapped-file</vm_share_security>
         </task></job_desc>""",
     )
-    (desc,) = rt.tasks()
-    assert rt.backend_kind(desc) == "qemu"
-    st = rt._backend_settings(desc)
+    assert plan.kind == "qemu"
+    st = plan.settings
     assert isinstance(st, QemuSettings)
     assert st.kernel == kernel
     assert st.initrd is not None and st.initrd.resolve() == (proj / "initrd_v2.gz").resolve()
@@ -59,24 +54,24 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
     assert st.poweroff_grace == 1.5
     assert st.share_security == "mapped-file"
     assert st.state_dir == slot.resolve() / "vm_state" and not st.builtin_python
-    assert rt._virtfs_mapped(desc)  # mapped-file: the share holds 9p metadata
+    assert plan.virtfs_mapped  # mapped-file: the share holds 9p metadata
 
 
 def test_unset_vm_settings_are_left_to_the_backend(tmp_path: Path) -> None:
     slot = tmp_path / "slot"
     slot.mkdir()
     (slot / "vmlinux").write_bytes(b"\x7fELF")
-    rt = _runtime(
+    plan = _plan(
         slot,
         "<job_desc><task><application>/bin/a</application><vm_kernel>vmlinux</vm_kernel></task></job_desc>",
     )
-    (desc,) = rt.tasks()
-    st = rt._backend_settings(desc)
+    st = plan.settings
     assert isinstance(st, QemuSettings)
     assert st.kernel == slot / "vmlinux"
     defaults = QemuSettings()
     for field in ("accel", "boot_timeout", "poweroff_grace", "share_security", "cmdline", "initrd"):
         assert getattr(st, field) == getattr(defaults, field), field
+    assert plan.virtfs_mapped  # the default model, mapped-xattr
 
 
 def test_vm_python_and_the_seed_s_virtualmachine_task(tmp_path: Path) -> None:
@@ -86,31 +81,33 @@ def test_vm_python_and_the_seed_s_virtualmachine_task(tmp_path: Path) -> None:
     slot.mkdir()
     (slot / "vm_kernel").write_bytes(b"\x7fELF")
     (slot / "vm_initrd").write_bytes(b"x")
-    rt = _runtime(
+    plan = _plan(
         slot,
         "<job_desc><task><application>work.py</application><virtualmachine>builtin</virtualmachine>"
         "<vm_python/></task></job_desc>",
     )
-    (desc,) = rt.tasks()
-    assert rt.backend_kind(desc) == "qemu"
-    st = rt._backend_settings(desc)
+    assert plan.kind == "qemu"
+    st = plan.settings
     assert isinstance(st, QemuSettings) and st.builtin_python
     assert st.kernel == slot / "vm_kernel" and st.initrd == slot / "vm_initrd"
-    assert rt._spec(0, desc, slot / "shared").argv[0] == "python3"
+    assert plan.spec.argv[0] == "python3"
 
 
 def test_local_and_vbox_tasks_get_their_settings(tmp_path: Path) -> None:
-    """A plain task gets LocalSettings; a task with a vbox_job.xml and a disk image gets VBoxSettings
-    carrying the slot and what init_data.xml says (project folder, result name)."""
+    """A plain task gets LocalSettings; a VirtualBox task gets VBoxSettings carrying the slot and what
+    init_data.xml says (project folder, result name): the backend does not read the file itself."""
     slot = tmp_path / "slot"
     slot.mkdir()
-    rt = _runtime(slot, "<job_desc><task><application>/bin/true</application></task></job_desc>")
-    (desc,) = rt.tasks()
-    assert rt.backend_kind(desc) == "local"
-    assert rt._backend_settings(desc) == LocalSettings()
-    assert not rt._virtfs_mapped(desc)
-    rt.init_data = replace(rt.init_data, project_dir=str(tmp_path / "proj"), result_name="r_1_0")
-    rt.backend_kind = lambda d: "vbox"  # type: ignore[method-assign]
-    st = rt._backend_settings(desc)
+    plan = _plan(slot, "<job_desc><task><application>/bin/true</application></task></job_desc>")
+    assert plan.kind == "local" and plan.settings == LocalSettings() and not plan.virtfs_mapped
+    plan = _plan(
+        slot,
+        "<job_desc><task><application>worker</application><virtualmachine>VirtualBox</virtualmachine>"
+        "</task></job_desc>",
+        project_dir=str(tmp_path / "proj"),
+        result_name="r_1_0",
+    )
+    assert plan.kind == "vbox"
+    st = plan.settings
     assert isinstance(st, VBoxSettings)
     assert (st.slot_dir, st.project_dir, st.result_name) == (slot, tmp_path / "proj", "r_1_0")

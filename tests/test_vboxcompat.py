@@ -13,6 +13,7 @@ from boinc_guest import protocol as P
 
 from host_bridge import core
 from host_bridge.backends.base import BackendStatus, VMState
+from host_bridge.jobfile.vbox import VboxJob, parse_vbox_job_text
 from host_bridge.share import Share
 from host_bridge.vboxcompat import (
     FRACTION_MAX,
@@ -27,7 +28,6 @@ from host_bridge.vboxcompat import (
     parse_trigger,
     save_running_time,
 )
-from host_bridge.vboxjob import VboxJob, parse_vbox_job_text
 
 LHC_LIKE = VboxJob(
     path="vbox_job.xml",

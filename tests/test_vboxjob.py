@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_bridge.jobfile import JobFileError
-from host_bridge.vboxjob import PortForward, VboxJob, parse_vbox_job, parse_vbox_job_text
+from host_bridge.jobfile.vbox import PortForward, VboxJob, parse_vbox_job, parse_vbox_job_text
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "jobs-real"

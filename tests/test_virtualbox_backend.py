@@ -742,7 +742,7 @@ CMS_JOB = """<vbox_job>
 
 
 def test_settings_from_the_real_vboxjob_parser() -> None:
-    from host_bridge import vboxjob
+    from host_bridge.jobfile import vbox as vboxjob
 
     job = vboxjob.parse_vbox_job_text(CMS_JOB, "vbox_job.xml")
     s = VBoxSettings.from_vboxjob(job)

@@ -44,6 +44,15 @@ class BackendStatus:
     app_started: bool = True
 
 
+@dataclass(frozen=True)
+class ConsoleEndpoints:
+    """Where a task's console can be reached (vboxwrapper's web console / remote desktop)."""
+
+    host_port: int | None = None  # the host port forwarded to the guest's web console port
+    remote_desktop_port: int | None = None
+    direct: bool = False  # the task shares the host's network: its guest port is a host port
+
+
 class BackendError(Exception):
     """A backend operation failed. ``temporary``: retrying later may work (BOINC temporary exit)."""
 
@@ -73,18 +82,6 @@ class TaskSpec:
     image: str | None = None  # VM backends: disk image / kernel, host path
     priority: int | None = None  # nice value for local processes (None: inherit)
     owner_tag: str = ""  # slot + result: lets a restarted bridge find its own VM
-
-
-@dataclass(frozen=True)
-class ConsoleEndpoints:
-    """Where a volunteer can look at a running task (vboxwrapper reports these to the client as the
-    task's web graphics / remote desktop): ``host_port``, a host port forwarded to the guest's web
-    console; ``remote_desktop_port``, a remote desktop server's port; ``direct``, the task runs as a
-    plain host process (nothing to forward: the project's graphics app talks to it directly)."""
-
-    host_port: int | None = None
-    remote_desktop_port: int | None = None
-    direct: bool = False
 
 
 @runtime_checkable

@@ -447,6 +447,7 @@ int boinc_init_options(BOINC_OPTIONS* opts) {
         pthread_mutex_unlock(&g_lock);
         return 0;
     }
+    (void)bg_static_link_anchor(); /* see static_link.c */
     if (opts) {
         g_opts = *opts;
     } else {
@@ -826,6 +827,7 @@ int boinc_get_init_data_p(struct APP_INIT_DATA* aid) {
     aid->checkpoint_period = DEFAULT_CHECKPOINT_PERIOD;
     aid->ncpus = 1;
     aid->fraction_done_end = 1;
+    bg_fill_host_info(&aid->host_info); /* hostinfo.c: what the guest sees of its own machine */
     if (g_have_ctl) {
         const boinc_guest_init_data* d = &g_ctl.init_data;
         copy_field(aid->app_name, sizeof(aid->app_name), &d->app_name);

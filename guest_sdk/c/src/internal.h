@@ -28,4 +28,13 @@ BG_HIDDEN int bg_read_file(const char* path, unsigned char** out, size_t* out_le
 BG_HIDDEN int bg_write_atomic(const char* dir, const char* name, const unsigned char* data,
                               size_t len);
 
+/* static_link.c: referenced from boinc_init so that a -static link pulls in the pthread functions
+ * that libgfortran / libgcc reference weakly. Returns how many are linked. */
+BG_HIDDEN int bg_static_link_anchor(void);
+
+/* hostinfo.c: the members of HOST_INFO the guest can know (CPU, memory, disk, OS, host name,
+ * time zone); the rest stays as it is (zero). */
+struct HOST_INFO;
+BG_HIDDEN void bg_fill_host_info(struct HOST_INFO* h);
+
 #endif

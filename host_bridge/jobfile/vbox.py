@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_bridge.jobfile import (
+from .description import warning_lines
+from .safexml import (
     JobFileError,
     XmlNode,
     attrs_warning,
@@ -27,7 +28,6 @@ from host_bridge.jobfile import (
     parse_xml,
     read_bounded,
     unknown_tag_warning,
-    warning_lines,
 )
 
 logger = logging.getLogger(__name__)

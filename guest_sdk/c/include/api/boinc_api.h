@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <api/boinc_api.h>. */
+#include "../boinc_api.h"

@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <boinc/hostinfo.h>. */
+#include "../hostinfo.h"

@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <boinc/miofile.h>. */
+#include "../miofile.h"

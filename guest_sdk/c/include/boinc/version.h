@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <boinc/version.h>. */
+#include "../version.h"

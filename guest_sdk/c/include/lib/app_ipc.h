@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <lib/app_ipc.h>. */
+#include "../app_ipc.h"

@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <lib/coproc.h>. */
+#include "../coproc.h"

@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <lib/diagnostics.h>. */
+#include "../diagnostics.h"

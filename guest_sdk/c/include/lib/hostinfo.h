@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <lib/hostinfo.h>. */
+#include "../hostinfo.h"

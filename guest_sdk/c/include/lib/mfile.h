@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <lib/mfile.h>. */
+#include "../mfile.h"

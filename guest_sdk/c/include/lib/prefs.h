@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <lib/prefs.h>. */
+#include "../prefs.h"

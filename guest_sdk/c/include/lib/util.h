@@ -1,0 +1,2 @@
+/* Forwarding header: lets apps write #include <lib/util.h>. */
+#include "../util.h"
