@@ -15,7 +15,16 @@
  *   4. polls boinc_agent_request every 50 ms: "poweroff" ends the app (SIGTERM, SIGKILL after the grace
  *      period, default 3 s, or "poweroff SECONDS") and powers off without an exit file.
  * Errors before the app starts (no / bad task file, exec failure) are reported as "error TEXT\n" in
- * boinc_agent_exit. See docs/qemu.md.
+ * boinc_agent_exit.
+ *
+ * Relay mode (the default without a root folder): QEMU refuses to save or migrate a VM while a 9p export
+ * is mounted, so the app must not hold the share. The agent moves the 9p mount to /boinc/.host, mounts a
+ * tmpfs at the share's path (the app's working directory: its files are guest RAM, saved with the VM),
+ * copies the share's files in, and from then on relays every file both ways (relay.c): the app's changes
+ * to the host within ~10 ms, the host's (the control file) within ~50 ms. "save NONCE" in
+ * boinc_agent_request: push everything, write boinc_agent_saving ("saving NONCE"), unmount the 9p share,
+ * and mount it again as soon as QEMU allows (after the host's migration finished, or in a VM restored from
+ * that migration). See docs/qemu.md.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,14 +41,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "relay.h"
+
 #define TASK_FILE "boinc_task.json"
 #define EXIT_FILE "boinc_agent_exit"
 #define STARTED_FILE "boinc_agent_started"
 #define REQUEST_FILE "boinc_agent_request"
+#define SAVING_FILE "boinc_agent_saving"
+#define RELAY_HOSTDIR "/boinc/.host"
+static const char *const AGENT_NAMES[] = {TASK_FILE, EXIT_FILE, STARTED_FILE, REQUEST_FILE, SAVING_FILE, NULL};
 #define MAX_TASK (1 << 20)
 #define MAX_ITEMS 4096
 
-static const char *share = "/boinc/shared";
+static const char *share = "/boinc/shared"; /* the app's folder (a tmpfs in relay mode) */
+static const char *hostdir = "/boinc/shared"; /* the 9p share: the agent's files (/boinc/.host in relay mode) */
+static int relay = 0;
 static const char *root = NULL; /* optional: the app runs chrooted here (the Python root, docs/qemu.md) */
 
 static void logmsg(const char *fmt, ...) {
@@ -55,8 +71,8 @@ static void logmsg(const char *fmt, ...) {
 
 static int write_atomic(const char *name, const char *text) {
     char path[4096], tmp[4096];
-    snprintf(path, sizeof path, "%s/%s", share, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", share, name);
+    snprintf(path, sizeof path, "%s/%s", hostdir, name);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", hostdir, name);
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -333,7 +349,12 @@ static void power_off(void) {
     kill(-1, SIGKILL);
     while (waitpid(-1, NULL, WNOHANG) > 0) {
     }
+    if (relay && relay_mounted()) relay_sync(1); /* the app's last files (its checkpoint) reach the host */
     sync();
+    if (relay) {
+        umount2(hostdir, MNT_DETACH);
+        umount2(share, MNT_DETACH);
+    }
     if (root) {
         char inner[4200];
         snprintf(inner, sizeof inner, "%s%s", root, share);
@@ -408,16 +429,37 @@ static void child(task_t *t) {
     _exit(127);
 }
 
-/* Returns the grace period in ms if a poweroff was requested, else -1. */
+static char save_nonce[64] = ""; /* the last "save NONCE" handled (kept in RAM: restored with the VM) */
+
+/* Returns the grace period in ms if a poweroff was requested, else -1. A "save NONCE" request (relay mode)
+ * is handled here: everything pushed, the share unmounted until QEMU lets it be mounted again. */
 static long poll_request(void) {
-    char path[4200], buf[64];
-    snprintf(path, sizeof path, "%s/%s", share, REQUEST_FILE);
+    char path[4200], buf[128];
+    snprintf(path, sizeof path, "%s/%s", hostdir, REQUEST_FILE);
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0) return -1;
     buf[n] = 0;
+    if (strncmp(buf, "save ", 5) == 0) {
+        char *nonce = buf + 5;
+        nonce[strcspn(nonce, "\n")] = 0;
+        if (!nonce[0] || strlen(nonce) >= sizeof save_nonce || strcmp(nonce, save_nonce) == 0) return -1;
+        snprintf(save_nonce, sizeof save_nonce, "%s", nonce);
+        char text[200];
+        if (!relay) {
+            snprintf(text, sizeof text, "failed %s the app works in the share (no relay): no VM save\n", nonce);
+            write_atomic(SAVING_FILE, text);
+            return -1;
+        }
+        relay_sync(1);
+        sync();
+        snprintf(text, sizeof text, "saving %s\n", nonce);
+        write_atomic(SAVING_FILE, text);
+        relay_unmount();
+        return -1;
+    }
     if (strncmp(buf, "poweroff", 8) != 0) return -1;
     double secs = 3.0;
     if (buf[8] == ' ') secs = atof(buf + 9);
@@ -426,7 +468,7 @@ static long poll_request(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1) share = argv[1];
+    if (argc > 1) share = hostdir = argv[1];
     if (argc > 2 && argv[2][0]) root = argv[2];
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
@@ -461,27 +503,43 @@ int main(int argc, char **argv) {
                  root, root, share);
     }
 
+    if (!root && relay_setup(share, RELAY_HOSTDIR, AGENT_NAMES) == 0) {
+        relay = 1;
+        hostdir = RELAY_HOSTDIR;
+    }
+
     pid_t pid = fork();
     if (pid < 0) fail("fork: %s", strerror(errno));
     if (pid == 0) child(&task);
     char started[64];
-    snprintf(started, sizeof started, "started %d\n", (int)pid);
+    snprintf(started, sizeof started, relay ? "started %d relay\n" : "started %d\n", (int)pid);
     write_atomic(STARTED_FILE, started);
 
     long grace = -1;
     struct timespec deadline = {0, 0};
+    unsigned tick = 0;
     for (;;) {
         int st;
         pid_t r;
         while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
             if (r != pid) continue;
             if (grace >= 0) power_off(); /* ended on request: no exit file */
+            if (relay) {
+                while (!relay_mounted()) { relay_try_mount(); if (!relay_mounted()) sleep_ms(20); }
+                relay_sync(1); /* the app's outputs are in the share before its exit is */
+            }
             char res[64];
             if (WIFEXITED(st)) snprintf(res, sizeof res, "exit %d\n", WEXITSTATUS(st));
             else snprintf(res, sizeof res, "signal %d\n", WTERMSIG(st));
             logmsg("app ended: %s", res);
             write_atomic(EXIT_FILE, res);
             power_off();
+        }
+        tick++;
+        if (relay) { /* local changes every 10 ms, the host's every 50 ms; while unmounted: try to remount */
+            if (!relay_mounted()) relay_try_mount();
+            if (relay_mounted()) relay_sync(tick % 5 == 0 ? 0 : -1);
+            if (!relay_mounted() || tick % 5 != 0) { sleep_ms(10); continue; }
         }
         if (grace < 0) {
             grace = poll_request();
@@ -500,6 +558,6 @@ int main(int argc, char **argv) {
             if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
                 power_off();
         }
-        sleep_ms(50);
+        sleep_ms(relay ? 10 : 50);
     }
 }

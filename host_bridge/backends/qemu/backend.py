@@ -8,8 +8,10 @@ guest agent (``guest_agent/agent.c``) reads ``boinc_task.json`` from the share, 
 
 Control goes through QMP (``qemu.qmp``) on a Unix socket in the task's private state directory (never in
 the share): ``stop`` / ``cont`` for pause / resume, ``query-status`` for the run state, ``quit`` as a last
-resort before SIGKILL. Quitting is app-level: ``poweroff`` ends the VM, the app's checkpoint stays in the
-share, and the next ``start`` boots a fresh VM that resumes from it (``checkpoint()`` returns False).
+resort before SIGKILL. Quitting saves the whole VM where the guest's agent relays the share (docs/qemu.md,
+"Saving VMs"): ``checkpoint()`` writes a migration stream into the state folder and ends QEMU,
+``restore()`` starts QEMU from it; ``vm_checkpoint()`` saves while the guest runs on. Without a usable
+save the next ``start`` boots a fresh VM that resumes from the app's own checkpoint in the share.
 
 Every QEMU process carries the task's owner tag in its command line (``-name guest=boinc-TAG,
 process=bridge-TAG``) and in a pidfile, so that ``restore()`` in a restarted bridge finds its own VM and
@@ -43,6 +45,7 @@ from host_bridge.backends.qemu.console import CONSOLE_LOG_BYTES, CONSOLE_LOG_LIN
 from host_bridge.backends.qemu.console import tail as file_tail
 from host_bridge.backends.qemu.kernel import is_kernel, minimum_memory_mb
 from host_bridge.backends.qemu.qmp import QMP_TIMEOUT, qmp_call
+from host_bridge.backends.qemu.saving import SAVING_FILE, SavingMixin
 from host_bridge.backends.qemu.settings import SECURITY_MODELS, QemuSettings, share_is_virtfs_mapped
 from host_bridge.backends.qemu.sweep import SHARE_ID_FILE, find_own_vms, name_arg, safe_tag, sweep_state_dirs
 from host_bridge.exitcodes import ExitCode
@@ -62,7 +65,7 @@ TASK_FILE = "boinc_task.json"
 EXIT_FILE = "boinc_agent_exit"
 STARTED_FILE = "boinc_agent_started"
 REQUEST_FILE = "boinc_agent_request"
-AGENT_FILES = (TASK_FILE, EXIT_FILE, STARTED_FILE, REQUEST_FILE)
+AGENT_FILES = (TASK_FILE, EXIT_FILE, STARTED_FILE, REQUEST_FILE, SAVING_FILE)
 _AGENT_TEMPS = tuple(f".{n}.tmp" for n in AGENT_FILES)
 
 DEFAULT_MEMORY_MB = 256
@@ -95,7 +98,7 @@ class _Config:
     pyroot: Path | None = None  # read-only root the app runs in (tag "pyroot"), e.g. the Python root
 
 
-class QemuBackend:
+class QemuBackend(SavingMixin):
     """One task in one QEMU VM, booted as ``settings`` say. See the module docstring and docs/qemu.md."""
 
     name = "qemu"
@@ -118,6 +121,11 @@ class QemuBackend:
         self._fell_back = False
         self._cleaned = False
         self._console_logged = False  # the console's tail was logged for this VM's failure
+        self._relay = False  # the agent relays the share (the app works in guest RAM): the VM can be saved
+        self.save_limit: int | None = None  # bytes a periodic save may use at most (the runtime's disk bound)
+        self.last_save: dict[
+            str, float
+        ] = {}  # the last save's figures (seconds, pause, bytes), for logs/bench
 
     # -- paths ------------------------------------------------------------------------------------------
     @property
@@ -306,7 +314,7 @@ class QemuBackend:
         return kpath, check("vm_initrd", initrd), check("vm_disk_image", disk)
 
     # -- start ------------------------------------------------------------------------------------------
-    def _command(self) -> list[str]:
+    def _command(self, *, incoming: bool = False) -> list[str]:
         c = self.cfg
         cmd = [
             c.qemu, "-name", name_arg(c.tag), "-accel", self._accel,
@@ -338,6 +346,8 @@ class QemuBackend:
         if c.disk is not None:
             cmd += ["-drive", f"file={self.overlay},if=virtio,format=qcow2"]
         cmd += ["-nic", "user,model=virtio-net-pci"] if c.network else ["-nic", "none"]
+        if incoming:
+            cmd += ["-incoming", "defer"]
         return cmd
 
     def _make_overlay(self) -> None:
@@ -425,13 +435,13 @@ class QemuBackend:
             st = os.stat(self.share.fd)
             (self.cfg.state_dir / SHARE_ID_FILE).write_text(f"{st.st_dev} {st.st_ino} {self.share.path}\n")
 
-    def _launch(self) -> None:
+    def _launch(self, *, incoming: bool = False) -> None:
         """Start the QEMU process (``self._accel``) and wait for its control socket."""
         c = self.cfg
         for p in (self.qmp_socket, self.pidfile):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        cmd = self._command()
+        cmd = self._command(incoming=incoming)
         logger.info("starting VM %s (%s, %d MiB, %d CPU)", c.tag, self._accel, c.memory_mb, c.cpus)
         logger.debug("QEMU command: %s", cmd)
         errlog = open(c.state_dir / "qemu.stderr", "ab")  # noqa: SIM115 - handed to the child
@@ -456,6 +466,7 @@ class QemuBackend:
         self._cpu_time = 0.0
         self._started = False
         self._console_logged = False
+        self._relay = False
         self._paused_at = None
         self._boot_deadline = time.monotonic() + c.boot_timeout
         # QMP comes up within milliseconds; fail early if QEMU refuses the command line.
@@ -509,18 +520,15 @@ class QemuBackend:
             self._boot_deadline += time.monotonic() - self._paused_at
         self._paused_at = None
 
-    def checkpoint(self) -> bool:
-        """App-level checkpoints only: the app's checkpoint in the share is what survives a quit."""
-        return False
-
     # -- restore ----------------------------------------------------------------------------------------
     def _find_own(self) -> list[psutil.Process]:
         """QEMU processes whose command line carries exactly our ``-name`` value."""
         return find_own_vms(self.cfg.tag)
 
     def restore(self) -> bool:
-        """Reattach to our own VM still running from an earlier bridge (True), or kill whatever of ours is
-        left and clean its state (False: start a fresh VM; the app resumes from its checkpoint)."""
+        """Reattach to our own VM still running from an earlier bridge (True), else kill whatever of ours
+        is left and start the VM from its save in the state folder (True), else False (start a fresh VM;
+        the app resumes from its checkpoint)."""
         own = [p for p in self._find_own() if p.status() != psutil.STATUS_ZOMBIE]
         if len(own) == 1:
             p = own[0]
@@ -540,7 +548,8 @@ class QemuBackend:
                 logger.warning("our VM %d does not answer QMP (%s): killing it", p.pid, e)
                 self._ps = None
         self._kill_own_leftovers()
-        return False
+        self.cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self._restore_save()
 
     def _kill_own_leftovers(self) -> None:
         for p in self._find_own():

@@ -1,0 +1,110 @@
+"""Driving QEMU's migration for VM saves (to a zstd-compressed file) and restores (``-incoming defer``).
+
+The functions take the backend's QMP call (``qmp(cmd, args=None, timeout=...)``) so that they stay free
+of the backend's state; ``backend.py`` decides when to save and what to do with the result.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from host_bridge.backends.base import BackendError
+
+Qmp = Callable[..., Any]
+
+COMPRESSOR = "zstd"
+# The migration's bandwidth cap (QEMU's default, 128 MiB/s, would make a 256 MiB guest's save take
+# seconds): a file on the local disk takes what it gets.
+MAX_BANDWIDTH = 8 << 30
+DOWNTIME_LIMIT_MS = 100  # the live save's target for the final stop-and-copy
+
+
+@dataclass
+class MigrationResult:
+    seconds: float  # from the migrate command to "completed"
+    downtime_ms: float  # QEMU's measure of the guest's stop during the final copy
+    total_bytes: int  # RAM bytes transferred (before compression)
+
+
+def compressor() -> str:
+    path = shutil.which(COMPRESSOR)
+    if path is None:
+        raise BackendError("zstd is not installed: install the zstd package (VM saves)", temporary=True)
+    return path
+
+
+def save_uri(out: Path) -> str:
+    return f"exec:{shlex.quote(compressor())} -q -1 -T1 -c > {shlex.quote(str(out))}"
+
+
+def load_uri(stream: Path) -> str:
+    return f"exec:{shlex.quote(compressor())} -q -d -c {shlex.quote(str(stream))}"
+
+
+def start_save(qmp: Qmp, out: Path, accept_within: float) -> float:
+    """Set the migration's parameters and start it into ``out``; a 9p share the guest has not yet
+    unmounted makes QEMU refuse it (a migration blocker): retried until ``accept_within`` s. Returns the
+    monotonic time it started."""
+    qmp("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH, "downtime-limit": DOWNTIME_LIMIT_MS})
+    deadline = time.monotonic() + accept_within
+    uri = save_uri(out)
+    while True:
+        try:
+            t0 = time.monotonic()
+            qmp("migrate", {"uri": uri})
+            return t0
+        except BackendError as e:
+            if time.monotonic() > deadline:
+                raise BackendError(f"QEMU refused to save the VM: {e}", temporary=True) from e
+            time.sleep(0.005)
+
+
+def wait_done(
+    qmp: Qmp, t0: float, timeout: float, *, out: Path | None = None, limit: int | None = None
+) -> MigrationResult:
+    """Poll ``query-migrate`` until the migration completed (or failed: BackendError). With ``out`` and
+    ``limit``: a stream that grows past ``limit`` bytes is cancelled (a guest cannot make a save larger
+    than the VM's configured size)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = qmp("query-migrate") or {}
+        status = info.get("status")
+        if status == "completed":
+            ram = info.get("ram") or {}
+            return MigrationResult(
+                time.monotonic() - t0, float(info.get("downtime", 0.0)), int(ram.get("total", 0))
+            )
+        if status in ("failed", "cancelled"):
+            raise BackendError(
+                f"the VM's migration {status}: {info.get('error-desc', 'no reason given')}", temporary=True
+            )
+        if out is not None and limit is not None:
+            try:
+                size = out.stat().st_size
+            except OSError:
+                size = 0
+            if size > limit:
+                qmp("migrate_cancel")
+                raise BackendError(
+                    f"the VM save grew past {limit} bytes (the VM's memory plus the slot's disk bound allows "
+                    "no more): cancelled",
+                    temporary=True,
+                )
+        if time.monotonic() > deadline:
+            qmp("migrate_cancel")
+            raise BackendError(f"the VM's migration did not finish within {timeout:g} s", temporary=True)
+        time.sleep(0.005)
+
+
+def default_machine(qmp: Qmp) -> str:
+    """The machine type QEMU resolves its default (``pc``) to, e.g. ``pc-i440fx-7.2``."""
+    for m in qmp("query-machines") or []:
+        if m.get("is-default"):
+            return str(m.get("name"))
+    return "unknown"
