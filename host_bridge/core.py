@@ -52,6 +52,10 @@ class TaskContext:
     env_failures: int = 0  # environment failures in a row before this run (kept in the bridge's state)
     trickle_period: float = 0.0  # --trickle X: a "cpu_time" trickle-up every X seconds (0: none)
     polls_files: bool = False  # the task has wrapper-style files (no hints): wake to read them
+    # VM checkpoints (a backend that saves whole VMs): every this many running seconds (0: none), and
+    # a suspend this long gives the VM's memory back (saved, ended; the resume restores it; 0: never)
+    vm_checkpoint_period: float = 0.0
+    release_after: float = 0.0
     policy: Policy = field(default_factory=lambda: DEFAULT_POLICY)
 
 
@@ -79,6 +83,7 @@ class Inputs:
     failure: Failure | None = None  # a backend verb failed since the last decision
     trickle_queue: int = 0  # trickle-ups queued for the client (in the bridge's state)
     trickle_busy: bool = False  # the client has not taken the last one yet (trickle_up.xml in the slot)
+    vm_checkpoint_cpu: float = 0.0  # this run's CPU at the newest VM checkpoint that succeeded (0: none)
     task: TaskContext = field(default_factory=TaskContext)
 
 
@@ -109,6 +114,10 @@ class CoreState:
     checkpoint_sig: tuple[int, int] | None = None  # the wrapper's checkpoint file, as last seen
     file_checkpoint_cpu: float = 0.0  # this run's CPU when that file last changed
     last_trickle: float | None = None  # when the last periodic trickle-up was sent (or the first tick)
+    vm_checkpoint_at: float = 0.0  # running_time when the last VM checkpoint was asked for
+    vm_checkpoint_cpu: float = 0.0  # the newest VM checkpoint's CPU already counted
+    paused_since: float | None = None  # when we paused the task for a BOINC suspend
+    released: bool = False  # the paused VM was saved and ended (long suspend): a resume restores it
     wake_in: float = 0.0  # how long the loop may sleep before the next decision, at most (s)
 
 
@@ -142,6 +151,22 @@ class PauseTask:
 @dataclass(frozen=True)
 class ResumeTask:
     """Continue the task's environment (BOINC resume)."""
+
+
+@dataclass(frozen=True)
+class CheckpointVM:
+    """Save the whole VM while it runs (a periodic VM checkpoint); the loop reports the result back
+    through ``Inputs.vm_checkpoint_cpu``."""
+
+
+@dataclass(frozen=True)
+class ReleaseTask:
+    """A long suspend: save the paused VM and end it, giving its memory back."""
+
+
+@dataclass(frozen=True)
+class RestoreTask:
+    """Resume a released task: restore its saved VM (or, without a usable save, start it afresh)."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +268,9 @@ Action = (
     | PauseTask
     | ResumeTask
     | StopTask
+    | CheckpointVM
+    | ReleaseTask
+    | RestoreTask
     | ReportStatus
     | ForwardTrickleUp
     | RequestUpload
@@ -451,14 +479,47 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             )
         state = _evolve(state, checkpoint_sig=sig)
 
-    # 4. Suspend / resume (deferred while the guest is in a critical section, as BOINC's API does).
+    # A VM checkpoint that succeeded counts as the task's checkpoint (its CPU, as BOINC's wrapper counts
+    # the checkpoint file's).
+    if inp.vm_checkpoint_cpu > state.vm_checkpoint_cpu:
+        state = _evolve(
+            state,
+            vm_checkpoint_cpu=inp.vm_checkpoint_cpu,
+            file_checkpoint_cpu=max(state.file_checkpoint_cpu, inp.vm_checkpoint_cpu),
+        )
+        cpu = cpu_times(inp, state.file_checkpoint_cpu)[1]
+        actions.append(SaveState("VM checkpoint", state.last_event_id, cpu, state.max_fraction, state.finish))
+
+    # 4. Suspend / resume (deferred while the guest is in a critical section, as BOINC's API does); a
+    # long suspend saves the VM and ends it (its memory goes back to the host), the resume restores it.
     in_critical = g is not None and g.critical_section
     if b.suspended and not state.paused and not in_critical and backend.state is VMState.RUNNING:
-        state = _evolve(state, paused=True)
+        state = _evolve(state, paused=True, paused_since=now)
         actions.append(PauseTask())
     elif not b.suspended and state.paused:
-        state = _evolve(state, paused=False)
-        actions.append(ResumeTask())
+        actions.append(RestoreTask() if state.released else ResumeTask())
+        state = _evolve(state, paused=False, paused_since=None, released=False)
+    elif (
+        state.paused
+        and not state.released
+        and task.release_after > 0
+        and state.paused_since is not None
+        and now - state.paused_since >= task.release_after
+    ):
+        state = _evolve(state, released=True)
+        actions.append(ReleaseTask())
+
+    # Periodic VM checkpoints, counted in running time (not while paused, booting or in a critical section).
+    period = task.vm_checkpoint_period
+    if (
+        period > 0
+        and running
+        and state.app_seen
+        and not in_critical
+        and state.running_time - state.vm_checkpoint_at >= period
+    ):
+        state = _evolve(state, vm_checkpoint_at=state.running_time)
+        actions.append(CheckpointVM())
 
     # 5. Control file: tell the guest what changed (suspend flag, network, acks).
     ctl = (state.paused, b.network_suspended, state.last_event_id)
@@ -562,6 +623,10 @@ def _wake_in(state: CoreState, inp: Inputs) -> float:
         wake = min(wake, inp.files_read_at + policy.report_interval - inp.now)
     if inp.task.trickle_period > 0 and state.last_trickle is not None:
         wake = min(wake, state.last_trickle + inp.task.trickle_period - inp.now)
+    if inp.task.vm_checkpoint_period > 0 and not state.paused:
+        wake = min(wake, state.vm_checkpoint_at + inp.task.vm_checkpoint_period - state.running_time)
+    if inp.task.release_after > 0 and state.paused and not state.released and state.paused_since is not None:
+        wake = min(wake, state.paused_since + inp.task.release_after - inp.now)
     return max(0.0, wake)
 
 

@@ -52,5 +52,12 @@ class Policy:
     trickle_drain_timeout: float = 15.0  # s to hand queued trickle-ups to the client before finishing
     default_checkpoint_period: float = 300.0  # s, told to the guest when init data gives none
 
+    # -- whole-VM saves (backends that can save a running VM: QEMU with the agent's relay)
+    vm_checkpoints: bool = True  # periodic VM checkpoints at BOINC's checkpoint period
+    vm_checkpoint_min: float = 0.0  # s: never more often than this (0: BOINC's checkpoint period rules)
+    # s a suspended VM keeps its memory before it is saved to disk and ended (0: never); a job's
+    # vm_release_after overrides it
+    suspend_release_after: float = 600.0
+
 
 DEFAULT_POLICY = Policy()

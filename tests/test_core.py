@@ -412,3 +412,117 @@ def test_evolve_is_dataclasses_replace() -> None:
         got.paused = False  # type: ignore[misc]
     with pytest.raises(TypeError):
         _evolve(s, no_such_field=1)
+
+
+# ---------------------------------------------------------------- whole-VM saves (periodic, long suspend)
+
+VMCK = TaskContext(vm_checkpoint_period=10.0, release_after=60.0)
+APP = replace(STARTED, app_seen=True, last_report_at=-10.0)
+
+VM_SAVE_TABLE = [
+    # (name, state, inputs, expected action types)
+    ("not due yet", replace(APP, running_time=5.0, last_tick=1.0), inp(now=2.0, task=VMCK), ["ReportStatus"]),
+    (
+        "due: a VM checkpoint",
+        replace(APP, running_time=9.5, last_tick=1.0),
+        inp(now=2.0, task=VMCK),
+        ["CheckpointVM", "ReportStatus"],
+    ),
+    ("no period: none", replace(APP, running_time=99.0, last_tick=1.0), inp(now=2.0), ["ReportStatus"]),
+    (
+        "not before the app runs",
+        replace(APP, app_seen=False, running_time=99.0, last_tick=1.0),
+        inp(now=2.0, task=VMCK, backend=BackendStatus(VMState.RUNNING, app_started=False)),
+        ["ReportStatus"],
+    ),
+    (
+        "not while paused",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.5, running_time=99.0),
+        inp(now=2.0, boinc=BoincView(suspended=True), backend=PAUSED, task=VMCK),
+        ["ReportStatus"],
+    ),
+    (
+        "not in a critical section",
+        replace(APP, running_time=99.0, last_tick=1.0),
+        inp(now=2.0, task=VMCK, guest=Status(seq=1, critical_section=True)),
+        ["ReportStatus"],
+    ),
+    (
+        "a checkpoint that succeeded is the task's checkpoint",
+        replace(APP, last_tick=1.0),
+        inp(now=2.0, task=VMCK, vm_checkpoint_cpu=7.0),
+        ["SaveState", "ReportStatus"],
+    ),
+    (
+        "a long suspend releases the VM once",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0),
+        inp(now=61.0, boinc=BoincView(suspended=True), backend=PAUSED, task=VMCK),
+        ["ReleaseTask", "ReportStatus"],
+    ),
+    (
+        "released: not again",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0, released=True),
+        inp(now=200.0, boinc=BoincView(suspended=True), backend=CREATED, task=VMCK),
+        ["ReportStatus"],
+    ),
+    (
+        "a short suspend keeps the VM",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0),
+        inp(now=60.0, boinc=BoincView(suspended=True), backend=PAUSED, task=VMCK),
+        ["ReportStatus"],
+    ),
+    (
+        "release_after 0: never",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0),
+        inp(now=1e6, boinc=BoincView(suspended=True), backend=PAUSED, task=TaskContext(release_after=0.0)),
+        ["ReportStatus"],
+    ),
+    (
+        "resume after a release restores",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0, released=True),
+        inp(now=200.0, backend=CREATED, task=VMCK),
+        ["RestoreTask", "WriteControl", "ReportStatus"],
+    ),
+    (
+        "resume without a release resumes",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0),
+        inp(now=20.0, backend=PAUSED, task=VMCK),
+        ["ResumeTask", "WriteControl", "ReportStatus"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "inputs", "expected"), VM_SAVE_TABLE, ids=[r[0] for r in VM_SAVE_TABLE]
+)
+def test_vm_save_decisions(name, state, inputs, expected):
+    _, actions = decide(state, inputs)
+    assert types(actions) == expected, name
+
+
+def test_vm_checkpoints_follow_running_time_and_count_once():
+    task = TaskContext(vm_checkpoint_period=10.0, cpu_base=100.0)
+    st = replace(APP, last_tick=0.0)
+    asked = []
+    for t in range(1, 36):
+        st, actions = decide(st, inp(now=float(t), task=task))
+        asked += [t for a in actions if isinstance(a, core.CheckpointVM)]
+    assert asked == [10, 20, 30]
+    # the loop reports the successful one back: counted once, with the task's CPU
+    st, actions = decide(st, inp(now=36.0, task=task, vm_checkpoint_cpu=8.0))
+    saves = [a for a in actions if isinstance(a, SaveState)]
+    assert len(saves) == 1 and saves[0].checkpoint_cpu == pytest.approx(108.0)
+    report = [a for a in actions if isinstance(a, ReportStatus)]
+    assert report and report[0].checkpoint_cpu_time == pytest.approx(108.0)
+    st, actions = decide(st, inp(now=37.0, task=task, vm_checkpoint_cpu=8.0))
+    assert not [a for a in actions if isinstance(a, SaveState)]
+
+
+def test_wake_in_covers_the_next_vm_checkpoint_and_the_release():
+    st, _ = decide(
+        replace(APP, running_time=9.5, vm_checkpoint_at=0.0, last_tick=1.0), inp(now=1.2, task=VMCK)
+    )
+    assert st.wake_in == pytest.approx(0.3, abs=0.01)
+    paused = replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0)
+    st, _ = decide(paused, inp(now=60.5, boinc=BoincView(suspended=True), backend=PAUSED, task=VMCK))
+    assert st.wake_in == pytest.approx(0.5, abs=0.01)

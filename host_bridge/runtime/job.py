@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from boinc_guest import protocol as P
@@ -239,6 +240,7 @@ class Runtime:
             policy=policy,
         )
         backend = self.backend_factory(plan, self.plan_ctx)
+        ctx = self._vm_save_context(ctx, backend, plan, session)
         loop = TaskLoop(session, plan, backend, share, ctx, GuestView(reader, compat, stale_seq))
         cstate = core.CoreState(last_event_id=st.last_event_id, max_fraction=st.max_fraction)
         failure: core.Failure | None = None
@@ -260,6 +262,32 @@ class Runtime:
         except BaseException:
             stop_quietly(backend)
             raise
+
+    def _vm_save_context(
+        self, ctx: core.TaskContext, backend: object, plan: TaskPlan, session: Session
+    ) -> core.TaskContext:
+        """Periodic VM checkpoints and long-suspend releases for a backend that saves whole VMs: at
+        BOINC's checkpoint period (init data), no more often than the policy's minimum and vbox_job.xml's
+        minimum_checkpoint_interval; none with its disable_automatic_checkpoints."""
+        if not hasattr(backend, "vm_checkpoint"):
+            return ctx
+        policy = self.cfg.policy
+        period = max(
+            nn(session.init_data.checkpoint_period) or policy.default_checkpoint_period,
+            policy.vm_checkpoint_min,
+        )
+        if self.vbox_job is not None:
+            period = max(period, self.vbox_job.minimum_checkpoint_interval)
+            if self.vbox_job.disable_automatic_checkpoints:
+                period = 0.0
+        if not policy.vm_checkpoints:
+            period = 0.0
+        release = getattr(plan.settings, "release_after", None)
+        return replace(
+            ctx,
+            vm_checkpoint_period=period,
+            release_after=policy.suspend_release_after if release is None else float(release),
+        )
 
     def _make_compat(self, plan: TaskPlan, share: Share, resumed: bool):
         """vboxwrapper's guest files for this task (only with a vbox_job.xml)."""

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,3 +176,22 @@ def zip_outputs(job: JobSpec, slot: Path, policy: Policy) -> core.ExitBridge | N
             )
         log.info("zipped %d file(s) into %s", len(names), z.zipfilename)
     return None
+
+
+def folder_bytes(folder: Path, limit: int = 100_000) -> int:
+    """Bytes of the regular files under ``folder`` (links not followed; at most ``limit`` entries)."""
+    total = 0
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            seen += 1
+            if seen > limit:
+                return total
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+    return total

@@ -124,6 +124,7 @@ class TaskLoop:
         self.ops = (ctx.fpops_base, ctx.intops_base)  # the job's operation counts, as last reported
         self.cstate = core.CoreState()
         self.failing = False  # the actions being applied end the run for a backend failure
+        self.vm_checkpoint_cpu = 0.0  # this run's CPU at the newest VM checkpoint (Inputs.vm_checkpoint_cpu)
         limit_bound = session.init_data.rsc_disk_bound
         self.output_limit = slotfiles.max_output(limit_bound, session.cfg.policy)
 
@@ -152,6 +153,7 @@ class TaskLoop:
                     failure=failure,
                     trickle_queue=len(s.store.state.trickle_up),
                     trickle_busy=s.link.trickle_busy(),
+                    vm_checkpoint_cpu=self.vm_checkpoint_cpu,
                     task=self.ctx,
                 )
                 self.cstate, actions = core.decide(self.cstate, inp)
@@ -316,8 +318,29 @@ class TaskLoop:
                     saved = b.checkpoint()
                 except BackendError as e:
                     log.warning("could not save the task's state, powering it off: %s", e)
-            if not saved:
+            if saved:  # the whole environment was saved: its CPU so far is checkpointed
+                st.task_cpu_checkpoint = max(st.task_cpu_checkpoint, self.job_cpu() - st.cpu_done)
+            else:
                 b.poweroff()
+        elif isinstance(action, core.CheckpointVM):
+            self._vm_checkpoint()
+        elif isinstance(action, core.ReleaseTask):
+            if b.checkpoint():
+                log.info(
+                    "task %d: suspended for long: its VM was saved and ended (memory given back)",
+                    self.plan.number,
+                )
+            else:
+                log.info(
+                    "task %d: suspended for long, but its VM cannot be saved: it stays paused",
+                    self.plan.number,
+                )
+        elif isinstance(action, core.RestoreTask):
+            if not b.restore():
+                b.start()
+            b.resume()
+            s.pause_daemons(False)
+            log.info("task %d resumed", self.plan.number)
         elif isinstance(action, core.EndTask):
             return self.end_task(action)
         elif isinstance(action, core.ExitBridge):
@@ -325,6 +348,32 @@ class TaskLoop:
                 stop_quietly(b)
             return action
         return None
+
+    def _vm_checkpoint(self) -> None:
+        """A periodic VM checkpoint, unless the slot's disk bound (rsc_disk_bound) would not hold it."""
+        b = self.backend
+        save = getattr(b, "vm_checkpoint", None)
+        if save is None:
+            return
+        bound = self.s.init_data.rsc_disk_bound
+        if bound and math.isfinite(bound) and bound > 0:
+            used = slotfiles.folder_bytes(self.s.store.slot)
+            last = float(getattr(b, "last_save", {}).get("bytes", 0.0))
+            need = last * 1.5 + (1 << 20)  # the first one: the backend stops a save that outgrows the bound
+            if used + need > bound:
+                log.warning(
+                    "task %d: VM checkpoint skipped: the slot uses %.0f MiB and a VM save needs up to %.0f "
+                    "MiB more, over the task's disk bound (rsc_disk_bound %.0f MiB); the task runs on (the "
+                    "project can raise rsc_disk_bound)",
+                    self.plan.number,
+                    used / 2**20,
+                    need / 2**20,
+                    bound / 2**20,
+                )
+                return
+            b.save_limit = int(bound - used)
+        if save():
+            self.vm_checkpoint_cpu = max(self.vm_checkpoint_cpu, self.bstatus.cpu_time, 1e-9)
 
     def _save_state(self, action: core.SaveState) -> core.ExitBridge | None:
         s = self.s
