@@ -54,6 +54,10 @@ static const char *const *skip_names;
 static rec_t recs[MAX_REC];
 static int nrec;
 static int mounted = 1;
+static long long unmounted_at; /* the share is mounted again no sooner than REMOUNT_AFTER_NS after */
+/* The host starts the migration (or stops the VM) within milliseconds of our "saving" answer; until then
+ * a mount would add QEMU's migration blocker back. During the migration a mount fails (EBUSY). */
+#define REMOUNT_AFTER_NS 150000000LL
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -253,12 +257,15 @@ void relay_sync(int mode) {
 int relay_mounted(void) { return mounted; }
 
 void relay_unmount(void) {
-    if (umount2(host_dir, 0) == 0) mounted = 0;
+    if (umount2(host_dir, 0) == 0) {
+        mounted = 0;
+        unmounted_at = now_ns();
+    }
     else fprintf(stderr, "boinc-agent: cannot unmount the share for a save: %s\n", strerror(errno));
 }
 
 void relay_try_mount(void) {
-    if (mounted) return;
+    if (mounted || now_ns() - unmounted_at < REMOUNT_AFTER_NS) return;
     if (mount(SHARE_TAG, host_dir, "9p", 0, SHARE_OPTS) == 0) {
         mounted = 1;
         relay_sync(0);
