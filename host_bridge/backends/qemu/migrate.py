@@ -29,7 +29,8 @@ DOWNTIME_LIMIT_MS = 100  # the live save's target for the final stop-and-copy
 class MigrationResult:
     seconds: float  # from the migrate command to "completed"
     downtime_ms: float  # QEMU's measure of the guest's stop during the final copy
-    total_bytes: int  # RAM bytes transferred (before compression)
+    total_bytes: int  # the guest's RAM size as QEMU counts it
+    normal_bytes: int = 0  # bytes of non-zero pages sent (the guest's RAM in use, as the stream sees it)
 
 
 def compressor() -> str:
@@ -78,7 +79,10 @@ def wait_done(
         if status == "completed":
             ram = info.get("ram") or {}
             return MigrationResult(
-                time.monotonic() - t0, float(info.get("downtime", 0.0)), int(ram.get("total", 0))
+                time.monotonic() - t0,
+                float(info.get("downtime", 0.0)),
+                int(ram.get("total", 0)),
+                int(ram.get("normal-bytes", 0)),
             )
         if status in ("failed", "cancelled"):
             raise BackendError(

@@ -181,15 +181,16 @@ class SavingMixin:
             "pause": pause,
             "bytes": float(size),
             "ram": float(res.total_bytes),
+            "in_use": float(res.normal_bytes),
         }
         logger.info(
-            "VM %s saved%s: %.1f MiB (of %d MiB guest RAM, %.1f MiB transferred) in %.2f s, "
+            "VM %s saved%s: %.1f MiB (of %d MiB guest RAM, %.1f MiB of it in use) in %.2f s, "
             "guest paused %.0f ms",
             c.tag,
             "" if keep_running else " for the quit",
             size / 2**20,
             c.memory_mb,
-            res.total_bytes / 2**20,
+            res.normal_bytes / 2**20,
             total,
             pause * 1000,
         )

@@ -1,0 +1,197 @@
+"""Benchmark of whole-VM saves (QEMU backend, TCG here, a 256 MiB guest). Prints figures; asserts nothing.
+
+    .venv/bin/python bench/bench_vmsave.py [--cycles 20] [--checkpoints 5]
+
+Each figure beside the bare-QEMU floor measured in the same run (plain qemu-system-x86_64, the same kernel
+and initrd, no share, init = ``busybox sleep``, driven over QMP with no backend, an uncompressed stream):
+- quit: ``checkpoint()`` (agent handshake, stop, migration into a zstd stream, manifest, QEMU ended) vs the
+  bare stop + migrate to a file + quit;
+- restore -> running: ``restore()`` until the in-memory counter app's next count reaches the host vs the
+  bare ``-incoming`` + ``cont`` until QMP says running;
+- guest pause per periodic checkpoint: ``vm_checkpoint()`` (live migration: QEMU's downtime plus our
+  ``cont``) vs a bare QMP stop + cont;
+- save size vs the guest's RAM (its size and the non-zero pages QEMU sent), and vs the bare stream;
+- N quit-restore cycles on one task (the issue's 20): failures and whether the count ever went back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
+
+from host_bridge.backends.base import TaskSpec  # noqa: E402
+from host_bridge.backends.qemu import QemuBackend, QemuSettings, qemu_binary  # noqa: E402
+from host_bridge.backends.qemu.image import VMImage, ensure_test_image  # noqa: E402
+from host_bridge.backends.qemu.qmp import qmp_call  # noqa: E402
+from host_bridge.share import Share  # noqa: E402
+from tests.test_vmsave import build_memcounter, count  # noqa: E402
+
+MEM = 256
+
+
+def wait(cond, timeout: float, interval: float = 0.002) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError("timed out")
+        time.sleep(interval)
+    return time.monotonic() - t0
+
+
+def bare(img: VMImage, work: Path) -> dict[str, float]:
+    """The floor: a bare QEMU booted to a sleeping init, saved and restored over QMP."""
+    work.mkdir(parents=True, exist_ok=True)
+    sock, stream = work / "q.sock", work / "bare.stream"
+    base = [
+        qemu_binary(None), "-accel", "tcg", "-m", str(MEM), "-display", "none", "-nodefaults",
+        "-no-user-config", "-no-reboot", "-serial", f"file:{work / 'serial.log'}",
+        "-qmp", f"unix:{sock},server=on,wait=off", "-kernel", str(img.kernel), "-initrd", str(img.initrd),
+        "-append", 'console=ttyS0 quiet panic=-1 rdinit=/bin/sh -- -c "/bin/busybox sleep 100000"',
+    ]  # fmt: skip
+
+    def q(cmd: str, args: dict | None = None):
+        return qmp_call(sock, cmd, args, 30)
+
+    def migrated() -> bool:
+        return (q("query-migrate") or {}).get("status") == "completed"
+
+    p = subprocess.Popen(base, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait(sock.exists, 15)
+        time.sleep(6.0)  # booted, init sleeping
+        t0 = time.monotonic()
+        q("stop")
+        q("cont")
+        pause = time.monotonic() - t0
+        q("migrate-set-parameters", {"max-bandwidth": 8 << 30})
+        t0 = time.monotonic()
+        q("stop")
+        q("migrate", {"uri": f"exec:cat > {stream}"})
+        wait(migrated, 60)
+        info = q("query-migrate")
+        q("quit")
+        p.wait(10)
+        quit_s = time.monotonic() - t0
+    finally:
+        p.kill()
+        p.wait(10)
+    sock.unlink(missing_ok=True)
+    p = subprocess.Popen([*base, "-incoming", "defer"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        t0 = time.monotonic()
+        wait(sock.exists, 15)
+        q("migrate-incoming", {"uri": f"exec:cat {stream}"})
+        wait(migrated, 60)
+        q("cont")
+        wait(lambda: (q("query-status") or {}).get("running"), 10)
+        restore_s = time.monotonic() - t0
+        q("quit")
+        p.wait(10)
+    finally:
+        p.kill()
+        p.wait(10)
+    ram = info.get("ram") or {}
+    return {
+        "quit": quit_s,
+        "restore": restore_s,
+        "pause": pause,
+        "size": float(stream.stat().st_size),
+        "in_use": float(ram.get("normal-bytes", 0)),
+    }
+
+
+def ours(img: VMImage, work: Path, cycles: int, checkpoints: int) -> dict[str, object]:
+    share_dir, state = work / "share", work / "state"
+    share_dir.mkdir(parents=True)
+    spec = TaskSpec(name="bench", argv=("/bin/memcounter", "50"), share=share_dir, owner_tag="bench-vmsave")
+    settings = QemuSettings(kernel=img.kernel, initrd=img.initrd, accel="tcg", state_dir=state)
+    share = Share(share_dir, virtfs_mapped=True)
+    made: list[QemuBackend] = []
+
+    def backend() -> QemuBackend:
+        b = QemuBackend(settings)
+        b.create(spec, share)
+        made.append(b)
+        return b
+
+    try:
+        b = backend()
+        b.start()
+        wait(lambda: count(share_dir) >= 40, 120, 0.01)
+        pauses, sizes, in_use = [], [], []
+        for _ in range(checkpoints):
+            assert b.vm_checkpoint()
+            pauses.append(b.last_save["pause"])
+            sizes.append(b.last_save["bytes"])
+            in_use.append(b.last_save["in_use"])
+            time.sleep(0.5)
+        quits, restores, failures, went_back = [], [], 0, 0
+        for _ in range(cycles):
+            t0 = time.monotonic()
+            ok = b.checkpoint()
+            quits.append(time.monotonic() - t0)
+            at_quit = count(share_dir)
+            b = backend()
+            t0 = time.monotonic()
+            if not ok or not b.restore():
+                failures += 1
+                b.start()
+                continue
+            try:
+                wait(lambda q=at_quit: count(share_dir) > q, 30, 0.002)
+            except TimeoutError:
+                failures += 1
+                continue
+            restores.append(time.monotonic() - t0)
+            went_back += count(share_dir) < at_quit
+        return {
+            "quit": quits, "restore": restores, "pause": pauses, "size": sizes, "in_use": in_use,
+            "failures": failures, "went_back": went_back, "cycles": cycles,
+        }  # fmt: skip
+    finally:
+        for b in made:
+            b.cleanup()
+        share.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cycles", type=int, default=20)
+    ap.add_argument("--checkpoints", type=int, default=5)
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bvs-", dir="/tmp"))
+    try:
+        img = ensure_test_image({"/bin/memcounter": build_memcounter(work)})
+        floor = bare(img, work / "bare")
+        r = ours(img, work / "ours", a.cycles, a.checkpoints)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = statistics.median
+    quit_s, restore_s, pause_s = med(r["quit"]), med(r["restore"]), med(r["pause"])  # type: ignore[arg-type]
+    size = med(r["size"])  # type: ignore[arg-type]
+    print(f"guest: {MEM} MiB, TCG; {r['cycles']} quit-restore cycles, {a.checkpoints} periodic checkpoints")
+    print(f"quit (save + exit):        median {quit_s:.3f} s   bare {floor['quit']:.3f} s   "
+          f"ratio {quit_s / floor['quit']:.2f}")  # fmt: skip
+    print(f"restore -> running:        median {restore_s:.3f} s   bare {floor['restore']:.3f} s   "
+          f"ratio {restore_s / floor['restore']:.2f}")  # fmt: skip
+    print(f"quit-and-resume cycle:     median {quit_s + restore_s:.3f} s")
+    print(f"guest pause / checkpoint:  median {pause_s * 1000:.0f} ms   max {max(r['pause']) * 1000:.0f} ms   "
+          f"bare stop+cont {floor['pause'] * 1000:.1f} ms   ratio {pause_s / floor['pause']:.1f}")  # fmt: skip
+    print(f"save size:                 median {size / 2**20:.1f} MiB = {size / (MEM * 2**20):.3f} of guest RAM, "
+          f"{size / med(r['in_use']):.2f} of its RAM in use ({med(r['in_use']) / 2**20:.1f} MiB); "
+          f"bare stream {floor['size'] / 2**20:.1f} MiB (ratio {size / floor['size']:.2f})")  # fmt: skip
+    print(f"cycles: {r['failures']} failures, count went back {r['went_back']} times")
+
+
+if __name__ == "__main__":
+    main()
