@@ -4,7 +4,7 @@
 inputs (the client's requests, the backend's poll, the newest decoded guest status, a monotonic
 ``now``), calls it once per tick, and applies the returned actions in order. Everything the core must
 remember between ticks lives in the frozen ``CoreState`` it returns. The table tests in
-``tests/test_core.py`` drive it directly.
+``tests/unit/test_core.py`` drive it directly.
 
 One call covers one task of the job; the runtime moves on to the next task when it receives
 ``EndTask`` with status 0.

@@ -17,11 +17,9 @@ import psutil
 import pytest
 from boinc_guest import protocol as P
 
-from tests.bridge_support import Bridge, run_bridge, wait_for
+from tests.support.bridge import Bridge, run_bridge, wait_for
 from tests.support.client_shm import SlotClient
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
-
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from tests.bridge_support import Bridge, alive, run_bridge, wait_for
+from tests.support.bridge import Bridge, alive, run_bridge, wait_for
 from tests.support.client_shm import SlotClient
 
 pytestmark = pytest.mark.timeout(120)

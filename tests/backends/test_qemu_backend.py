@@ -42,6 +42,7 @@ from host_bridge.backends.qemu.settings import QemuSettings
 from host_bridge.exitcodes import ExitCode
 from host_bridge.share import GuestFileRefused, Share
 from tests.support.backends import Made as BaseMade
+from tests.support.paths import ROOT
 from tests.support.vm import (
     build_guest_programs,
     kill_all,
@@ -380,7 +381,7 @@ int main(void) {
 @pytest.fixture(scope="module")
 def sdk_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A worker linked statically against the C guest SDK (guest_sdk/c/build/libboinc_guest.a)."""
-    sdk = Path(__file__).resolve().parent.parent / "guest_sdk" / "c"
+    sdk = ROOT / "guest_sdk" / "c"
     made = subprocess.run(["make", "-s", "-C", str(sdk)], timeout=300, capture_output=True, text=True)
     assert made.returncode == 0, f"the C guest SDK does not build: {made.stderr[-2000:]}"
     d = tmp_path_factory.mktemp("sdk-worker")
@@ -426,7 +427,7 @@ def test_vm_dies_with_the_bridge(tmp_path: Path, image: VMImage):
     """A bridge killed with SIGKILL takes its VM along (PR_SET_PDEATHSIG), leaving nothing running."""
     share = tmp_path / "share"
     share.mkdir()
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     tag = "pdeath"
     script = f"""
 import sys, time

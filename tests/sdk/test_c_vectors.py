@@ -15,11 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "c_programs"))
+from tests.support.paths import C_PROGRAMS, VECTORS
+
+sys.path.insert(0, str(C_PROGRAMS))
 import csdk
 from boinc_guest import protocol as P
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+VECTORS = VECTORS
 
 
 def _load(name: str) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ from boinc_guest import protocol as P
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 SDK_PATH = ROOT / "guest_sdk" / "python"
 
 
@@ -652,7 +653,7 @@ def test_missing_msgpack_says_what_to_install(tmp_path: Path) -> None:
     """A host or guest Python without msgpack (a task run with /usr/bin/python3): the import error names
     the package and how to install it, not just "No module named 'msgpack'"."""
     code = "import sys; sys.modules['msgpack'] = None; from boinc_guest import *"
-    sdk_path = str(Path(__file__).resolve().parent.parent / "guest_sdk" / "python")
+    sdk_path = str(ROOT / "guest_sdk" / "python")
     r = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -21,11 +21,10 @@ import pytest
 from host_bridge.backends.qemu import image as vmimage
 from host_bridge.backends.qemu.image import ensure_python_root, ensure_test_image
 from host_bridge.jobfile import parse_job_text
-from tests.bridge_support import Bridge
+from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
+from tests.support.paths import ROOT
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
-
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.bridge_support import Bridge, alive, wait_for
+from tests.support.bridge import Bridge, alive, wait_for
 from tests.support.client_shm import SlotClient
 
 pytestmark = pytest.mark.timeout(120)

@@ -28,8 +28,7 @@ from host_bridge.boinc.api import (
 )
 from tests.support.boinc_client import BoincClientRun
 from tests.support.client_shm import SlotClient
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 # A small command server: one JSON command per stdin line, one JSON answer per stdout line.
 CHILD = r"""

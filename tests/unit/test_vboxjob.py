@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_bridge.jobfile import JobFileError
 from host_bridge.jobfile.vbox import PortForward, VboxJob, parse_vbox_job, parse_vbox_job_text
+from tests.support.paths import DATA
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA
 REAL = DATA / "jobs-real"
 MINE = DATA / "jobs"
 

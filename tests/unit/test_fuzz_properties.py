@@ -11,7 +11,6 @@ The atheris harnesses in fuzz/ run the same properties for 10^6 inputs (docs/sec
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -24,6 +23,7 @@ from host_bridge.jobfile.vbox import parse_vbox_job_text
 from host_bridge.policy import DEFAULT_POLICY
 from host_bridge.runtime.guest import StatusReader
 from host_bridge.share import GuestFileRefused, RefusalLog, Share
+from tests.support.paths import DATA
 
 SETTINGS = settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -190,7 +190,7 @@ def test_real_job_files_parse(tmp_path):
     """The seeds of the property above: the repository's job files (a control that the parsers accept
     real input, so the property is not vacuous)."""
     ok = 0
-    for p in sorted(Path(__file__).parent.joinpath("data", "jobs-real").glob("*vbox_job*.xml")):
+    for p in sorted(DATA.joinpath("jobs-real").glob("*vbox_job*.xml")):
         if "MALFORMED" in p.name or "template" in p.name:
             continue
         parse_vbox_job_text(p.read_text(), p.name)

@@ -18,8 +18,7 @@ from host_bridge.backends.qemu import QemuBackend
 from host_bridge.backends.qemu.settings import QemuSettings
 from host_bridge.backends.virtualbox import VBoxSettings, VirtualBoxBackend
 from host_bridge.backends.virtualbox.vboxmanage import VBoxManageDriver
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_each_settings_type_picks_its_backend(tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.boinc_client import BoincClientRun, ExtraFile
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -16,8 +16,9 @@ from host_bridge import cli
 from host_bridge.jobfile import JobFileError, parse_job_file
 from host_bridge.jobfile.vbox import parse_vbox_job
 from tests.fakes.fake_runtime import BackendScript, FakeBackend, World
+from tests.support.paths import DATA
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = DATA
 VBOX_JOB = DATA / "jobs-real" / "lhcathome_Theory_vbox_job.xml"
 
 

@@ -17,11 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 from PyInstaller.archive.readers import CArchiveReader
-
-from tests.support.boinc_client import BoincClientRun, ExtraFile
 from tests.test_e2e_boinc_client import VM_JOB, _fraction
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.boinc_client import BoincClientRun, ExtraFile
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.timeout(420)
 

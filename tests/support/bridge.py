@@ -19,8 +19,7 @@ from pathlib import Path
 import psutil
 
 from tests.support.client_shm import SlotClient
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 GUEST = textwrap.dedent(
     """\

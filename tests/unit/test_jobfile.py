@@ -27,6 +27,7 @@ from host_bridge.jobfile import (
 )
 from host_bridge.runtime.plan import PlanContext, backend_kind, plan_job
 from host_bridge.slot import resolve_logical
+from tests.support.paths import DATA, ROOT
 
 
 def _describe(job) -> str:
@@ -40,7 +41,7 @@ def _kind(task) -> str:
     return backend_kind(task, Path("/nonexistent-slot"))[0]
 
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA
 REAL = DATA / "jobs-real"
 MINE = DATA / "jobs"
 
@@ -916,7 +917,7 @@ def test_check_cli_prints_vm_file_and_memory_warnings(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     job_path = _qemu_job(tmp_path, "vmlinuz", "initrd.img")
     job_path.write_text(
         job_path.read_text()

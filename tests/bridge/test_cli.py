@@ -13,8 +13,8 @@ import pytest
 
 from host_bridge import cli
 from host_bridge.core import ExitBridge as Outcome
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "tests" / "data" / "jobs-real"
 
 pytestmark = pytest.mark.timeout(120)

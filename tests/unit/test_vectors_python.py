@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from boinc_guest import protocol as P
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+from tests.support.paths import VECTORS
+
+VECTORS = VECTORS
 
 
 def _load(name: str) -> list[dict[str, Any]]:

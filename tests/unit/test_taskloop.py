@@ -1,7 +1,7 @@
 """Whole task lifetimes through the real runtime (planner, task loop, core, state file), in process and in
 fake time, with the named fakes of ``tests/fakes/fake_runtime.py`` (a scripted backend, a recording BOINC
 API, a fake-time share watcher). Each case runs in milliseconds; the subprocess tests on the real parts
-(tests/test_bridge_*.py, tests/test_e2e_boinc_client.py) cover the same paths with real processes."""
+(tests/test_bridge_*.py, tests/e2e/test_e2e_boinc_client.py) cover the same paths with real processes."""
 
 from __future__ import annotations
 

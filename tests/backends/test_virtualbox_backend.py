@@ -42,9 +42,10 @@ from host_bridge.share import Share
 from tests.fakes import fake_pyvbox
 from tests.fakes.fake_vboxmanage import FakeVBox
 from tests.fakes.fake_vboxmanage import run as fake_run
+from tests.support.paths import FAKES
 
 REAL = os.environ.get("VBOX_BRIDGE_REAL") == "1"
-FAKE_BIN = Path(__file__).parent / "fakes" / "bin"
+FAKE_BIN = FAKES / "bin"
 # "vboxmanage": the VBoxManage driver with the fake run in-process (the machine is slow to start
 # processes); "exe": the same through the fake VBoxManage executable on PATH (subprocess, as in
 # production); "pyvbox": the pyvbox driver over the fake pyvbox.

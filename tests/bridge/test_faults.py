@@ -21,8 +21,9 @@ import pytest
 
 from host_bridge.exitcodes import ExitCode
 from host_bridge.state import STATE_FILE
-from tests.bridge_support import Bridge, alive, guest_pids, wait_for
+from tests.support.bridge import Bridge, alive, guest_pids, wait_for
 from tests.support.client_shm import SlotClient
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -372,7 +373,7 @@ def test_load_short_mode_is_correct():
     """bench/bench_load.py's short mode (4 bridges x 10 s, guests writing 100 status/s): every bridge
     ends right (exit 0, fraction 1, output, every trickle-up once and in order, the last one included).
     Correctness only: the figures are the benchmark's business."""
-    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_load.py"
+    bench = ROOT / "bench" / "bench_load.py"
     r = subprocess.run(
         [sys.executable, str(bench), "--bridges", "4", "--seconds", "10"],
         capture_output=True,

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "c_programs"))
+from tests.support.paths import C_PROGRAMS
+
+sys.path.insert(0, str(C_PROGRAMS))
 import csdk
 from boinc_guest import protocol as P
 

@@ -18,8 +18,7 @@ import pytest
 from host_bridge.backends.base import Backend, BackendError, TaskSpec, VMState
 from host_bridge.backends.local import OWNER_ENV, LocalBackend
 from tests.support.backends import Made
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 TREE_SH = """\
 #!/bin/sh
