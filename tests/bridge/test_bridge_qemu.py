@@ -19,27 +19,10 @@ from boinc_guest import protocol as P
 
 from tests.support.bridge import Bridge, run_bridge, wait_for
 from tests.support.client_shm import SlotClient
+from tests.support.jobs import C_WORKER_VM_JOB
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
 pytestmark = pytest.mark.timeout(300)
-
-JOB = """<job_desc>
-    <task>
-        <virtualmachine>CernVM</virtualmachine>
-        <image></image>
-        <application>./worker</application>
-        <copy_app_to_VM>1</copy_app_to_VM>
-        <copy_file_to_VM>in</copy_file_to_VM>
-        <copy_file_to_VM>stdin_worker</copy_file_to_VM>
-        <stdin_filename>stdin_worker</stdin_filename>
-        <stdout_filename>stdout_worker</stdout_filename>
-        <stderr_filename>stderr_worker</stderr_filename>
-        <copy_file_from_VM>out</copy_file_from_VM>
-        <command_line>{seconds}</command_line>
-        <weight>1</weight>
-    </task>
-</job_desc>
-"""
 
 
 # the vm_files fixture (static C worker + test VM image) is in tests/conftest.py
@@ -51,7 +34,7 @@ def make_slot(tmp_path: Path, files: dict[str, Path], seconds: float, **kw) -> S
     texts = {
         "in": "input for the vm\n",
         "stdin_worker": "stdin for the vm\n",
-        "job.xml": JOB.format(seconds=seconds),
+        "job.xml": C_WORKER_VM_JOB.format(seconds=seconds),
         "out": f"<soft_link>{proj}/result_out</soft_link>\n",
     }
     return vm_slot("hbq", files, texts, **kw)

@@ -23,27 +23,11 @@ from host_bridge.backends.qemu.image import ensure_python_root, ensure_test_imag
 from host_bridge.jobfile import parse_job_text
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
+from tests.support.jobs import PY_WORKER_VM_JOB
 from tests.support.paths import ROOT
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
 pytestmark = pytest.mark.timeout(600)
-
-JOB = """<job_desc>
-    <task>
-        <virtualmachine>CernVM</virtualmachine>
-        <vm_python/>
-        <application>./worker.py</application>
-        <copy_app_to_VM>1</copy_app_to_VM>
-        <copy_file_to_VM>in</copy_file_to_VM>
-        <copy_file_to_VM>stdin_worker</copy_file_to_VM>
-        <stdin_filename>stdin_worker</stdin_filename>
-        <stdout_filename>stdout_worker</stdout_filename>
-        <stderr_filename>stderr_worker</stderr_filename>
-        <copy_file_from_VM>out</copy_file_from_VM>
-        <command_line>{seconds}</command_line>
-    </task>
-</job_desc>
-"""
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +54,7 @@ def slot(tmp_path, vm_parts):
         texts = {
             "in": "input for the python worker\n",
             "stdin_worker": "stdin for the python worker\n",
-            "job.xml": JOB.format(seconds=seconds),
+            "job.xml": PY_WORKER_VM_JOB.format(seconds=seconds),
             "out": f"<soft_link>{proj}/result_out</soft_link>\n",
         }
         c = vm_slot("hbpy", files, texts)
@@ -82,9 +66,9 @@ def slot(tmp_path, vm_parts):
 
 
 def test_vm_python_tag_parses():
-    job = parse_job_text(JOB.format(seconds=1), "job.xml")
+    job = parse_job_text(PY_WORKER_VM_JOB.format(seconds=1), "job.xml")
     assert job.tasks[0].vm_python is True
-    assert parse_job_text(JOB.replace("<vm_python/>", ""), "job.xml").tasks[0].vm_python is False
+    assert parse_job_text(PY_WORKER_VM_JOB.replace("<vm_python/>", ""), "job.xml").tasks[0].vm_python is False
 
 
 def test_debian_mirror_from_apt_sources(tmp_path):

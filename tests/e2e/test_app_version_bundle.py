@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 from PyInstaller.archive.readers import CArchiveReader
-from tests.test_e2e_boinc_client import VM_JOB, _fraction
 
-from tests.support.boinc_client import BoincClientRun, ExtraFile
+from tests.support.boinc_client import BoincClientRun, ExtraFile, fraction_done
+from tests.support.jobs import C_WORKER_VM_JOB_NO_STDIO
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.timeout(420)
@@ -316,7 +316,7 @@ def test_bundle_as_the_app_version_under_the_real_client(bundle: Path, tmp_path:
     out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
     files.append(out)
     with BoincClientRun(tmp_path, bundle, extra_files=files, env=_host_env(tmp_path)) as run:
-        run.wait(lambda t: _fraction(t) > 0.05, timeout=90)
+        run.wait(lambda t: fraction_done(t) > 0.05, timeout=90)
         maps = []
         for pid in run.app_pids():
             try:
@@ -346,7 +346,7 @@ def test_bundle_runs_a_vm_task(bundle: Path, tmp_path: Path, vm_files) -> None:
     client inside the bundle: the C worker runs in a real VM and its output comes back."""
     slot = tmp_path / "slot"
     slot.mkdir()
-    (slot / "job.xml").write_text(VM_JOB.format(seconds=2))
+    (slot / "job.xml").write_text(C_WORKER_VM_JOB_NO_STDIO.format(seconds=2))
     (slot / "in").write_text("vm input\n")
     for name in ("worker", "vm_kernel", "vm_initrd"):
         shutil.copy(vm_files[name], slot / name)

@@ -12,25 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.boinc_client import BoincClientRun, ExtraFile
+from tests.support.boinc_client import BoincClientRun, ExtraFile, fraction_done
+from tests.support.jobs import C_WORKER_VM_JOB_NO_STDIO, WORKER_JOB
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.timeout(240)
-
-JOB = """\
-<job_desc>
-    <task>
-        <application>./worker.py</application>
-        <copy_app_to_VM>1</copy_app_to_VM>
-        <copy_file_to_VM>in</copy_file_to_VM>
-        <copy_file_to_VM>stdin_worker</copy_file_to_VM>
-        <stdin_filename>stdin_worker</stdin_filename>
-        <stdout_filename>stdout_worker</stdout_filename>
-        <copy_file_from_VM>out</copy_file_from_VM>
-        <command_line>{seconds}</command_line>
-    </task>
-</job_desc>
-"""
 
 
 def _main_program(tmp_path: Path) -> Path:
@@ -44,7 +30,7 @@ def _main_program(tmp_path: Path) -> Path:
 
 
 def _files(tmp_path: Path, seconds: float) -> tuple[list[ExtraFile], ExtraFile]:
-    (tmp_path / "job.xml").write_text(JOB.format(seconds=seconds))
+    (tmp_path / "job.xml").write_text(WORKER_JOB.format(seconds=seconds))
     (tmp_path / "in").write_text("input file contents\n")
     (tmp_path / "stdin_worker").write_text("stdin contents\n")
     out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
@@ -62,28 +48,21 @@ def _task(tasks: list[dict[str, str]]) -> dict[str, str]:
     return tasks[0] if tasks else {}
 
 
-def _fraction(tasks: list[dict[str, str]]) -> float:
-    try:
-        return float(_task(tasks).get("fraction done", "0"))
-    except ValueError:
-        return 0.0
-
-
 def test_worker_through_bridge_under_real_client(tmp_path):
     files, out = _files(tmp_path, seconds=8)
     with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
         run.wait(lambda t: _task(t).get("active_task_state") == "EXECUTING", timeout=60)
-        seen = [_fraction(run.boinccmd_tasks())]
-        run.wait(lambda t: _fraction(t) > 0.1, timeout=60)
-        seen.append(_fraction(run.boinccmd_tasks()))
+        seen = [fraction_done(run.boinccmd_tasks())]
+        run.wait(lambda t: fraction_done(t) > 0.1, timeout=60)
+        seen.append(fraction_done(run.boinccmd_tasks()))
         # suspend / resume through boinccmd: the worker really stops, then goes on
         run.task_op("suspend")
         run.wait(lambda t: _task(t).get("active_task_state") == "SUSPENDED", timeout=20)
-        frozen = _fraction(run.boinccmd_tasks())
+        frozen = fraction_done(run.boinccmd_tasks())
         run.task_op("resume")
         run.wait(lambda t: _task(t).get("active_task_state") == "EXECUTING", timeout=20)
-        run.wait(lambda t: _fraction(t) > frozen, timeout=60)
-        seen.append(_fraction(run.boinccmd_tasks()))
+        run.wait(lambda t: fraction_done(t) > frozen, timeout=60)
+        seen.append(fraction_done(run.boinccmd_tasks()))
         assert seen == sorted(seen) and seen[-1] > seen[0], seen
         assert run.wait_exit(120) == 0, run.log_tail()
     res = run.final_result()
@@ -99,7 +78,7 @@ def test_worker_through_bridge_under_real_client(tmp_path):
 def test_abort_through_boinccmd_leaves_nothing(tmp_path):
     files, _ = _files(tmp_path, seconds=120)
     with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
-        run.wait(lambda t: _fraction(t) > 0.0, timeout=60)
+        run.wait(lambda t: fraction_done(t) > 0.0, timeout=60)
         pids = run.app_pids()
         assert len(pids) >= 2  # the bridge and the worker
         run.task_op("abort")
@@ -109,23 +88,9 @@ def test_abort_through_boinccmd_leaves_nothing(tmp_path):
     assert res["exit_status"] in (194, 203), res  # EXIT_ABORTED_BY_CLIENT / ERR_ABORTED_VIA_GUI
 
 
-VM_JOB = """\
-<job_desc>
-    <task>
-        <virtualmachine>CernVM</virtualmachine>
-        <application>./worker</application>
-        <copy_app_to_VM>1</copy_app_to_VM>
-        <copy_file_to_VM>in</copy_file_to_VM>
-        <copy_file_from_VM>out</copy_file_from_VM>
-        <command_line>{seconds}</command_line>
-    </task>
-</job_desc>
-"""
-
-
 def test_c_worker_in_a_real_vm_under_the_real_client(tmp_path, vm_files):
     """The whole chain: C SDK in a QEMU guest -> 9p share -> bridge -> libboinc_api -> BOINC client."""
-    (tmp_path / "job.xml").write_text(VM_JOB.format(seconds=4))
+    (tmp_path / "job.xml").write_text(C_WORKER_VM_JOB_NO_STDIO.format(seconds=4))
     (tmp_path / "in").write_text("vm input\n")
     out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
     files = [
@@ -137,10 +102,10 @@ def test_c_worker_in_a_real_vm_under_the_real_client(tmp_path, vm_files):
         out,
     ]
     with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
-        run.wait(lambda t: _fraction(t) > 0.05, timeout=180)
-        seen = [_fraction(run.boinccmd_tasks())]
+        run.wait(lambda t: fraction_done(t) > 0.05, timeout=180)
+        seen = [fraction_done(run.boinccmd_tasks())]
         assert any("qemu-system" in " ".join(p.cmdline()) for p in _app_procs(run)), "no VM was started"
-        run.wait(lambda t: _fraction(t) > seen[0], timeout=120)
+        run.wait(lambda t: fraction_done(t) > seen[0], timeout=120)
         assert run.wait_exit(180) == 0, run.log_tail()
     res = run.final_result()
     assert res["exit_status"] == 0, res
