@@ -172,7 +172,7 @@ def _is_runner_frame(filename: str) -> bool:
     return filename.endswith("_frozen.py") or "runpy" in filename
 
 
-def _stop_with_parent(sig: int) -> int:
+def stop_with_parent(sig: int) -> int:
     """In the bundle the process is the child of the bootloader: for the bridge, the process the BOINC
     client started and knows; for a task in python mode, the process the bridge started. If that
     bootloader is killed (SIGKILL cannot be passed on), this process gets ``sig`` from the kernel: the
@@ -240,7 +240,7 @@ def _remove_unpacked_dir(e: os.DirEntry[str]) -> None:
         shutil.rmtree(e.path, ignore_errors=True)
 
 
-def _remove_unpacked_if_orphaned(parent: int) -> None:
+def remove_unpacked_if_orphaned(parent: int) -> None:
     """The bootloader removes the unpacked bundle when the bridge ends; a bootloader that was killed
     cannot, so the orphaned bridge removes it (~30 MB in the temporary folder each time otherwise)."""
     d = bundle_dir()
@@ -263,34 +263,16 @@ def remove_unpacked_of(pid: int) -> None:
             _remove_unpacked_dir(e)
 
 
-def main() -> None:
-    """The single-file bundle's entry point (packaging/bundle_entry.py)."""
-    import signal
-
-    python_mode = os.environ.get(PYTHON_MODE_ENV) == "1"
-    restore_child_environment(keep_bootloader_vars=python_mode)
-    if python_mode:
-        _stop_with_parent(signal.SIGKILL)
-        sys.exit(run_as_python(sys.argv[1:]))
-    from .cli import main as cli_main
-
-    parent = _stop_with_parent(signal.SIGTERM)
-    sweep_stale_unpacked()
-    try:
-        cli_main()
-    finally:
-        _remove_unpacked_if_orphaned(parent)
-
-
 __all__ = [
     "PYTHON_MODE_ENV",
     "bundle_dir",
     "bundled_file",
     "is_frozen",
-    "main",
     "python_command",
+    "remove_unpacked_if_orphaned",
     "remove_unpacked_of",
     "restore_child_environment",
     "run_as_python",
+    "stop_with_parent",
     "sweep_stale_unpacked",
 ]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ..exitcodes import ERR_FOPEN, ERR_NOT_FOUND
 from . import _ffi
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,7 @@ LIBRARY_ENV = "HOST_BRIDGE_BOINC_LIBRARY"
 INIT_DATA_FILE = "init_data.xml"
 INIT_DATA_MAX_BYTES = 4 * 1024 * 1024
 
-# BOINC's codes (lib/error_numbers.h, 7.20.5)
-ERR_WRITE = -103
-ERR_FOPEN = -108
-ERR_NOT_FOUND = -161
-EXIT_ABORTED_BY_CLIENT = 194
+# BOINC's codes (lib/error_numbers.h, 7.20.5): the one table is host_bridge.exitcodes
 
 _MAX_PATH = 4096
 _STATUS_MAX = _ffi.MSG_CHANNEL_SIZE - 2  # byte 0 is the flag, the text needs its NUL

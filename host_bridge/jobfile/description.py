@@ -5,14 +5,27 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .model import JobSpec, TaskDesc
 from .safexml import _where
 from .wrapper import _QEMU_FILES, _QEMU_SETTINGS
 
-if TYPE_CHECKING:
-    from ..runtime.plan import JobPlan, TaskPlan
+
+class TaskPlan(Protocol):
+    """What check shows of the planner's decision for a task (``host_bridge.runtime.plan.TaskPlan``)."""
+
+    desc: TaskDesc
+    kind: str
+    why: str
+
+
+class JobPlan(Protocol):
+    """The planner's plan of a job (``host_bridge.runtime.plan.JobPlan``)."""
+
+    tasks: Sequence[TaskPlan]
+    warnings: tuple[str, ...]
+
 
 # --------------------------------------------------------------------------------------------
 # describe

@@ -24,7 +24,7 @@ from .guest import GuestView, StatusReader
 from .messages import ClientLink, nn
 from .plan import JobPlan, PlanContext, TaskPlan, digest, plan_daemon, plan_job
 from .store import StateStore
-from .taskloop import TASK_DONE, Session, TaskLoop, stop_quietly
+from .taskloop import TASK_DONE, Session, TaskLoop, Watcher, share_watcher, stop_quietly
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ class Runtime:
         clock: Callable[[], float] = time.monotonic,
         on_report: Callable[[core.ReportStatus, int, int], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        watcher_factory: Callable[[Path, Config], Watcher] = share_watcher,
     ) -> None:
+        self.watcher_factory = watcher_factory
         self.cfg = config
         self.api = api
         self.slot = config.slot_dir
@@ -153,6 +155,7 @@ class Runtime:
             clock=self.clock,
             should_stop=self.should_stop,
             on_report=self.on_report,
+            watch=self.watcher_factory,
         )
         try:
             err = self._start_daemons(job, session)

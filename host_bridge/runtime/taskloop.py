@@ -17,7 +17,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from boinc_guest import protocol as P
 
@@ -34,11 +35,29 @@ from .store import StateStore
 
 if TYPE_CHECKING:
     from ..vboxcompat import VboxCompat
-    from ..watch import ShareWatcher
-
-log = logging.getLogger(__name__)
 
 TASK_DONE = object()  # returned by the loop when the task ended well and the job goes on
+
+
+class Watcher(Protocol):
+    """What the loop sleeps on: ``host_bridge.watch.ShareWatcher`` (a named fake in the tests)."""
+
+    def wait(self, timeout: float) -> bool: ...
+    def wake_on(self, fd: int) -> None: ...
+    def __enter__(self) -> Watcher: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def share_watcher(folder: Path, cfg: Config) -> Watcher:
+    """The real watcher of a task's share: the guest's status file (inotify, or polling)."""
+    from ..watch import ShareWatcher
+
+    return ShareWatcher(
+        folder, [P.STATUS_FILE], mode=cfg.watch_mode, check_interval=cfg.policy.watch_check_interval
+    )
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +76,7 @@ class Session:
     should_stop: Callable[[], bool] = lambda: False
     on_report: Callable[[core.ReportStatus, int, int], None] | None = None
     daemons: list[Backend] = field(default_factory=list)
+    watch: Callable[[Path, Config], Watcher] = share_watcher
 
     def pause_daemons(self, pause: bool) -> None:
         for d in self.daemons:
@@ -112,10 +132,9 @@ class TaskLoop:
         """Run the task to its end: ``TASK_DONE`` (go on with the next task) or the run's outcome.
         ``failure``: the backend could not be created / restored (the first decision handles it)."""
         s = self.s
-        policy = s.cfg.policy
         self.cstate = cstate
         with contextlib.ExitStack() as stack:
-            watcher: ShareWatcher | None = None
+            watcher: Watcher | None = None
             hinted = True
             while True:
                 now = s.clock()
@@ -154,21 +173,12 @@ class TaskLoop:
                     # Set up after the first decision (which starts the task), so that importing and
                     # starting the watcher is not in the task's start-up time; a status written before
                     # the watch existed is read at once (hinted).
-                    from ..watch import ShareWatcher
-
-                    watcher = stack.enter_context(
-                        ShareWatcher(
-                            self.plan.share_dir,
-                            [P.STATUS_FILE],
-                            mode=s.cfg.watch_mode,
-                            check_interval=policy.watch_check_interval,
-                        )
-                    )
+                    watcher = stack.enter_context(s.watch(self.plan.share_dir, s.cfg))
                     self._watch_exit(watcher)
                     continue
                 hinted = watcher.wait(self.guest.reader.retry_in(self.cstate.wake_in))
 
-    def _watch_exit(self, watcher: ShareWatcher) -> None:
+    def _watch_exit(self, watcher: Watcher) -> None:
         """The task's own exit wakes the loop at once (a task without the SDK writes no status file:
         its end would otherwise be noticed only at the next tick)."""
         fd_of = getattr(self.backend, "exit_fd", None)
