@@ -48,7 +48,6 @@ __all__ = ["OWNER_LABEL", "ContainerBackend", "criu_works"]
 OWNER_LABEL = "boinc-host-bridge.owner"  # the label that marks a task's container (value: owner tag)
 IMAGE_PREFIX = "localhost/boinc-host-bridge"
 GUEST_DIR_ENV = "BOINC_GUEST_DIR"
-_HOST_ONLY_ENV = ("PYTHONPATH",)  # host paths the planner sets for host tasks: meaningless in the image
 _LOG_LIMIT = 1 << 20  # bytes of the container's output kept at its end
 _CRIU_MIN = (4, 1)
 
@@ -197,7 +196,9 @@ class ContainerBackend:
         if eng.kind == "podman":
             args += ["--pull", "missing" if s.allow_pull else "never"]
         args += ["--label", self.label, "--name", f"boinc-{task.owner_tag}"]
-        args += ["--network", "none"] if not (s.network or task.network) else []
+        if not any(a.split("=")[0] in ("--network", "--net") for a in s.create_args):
+            # user-mode networking when asked: no change to the host's firewall tables or ip_forward
+            args += ["--network", "slirp4netns" if (s.network or task.network) else "none"]
         args += ["--cpus", str(max(1, task.nthreads))]
         memory = s.memory_mb or task.memory_mb
         if memory:
@@ -213,7 +214,7 @@ class ContainerBackend:
             args += ["-p", f"127.0.0.1::{s.web_graphics_guest_port}"]
         if s.use_gpu:
             args += ["--device", "nvidia.com/gpu=all"] if eng.kind == "podman" else ["--gpus", "all"]
-        env = [(k, v) for k, v in task.env if k not in _HOST_ONLY_ENV]
+        env = list(task.env)  # the planner leaves out its host-only PYTHONPATH for container tasks
         env.append((GUEST_DIR_ENV, s.workdir))
         for k, v in env:
             args += ["-e", f"{k}={v}"]

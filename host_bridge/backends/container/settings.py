@@ -92,3 +92,28 @@ class ContainerSettings:
             network=network,
             **kw,  # type: ignore[arg-type]
         )
+
+
+def container_settings(plan: object, ctx: object) -> ContainerSettings:
+    """The settings of a planned container task (``host_bridge.runtime.plan``'s TaskPlan and
+    PlanContext): from docker_wrapper's job.toml when the job came from one, else from the task's
+    <container_image> (a logical file of the slot: an image archive, a root file system tarball or a
+    Dockerfile; anything else: an image name)."""
+    from host_bridge.slot import SlotNameError, resolve_logical
+
+    desc = plan.desc  # type: ignore[attr-defined]
+    spec = plan.spec  # type: ignore[attr-defined]
+    slot: Path = ctx.slot  # type: ignore[attr-defined]
+    docker_job = getattr(ctx, "docker_job", None)
+    if docker_job is not None:
+        return ContainerSettings.from_docker_job(docker_job, slot, project_dir=ctx.project_dir)  # type: ignore[attr-defined]
+    name = (desc.container_image or "").strip()
+    source: Path | None = None
+    if name and ":" not in name and "/" not in name.lstrip("./"):
+        try:
+            found = resolve_logical(slot, name[2:] if name.startswith("./") else name)
+        except SlotNameError:
+            found = None
+        if found is not None and found.is_file():
+            source = found
+    return ContainerSettings.from_task(desc, source, memory_mb=spec.memory_mb, network=spec.network)
