@@ -28,14 +28,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
 
 from host_bridge.backends.base import TaskSpec, VMState  # noqa: E402
 from host_bridge.backends.local import LocalBackend  # noqa: E402
-from host_bridge.backends.qemu import QemuBackend, choose_accel, qemu_binary  # noqa: E402
-from host_bridge.vmimage import VMImage, ensure_test_image  # noqa: E402
+from host_bridge.backends.qemu import QemuBackend, QemuSettings, choose_accel, qemu_binary  # noqa: E402
+from host_bridge.backends.qemu.image import VMImage, ensure_test_image  # noqa: E402
+from host_bridge.share import Share  # noqa: E402
 from tests.support.vm import build_guest_programs, kill_all, read_int  # noqa: E402
 
 TAG = f"bench-{os.getpid()}-"
@@ -46,11 +48,23 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def task(
-    img: VMImage, share: Path, argv: tuple[str, ...], name: str, more: tuple[tuple[str, str], ...] = ()
-) -> TaskSpec:
-    extra = (("vm_kernel", str(img.kernel)), ("vm_initrd", str(img.initrd)), *more)
-    return TaskSpec(name=name, argv=argv, share=share, owner_tag=TAG + name, extra=extra)
+def vm(
+    img: VMImage, share: Path, argv: tuple[str, ...], name: str, **settings: Any
+) -> tuple[QemuBackend, Share]:
+    """A QEMU backend created for one task on the test image, and the task's share (the caller closes it
+    after ``cleanup``, as the runtime does)."""
+    b = QemuBackend(QemuSettings(kernel=img.kernel, initrd=img.initrd, **settings))
+    opened = Share(share, virtfs_mapped=True)  # the default 9p security model, mapped-xattr
+    b.create(TaskSpec(name=name, argv=argv, share=share, owner_tag=TAG + name), opened)
+    return b, opened
+
+
+def local(share: Path, name: str, argv: tuple[str, ...], **kw: Any) -> tuple[LocalBackend, Share]:
+    """A local backend created for one task, and its share (closed by the caller after ``cleanup``)."""
+    b = LocalBackend()
+    opened = Share(share)
+    b.create(TaskSpec(name=name, argv=argv, share=share, owner_tag=TAG + name, **kw), opened)
+    return b, opened
 
 
 PY_FIRST_WRITE = "import boinc_guest; open('py_out.txt', 'w').write(boinc_guest.__name__)"
@@ -94,44 +108,41 @@ def local_figures(progs: dict[str, Path], work: Path, runs: int, pings: int) -> 
     for i in range(runs):
         share = work / f"local-start{i}"
         share.mkdir()
-        b = LocalBackend()
-        b.create(TaskSpec(name=f"ls{i}", argv=(str(progs["/bin/counter"]), "1000", "20"), share=share,
-                          owner_tag=TAG + f"ls{i}"))  # fmt: skip
+        b, opened = local(share, f"ls{i}", (str(progs["/bin/counter"]), "1000", "20"))
         t0 = time.monotonic()
         b.start()
         firsts.append(wait(lambda share=share: (share / "progress.txt").exists(), 60) - t0)
         b.cleanup()
+        opened.close()
     out["start"] = statistics.median(firsts)
     pys = []
     for i in range(runs):
         share = work / f"local-py{i}"
         share.mkdir()
-        b = LocalBackend()
         env = (("PYTHONPATH", str(ROOT / "guest_sdk" / "python")),)
-        b.create(TaskSpec(name=f"lpy{i}", argv=(sys.executable, "-c", PY_FIRST_WRITE), share=share,
-                          env=env, owner_tag=TAG + f"lpy{i}"))  # fmt: skip
+        b, opened = local(share, f"lpy{i}", (sys.executable, "-c", PY_FIRST_WRITE), env=env)
         t0 = time.monotonic()
         b.start()
         pys.append(wait(lambda share=share: (share / "py_out.txt").exists(), 60) - t0)
         b.cleanup()
+        opened.close()
     out["py"] = statistics.median(pys)
     share = work / "local-ping"
     share.mkdir()
-    b = LocalBackend()
-    b.create(TaskSpec(name="lp", argv=(str(progs["/bin/pinger"]),), share=share, owner_tag=TAG + "lp"))
+    b, opened = local(share, "lp", (str(progs["/bin/pinger"]),))
     b.start()
     rtts = round_trip(share, pings)
     (share / "ping.txt").write_text("stop\n")
     b.cleanup()
+    opened.close()
     out["rtt50"], out["rtt99"] = pct(rtts, 50), pct(rtts, 99)
     share = work / "local-cycle"
     share.mkdir()
-    b = LocalBackend()
-    b.create(TaskSpec(name="lc", argv=(str(progs["/bin/counter"]), "100000", "20"), share=share,
-                      owner_tag=TAG + "lc"))  # fmt: skip
+    b, opened = local(share, "lc", (str(progs["/bin/counter"]), "100000", "20"))
     b.start()
     out["off"], out["on"] = quit_resume(b, share, runs)
     b.cleanup()
+    opened.close()
     return out
 
 
@@ -183,14 +194,13 @@ def main() -> None:
             floors.append(bare_floor(img, s, accel))
             share = work / f"start{i}"
             share.mkdir()
-            b = QemuBackend()
-            b.create(task(img, share, ("counter", "1000", "20"), f"start{i}"))
+            b, opened = vm(img, share, ("counter", "1000", "20"), f"start{i}")
             t0 = time.monotonic()
             b.start()
             agent.append(wait(lambda share=share: (share / "boinc_agent_started").exists(), 120) - t0)
             first.append(wait(lambda share=share: (share / "progress.txt").exists(), 120) - t0)
             b.cleanup()
-            b.close()
+            opened.close()
         fl, ag, fi = statistics.median(floors), statistics.median(agent), statistics.median(first)
 
         def show(xs: list[float]) -> str:
@@ -203,8 +213,7 @@ def main() -> None:
         # 2. round trip over the share, 3. pause / resume
         share = work / "ping"
         share.mkdir()
-        b = QemuBackend()
-        b.create(task(img, share, ("pinger",), "ping"))
+        b, opened = vm(img, share, ("pinger",), "ping")
         b.start()
         rtts = round_trip(share, args.pings)
         print(f"share round trip host->guest->host: p50 {pct(rtts, 50):.1f} ms  p99 {pct(rtts, 99):.1f} ms  "
@@ -224,24 +233,23 @@ def main() -> None:
         print(f"poll(): {(time.monotonic() - t0) * 1000:.1f} ms ({st.state.value}, cpu {st.cpu_time:.2f} s)")
         (share / "ping.txt").write_text("stop\n")
         b.cleanup()
-        b.close()
+        opened.close()
 
         # 4. quit-and-resume cycle
         share = work / "cycle"
         share.mkdir()
-        b = QemuBackend()
-        b.create(task(img, share, ("counter", "100000", "20"), "cycle"))
+        b, opened = vm(img, share, ("counter", "100000", "20"), "cycle")
         b.start()
         off, on = quit_resume(b, share, args.runs)
         b.cleanup()
-        b.close()
+        opened.close()
         print(f"quit (poweroff via agent, app SIGTERM): median {off:.2f} s; "
               f"fresh VM -> app progressing again: median {on:.2f} s; cycle {off + on:.2f} s")  # fmt: skip
 
         # 5. a Python app (guest SDK imported) in the VM, from the guest Python root
         py = None
         if not args.no_python:
-            from host_bridge.vmimage import ensure_python_root
+            from host_bridge.backends.qemu.image import ensure_python_root
 
             t0 = time.monotonic()
             ensure_python_root()
@@ -250,14 +258,12 @@ def main() -> None:
             for i in range(args.runs):
                 share = work / f"py{i}"
                 share.mkdir()
-                b = QemuBackend()
-                more = (("vm_pyroot", "builtin:python"),)
-                b.create(task(img, share, ("python3", "-c", PY_FIRST_WRITE), f"py{i}", more))
+                b, opened = vm(img, share, ("python3", "-c", PY_FIRST_WRITE), f"py{i}", builtin_python=True)
                 t0 = time.monotonic()
                 b.start()
                 pys.append(wait(lambda share=share: (share / "py_out.txt").exists(), 120) - t0)
                 b.cleanup()
-                b.close()
+                opened.close()
             py = statistics.median(pys)
             print(f"backend start() -> Python app's first write (SDK imported): median {py:.2f} s "
                   f"({show(pys)}; {py - fi:+.2f} s over the static C app)")  # fmt: skip

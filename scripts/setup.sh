@@ -15,7 +15,7 @@ APT_PACKAGES=(
   busybox-static       # the test VM's userland
   cpio                 # initramfs
   xz-utils             # unpacking the kernel
-  debootstrap          # the guest Python root for <vm_python/> tasks (host_bridge/vmimage.py)
+  debootstrap          # the guest Python root for <vm_python/> tasks (host_bridge/backends/qemu/image.py)
   gcc g++ gfortran make pkg-config   # the C SDK and the C / C++ / Fortran test programs
   python3-venv
   libpython3.11        # the shared Python runtime PyInstaller puts in the single-file app version

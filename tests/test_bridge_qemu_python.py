@@ -1,8 +1,8 @@
 """A Python worker on the Python guest SDK, inside a real VM, through the whole chain.
 
 examples/worker.py (the seed's worker ported to ``boinc_guest``) runs in a QEMU VM with Debian's python3
-from the guest Python root (``host_bridge.vmimage.ensure_python_root``: debootstrap minbase + python3 +
-python3-msgpack + the guest SDK, exported read-only as the 9p tag ``pyroot``; the agent runs the app
+from the guest Python root (``host_bridge.backends.qemu.image.ensure_python_root``: debootstrap minbase +
+python3 + python3-msgpack + the guest SDK, exported read-only as the 9p tag ``pyroot``; the agent runs the app
 chrooted into it with the share bound at /boinc/shared). The bridge is a subprocess on the real
 libboinc_api; SlotClient plays the client through the real shared memory. The job is the seed's
 <virtualmachine> dialect plus ``<vm_python/>``; the VM image is the app version's vm_kernel / vm_initrd.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge import vmimage
+from host_bridge.backends.qemu import image as vmimage
+from host_bridge.backends.qemu.image import ensure_python_root, ensure_test_image
 from host_bridge.jobfile import parse_job_text
-from host_bridge.vmimage import ensure_python_root, ensure_test_image
 from tests.bridge_support import Bridge
 from tests.support.client_shm import SlotClient
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
@@ -157,7 +157,8 @@ def test_python_worker_in_vm_progress_finish_and_outputs(slot, vm_parts):
 
 def test_vm_pyroot_validation(tmp_path):
     from host_bridge.backends.base import BackendError, TaskSpec
-    from host_bridge.backends.qemu import QemuBackend
+    from host_bridge.backends.qemu import QemuBackend, QemuSettings
+    from host_bridge.share import Share
 
     share = tmp_path / "share"
     share.mkdir()
@@ -165,9 +166,9 @@ def test_vm_pyroot_validation(tmp_path):
     kernel.write_bytes(b"\x7fELF" + b"\0" * 600)
 
     def create(pyroot: str) -> QemuBackend:
-        b = QemuBackend()
-        extra = (("vm_kernel", str(kernel)), ("vm_pyroot", pyroot), ("vm_state_dir", str(tmp_path / "st")))
-        b.create(TaskSpec(name="t", argv=("python3", "x.py"), share=share, extra=extra))
+        b = QemuBackend(QemuSettings(kernel=kernel, pyroot=Path(pyroot), state_dir=tmp_path / "st"))
+        with Share(share, virtfs_mapped=True) as opened:
+            b.create(TaskSpec(name="t", argv=("python3", "x.py"), share=share), opened)
         return b
 
     with pytest.raises(BackendError, match=r"vm_pyroot: .* is not a folder"):
@@ -183,4 +184,3 @@ def test_vm_pyroot_validation(tmp_path):
     cmd = b._command()
     assert f"local,path={tree},mount_tag=pyroot,security_model=none,readonly=on,id=fs1" in cmd
     assert "boinc.pyroot=1" in cmd[cmd.index("-append") + 1]
-    b.close()

@@ -1,8 +1,8 @@
 """An LHC@home-like guest in a real VM: only vboxwrapper's files, no SDK, under the QEMU backend.
 
 The guest is a busybox sh script run by the agent inside a QEMU VM (the test image from
-host_bridge.vmimage, shipped as the app version's vm_kernel / vm_initrd). It writes a heartbeat and a
-progress file into the shared folder and ends with ``shutdown`` (vboxwrapper's completion trigger), the
+host_bridge.backends.qemu.image, shipped as the app version's vm_kernel / vm_initrd). It writes a heartbeat
+and a progress file into the shared folder and ends with ``shutdown`` (vboxwrapper's completion trigger), the
 way LHC@home's CMS VMs do; vbox_job.xml is LHC CMS's, with short intervals. The bridge is a subprocess on
 the real libboinc_api and SlotClient plays the client (tests/test_bridge_vboxcompat.py is the same guest
 under the local backend).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge.vmimage import ensure_test_image
+from host_bridge.backends.qemu.image import ensure_test_image
 from tests.bridge_support import Bridge
 from tests.support.client_shm import SlotClient
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot

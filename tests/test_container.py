@@ -73,9 +73,7 @@ def test_theory_job_toml_plans_a_container_task_in_the_slot(tmp_path):
     assert plan.spec.argv == ()  # the image's own command
     assert plan.fraction_file == "fraction_done"
     assert not any(k == "PYTHONPATH" for k, _ in plan.spec.env)  # no host path handed to the image
-    from host_bridge.backends.container.settings import container_settings
-
-    s = container_settings(plan, PlanContext(slot=tmp_path, docker_job=job.docker_job))  # type: ignore[arg-type]
+    s = plan.settings
     assert s.workdir == "/boinc_slot_dir"
     assert s.dockerfile == tmp_path / "Dockerfile"
     assert s.create_args == ("-v", "/cvmfs:/cvmfs:shared")
@@ -94,9 +92,7 @@ def test_job_xml_container_image_tag(tmp_path):
     ctx = PlanContext(slot=tmp_path)
     plan = plan_job(job, ctx).tasks[0]
     assert plan.kind == "container" and plan.spec.argv == ("/bin/sh", "run.sh")
-    from host_bridge.backends.container.settings import container_settings
-
-    s = container_settings(plan, ctx)
+    s = plan.settings
     assert s.image_archive == tmp_path / "app_rootfs.tar" and s.archive_is_rootfs
     assert s.workdir == "/work" and s.memory_mb == 64 and not s.network
 

@@ -17,6 +17,7 @@ import pytest
 
 from host_bridge.backends.base import Backend, BackendError, TaskSpec, VMState
 from host_bridge.backends.local import OWNER_ENV, LocalBackend
+from tests.support.backends import Made
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,18 +58,17 @@ def share(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def backends() -> Iterator[list[LocalBackend]]:
-    made: list[LocalBackend] = []
+def backends() -> Iterator[Made[LocalBackend]]:
+    made: Made[LocalBackend] = Made()
     yield made
-    for b in made:
-        b.cleanup()
+    made.close()
 
 
-def make(backends: list[LocalBackend], share: Path, argv: tuple[str, ...], **kw: object) -> LocalBackend:
+def make(backends: Made[LocalBackend], share: Path, argv: tuple[str, ...], **kw: object) -> LocalBackend:
     # cpu_interval 0: every poll re-measures the tree (the default caches it for 0.5 s)
     b = LocalBackend(grace=kw.pop("grace", 1.0), cpu_interval=kw.pop("cpu_interval", 0.0))  # type: ignore[arg-type]
     kw.setdefault("owner_tag", tag())
-    b.create(TaskSpec(name="t", argv=argv, share=share, **kw))  # type: ignore[arg-type]
+    b.create(TaskSpec(name="t", argv=argv, share=share, **kw), backends.open_share(share))  # type: ignore[arg-type]
     backends.append(b)
     return b
 
@@ -77,7 +77,7 @@ def test_is_a_backend() -> None:
     assert isinstance(LocalBackend(), Backend)
 
 
-def test_tree_pause_resume_poweroff(share: Path, backends: list[LocalBackend]) -> None:
+def test_tree_pause_resume_poweroff(share: Path, backends: Made[LocalBackend]) -> None:
     script = share / "tree.sh"
     script.write_text(TREE_SH)
     script.chmod(0o755)
@@ -121,7 +121,7 @@ def test_tree_pause_resume_poweroff(share: Path, backends: list[LocalBackend]) -
     assert b.poll() == end
 
 
-def test_sigterm_ignored_then_killed(share: Path, backends: list[LocalBackend]) -> None:
+def test_sigterm_ignored_then_killed(share: Path, backends: Made[LocalBackend]) -> None:
     b = make(backends, share, ("/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"), grace=0.3)
     b.start()
     pid = b.pid
@@ -137,14 +137,14 @@ def test_sigterm_ignored_then_killed(share: Path, backends: list[LocalBackend]) 
 @pytest.mark.parametrize(
     ("cmd", "code"), [("exit 0", 0), ("exit 3", 3), ("kill -9 $$", -9), ("kill -USR1 $$", -signal.SIGUSR1)]
 )
-def test_exit_codes(share: Path, backends: list[LocalBackend], cmd: str, code: int) -> None:
+def test_exit_codes(share: Path, backends: Made[LocalBackend], cmd: str, code: int) -> None:
     b = make(backends, share, ("/bin/sh", "-c", cmd))
     b.start()
     st = wait_for(lambda: (s := b.poll()).state is VMState.EXITED and s, what="exit")
     assert st.exit_code == code  # type: ignore[union-attr]
 
 
-def test_stdio_env_and_append_on_restart(share: Path, backends: list[LocalBackend]) -> None:
+def test_stdio_env_and_append_on_restart(share: Path, backends: Made[LocalBackend]) -> None:
     (share / "in.txt").write_text("from stdin\n")
     owner = tag()
     b = make(
@@ -165,7 +165,7 @@ def test_stdio_env_and_append_on_restart(share: Path, backends: list[LocalBacken
     assert (share / "err.txt").read_text() == "e\n" * 2
 
 
-def test_cwd_is_share_and_priority(share: Path, backends: list[LocalBackend]) -> None:
+def test_cwd_is_share_and_priority(share: Path, backends: Made[LocalBackend]) -> None:
     b = make(backends, share, ("/bin/sh", "-c", "pwd > cwd.txt; sleep 5"), priority=7)
     b.start()
     wait_for(lambda: (share / "cwd.txt").exists(), what="cwd.txt")
@@ -174,7 +174,7 @@ def test_cwd_is_share_and_priority(share: Path, backends: list[LocalBackend]) ->
     b.poweroff()
 
 
-def test_missing_and_non_executable_program(share: Path, backends: list[LocalBackend]) -> None:
+def test_missing_and_non_executable_program(share: Path, backends: Made[LocalBackend]) -> None:
     b = make(backends, share, ("no_such_program_xyz",))
     with pytest.raises(BackendError, match=r"no_such_program_xyz.*not found"):
         b.start()
@@ -192,7 +192,7 @@ def test_missing_and_non_executable_program(share: Path, backends: list[LocalBac
         b3.start()
 
 
-def test_stdout_symlink_refused(share: Path, tmp_path: Path, backends: list[LocalBackend]) -> None:
+def test_stdout_symlink_refused(share: Path, tmp_path: Path, backends: Made[LocalBackend]) -> None:
     host = tmp_path / "host.txt"
     host.write_text("keep\n")
     (share / "out.txt").symlink_to(host)
@@ -202,14 +202,20 @@ def test_stdout_symlink_refused(share: Path, tmp_path: Path, backends: list[Loca
     assert host.read_text() == "keep\n"
 
 
-def test_copy_in_out(share: Path, tmp_path: Path, backends: list[LocalBackend]) -> None:
-    b = make(backends, share, ("/bin/true",))
-    src = tmp_path / "src.dat"
-    src.write_bytes(b"payload")
-    b.copy_in(src, "in.dat")
-    assert (share / "in.dat").read_bytes() == b"payload"
-    b.copy_out("in.dat", tmp_path / "back.dat")
-    assert (tmp_path / "back.dat").read_bytes() == b"payload"
+def test_uses_the_share_it_is_given_and_leaves_it_open(share: Path, backends: Made[LocalBackend]) -> None:
+    """One share per task: the backend writes the task's stdout through the runtime's share and never
+    closes it (the runtime does, after cleanup)."""
+    b = make(backends, share, ("/bin/echo", "through the share"), stdout="out.txt")
+    given = backends.shares[-1]
+    b.start()
+    wait_for(lambda: b.poll().state is VMState.EXITED, what="exit")
+    b.cleanup()
+    assert given.read("out.txt", 100) == b"through the share\n"  # still open after cleanup
+
+
+def test_console_is_direct() -> None:
+    ends = LocalBackend().console()
+    assert ends.direct and ends.host_port is None and ends.remote_desktop_port is None
 
 
 BRIDGE = textwrap.dedent(
@@ -219,10 +225,11 @@ BRIDGE = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from host_bridge.backends.base import TaskSpec
     from host_bridge.backends.local import LocalBackend
+    from host_bridge.share import Share
     share = Path({share!r})
     b = LocalBackend()
     argv = ("/bin/sh", "-c", "sleep 60 & echo $! > gc.pid; echo $$ > main.pid; wait")
-    b.create(TaskSpec(name="t", argv=argv, share=share, owner_tag={tag!r}))
+    b.create(TaskSpec(name="t", argv=argv, share=share, owner_tag={tag!r}), Share(share))
     b.start()
     print("started", flush=True)
     time.sleep(60)
@@ -230,7 +237,7 @@ BRIDGE = textwrap.dedent(
 )
 
 
-def test_pdeathsig_and_restore(share: Path, backends: list[LocalBackend]) -> None:
+def test_pdeathsig_and_restore(share: Path, backends: Made[LocalBackend]) -> None:
     """A bridge killed with SIGKILL: its direct child dies (PDEATHSIG); the orphaned grandchild is
     found and killed by restore() of the next bridge with the same owner tag; another tag's process and
     an untagged one are left alone."""
@@ -263,7 +270,7 @@ def test_pdeathsig_and_restore(share: Path, backends: list[LocalBackend]) -> Non
             p.wait(timeout=10)
 
 
-def test_poweroff_kills_escaped_daemon(share: Path, backends: list[LocalBackend]) -> None:
+def test_poweroff_kills_escaped_daemon(share: Path, backends: Made[LocalBackend]) -> None:
     """A double fork with setsid leaves both the tree and the group: found by its owner tag."""
     b = make(backends, share, ("/bin/sh", "-c", "setsid -f sh -c 'echo $$ > d.pid; exec sleep 30'"))
     b.start()
@@ -274,7 +281,7 @@ def test_poweroff_kills_escaped_daemon(share: Path, backends: list[LocalBackend]
     wait_for(lambda: gone(daemon), timeout=5, what="daemon killed")
 
 
-def test_poll_caches_the_tree_cpu(share: Path, backends: list[LocalBackend]) -> None:
+def test_poll_caches_the_tree_cpu(share: Path, backends: Made[LocalBackend]) -> None:
     """poll() is called every tick: the exit check is cheap, the tree's CPU is re-measured at most
     every cpu_interval seconds, and an exit is seen at once."""
     b = make(backends, share, ("sh", "-c", "while :; do :; done"), cpu_interval=0.5)
@@ -288,12 +295,15 @@ def test_poll_caches_the_tree_cpu(share: Path, backends: list[LocalBackend]) -> 
     wait_for(lambda: b.poll().state is VMState.EXITED, what="exit seen")
 
 
-def test_new_descendants_are_found_every_discover_interval(share: Path, backends: list[LocalBackend]) -> None:
+def test_new_descendants_are_found_every_discover_interval(share: Path, backends: Made[LocalBackend]) -> None:
     """Known processes are measured at every poll; the children lists (the costly /proc walk) are read
     only every discover_interval seconds, so a grandchild started later counts from the next walk."""
     script = "sleep 0.3; sh -c 'while :; do :; done' & wait"
     b = LocalBackend(grace=1.0, cpu_interval=0.0, discover_interval=1.5)
-    b.create(TaskSpec(name="t", argv=("sh", "-c", script), share=share, owner_tag=tag()))
+    b.create(
+        TaskSpec(name="t", argv=("sh", "-c", script), share=share, owner_tag=tag()),
+        backends.open_share(share),
+    )
     backends.append(b)
     b.start()
     first = b.poll()  # walks: only the shell so far
@@ -319,7 +329,7 @@ def _stat_fds() -> list[str]:
     return out
 
 
-def test_stat_files_kept_open_per_live_process_and_closed(share: Path, backends: list[LocalBackend]) -> None:
+def test_stat_files_kept_open_per_live_process_and_closed(share: Path, backends: Made[LocalBackend]) -> None:
     """The tree's CPU is read through one kept-open /proc/PID/stat per process (one pread a poll): a
     process that ends has its file closed at the next poll, and cleanup closes the rest."""
     before = set(_stat_fds())
@@ -327,7 +337,10 @@ def test_stat_files_kept_open_per_live_process_and_closed(share: Path, backends:
     # discover_interval 0: every poll walks the children lists (the default looks every 5 s, so the
     # child could be found only after it ended)
     b = LocalBackend(grace=1.0, cpu_interval=0.0, discover_interval=0.0)
-    b.create(TaskSpec(name="t", argv=("sh", "-c", script), share=share, owner_tag=tag()))
+    b.create(
+        TaskSpec(name="t", argv=("sh", "-c", script), share=share, owner_tag=tag()),
+        backends.open_share(share),
+    )
     backends.append(b)
     b.start()
     wait_for(lambda: b.poll() is not None and len(set(_stat_fds()) - before) >= 2, what="two files open")
@@ -342,7 +355,7 @@ def test_stat_files_kept_open_per_live_process_and_closed(share: Path, backends:
 
 
 def test_cleanup_after_poweroff_does_not_scan_again(
-    share: Path, backends: list[LocalBackend], monkeypatch: pytest.MonkeyPatch
+    share: Path, backends: Made[LocalBackend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The owner-tag sweep (a scan of every process, ~10 ms) runs once per stop: cleanup() after
     poweroff() has nothing left to find; a new start() sweeps again at its own stop."""

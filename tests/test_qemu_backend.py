@@ -1,6 +1,6 @@
 """QemuBackend against real QEMU VMs (TCG here: /dev/kvm hangs guests on this kind of machine).
 
-Each test boots the cached test image (host_bridge.vmimage) with small static C programs in it
+Each test boots the cached test image (host_bridge.backends.qemu.image) with small static C programs in it
 (tests/support/vm.py). Every VM carries an owner tag starting with ``pytest-<pid>-``; the autouse fixture
 asserts that no QEMU process with that prefix is left after each test (and kills any, so that one failure
 does not leak processes into the rest of the run).
@@ -15,14 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from boinc_guest.protocol import Finish, decode_status
 
-from host_bridge.backends.base import Backend, BackendError, TaskSpec, VMState
+from host_bridge.backends.base import Backend, BackendError, ConsoleEndpoints, TaskSpec, VMState
 from host_bridge.backends.qemu import (
     AGENT_FILES,
     EXIT_FILE,
@@ -34,9 +35,13 @@ from host_bridge.backends.qemu import (
     share_is_virtfs_mapped,
     sweep_state_dirs,
 )
+from host_bridge.backends.qemu import accel as qemu_accel
+from host_bridge.backends.qemu import backend as qemu_backend
+from host_bridge.backends.qemu.image import VMImage, ensure_test_image
+from host_bridge.backends.qemu.settings import QemuSettings
 from host_bridge.exitcodes import ExitCode
-from host_bridge.share import GuestFileRefused
-from host_bridge.vmimage import VMImage, ensure_test_image
+from host_bridge.share import GuestFileRefused, Share
+from tests.support.backends import Made as BaseMade
 from tests.support.vm import (
     build_guest_programs,
     kill_all,
@@ -70,15 +75,29 @@ def no_leftover_vms():
     assert not left, f"QEMU processes left behind: {[p.pid for p in left]}"
 
 
+@dataclass(frozen=True)
+class VMTask:
+    """A task for the QEMU backend: its spec and its typed settings."""
+
+    spec: TaskSpec
+    settings: QemuSettings
+
+
+class Made(BaseMade[QemuBackend]):
+    def share(self, t: VMTask) -> Share:
+        """The task's share, opened as the runtime does (9p-mapped unless the security model is none)."""
+        return self.open_share(t.spec.share, virtfs_mapped=share_is_virtfs_mapped(t.settings.share_security))
+
+    def create(self, b: QemuBackend, t: VMTask) -> QemuBackend:
+        b.create(t.spec, self.share(t))
+        return b
+
+
 @pytest.fixture
 def backends():
-    made: list[QemuBackend] = []
+    made = Made()
     yield made
-    for b in made:
-        try:
-            b.cleanup()
-        finally:
-            b.close()
+    made.close()
 
 
 def make_task(
@@ -87,25 +106,24 @@ def make_task(
     argv: tuple[str, ...],
     tag: str,
     *,
-    extra: dict[str, str | None] | None = None,
+    settings: dict[str, Any] | None = None,
     **kw,
-) -> TaskSpec:
-    """A task on the test image under TCG; ``extra`` adds or replaces settings (None removes one)."""
-    settings: dict[str, str | None] = {
-        "vm_kernel": str(image.kernel),
-        "vm_initrd": str(image.initrd),
-        "vm_accel": "tcg",
-        **(extra or {}),
+) -> VMTask:
+    """A task on the test image under TCG; ``settings`` adds or replaces QemuSettings fields."""
+    fields: dict[str, Any] = {
+        "kernel": image.kernel,
+        "initrd": image.initrd,
+        "accel": "tcg",
+        **(settings or {}),
     }
-    pairs = tuple((k, v) for k, v in settings.items() if v is not None)
-    return TaskSpec(name=tag, argv=argv, share=share, owner_tag=tag_prefix() + tag, extra=pairs, **kw)
+    spec = TaskSpec(name=tag, argv=argv, share=share, owner_tag=tag_prefix() + tag, **kw)
+    return VMTask(spec, QemuSettings(**fields))
 
 
-def new_backend(backends: list[QemuBackend], task: TaskSpec) -> QemuBackend:
-    b = QemuBackend()
+def new_backend(backends: Made, task: VMTask) -> QemuBackend:
+    b = QemuBackend(task.settings)
     backends.append(b)
-    b.create(task)
-    return b
+    return backends.create(b, task)
 
 
 def wait_state(b: QemuBackend, states: set[VMState], timeout: float = BOOT):
@@ -116,19 +134,29 @@ def wait_state(b: QemuBackend, states: set[VMState], timeout: float = BOOT):
     return wait_for(check, timeout, 0.1, f"state in {states}")
 
 
-def test_protocol_and_errors(tmp_path: Path, image: VMImage):
+def test_protocol_and_errors(tmp_path: Path, image: VMImage, backends: Made):
     b = QemuBackend()
     assert isinstance(b, Backend)
     assert b.poll().state is VMState.ABSENT
+
+    def create(**settings: Any) -> None:
+        task = VMTask(TaskSpec(name="t", argv=("x",), share=tmp_path), QemuSettings(**settings))
+        backends.create(QemuBackend(task.settings), task)
+
     with pytest.raises(BackendError, match="vm_kernel: /nonexistent/vmlinux"):
-        b.create(
-            TaskSpec(name="t", argv=("x",), share=tmp_path, extra=(("vm_kernel", "/nonexistent/vmlinux"),))
-        )
+        create(kernel=Path("/nonexistent/vmlinux"))
     with pytest.raises(BackendError, match="no VM image"):
-        b.create(TaskSpec(name="t", argv=("x",), share=tmp_path))
+        create()
     with pytest.raises(BackendError, match="inside the shared folder"):
-        extra = (("vm_kernel", str(image.kernel)), ("vm_state_dir", str(tmp_path / "state")))
-        b.create(TaskSpec(name="t", argv=("x",), share=tmp_path, extra=extra))
+        create(kernel=image.kernel, state_dir=tmp_path / "state")
+    with pytest.raises(
+        BackendError, match="vm_share_security must be one of mapped-xattr, mapped-file, none"
+    ):
+        create(kernel=image.kernel, share_security="passthrough")
+    with pytest.raises(BackendError, match="virtfs_mapped=True for vm_share_security none: this is a bug"):
+        task = VMTask(TaskSpec(name="t", argv=("x",), share=tmp_path), QemuSettings(share_security="none"))
+        with Share(tmp_path, virtfs_mapped=True) as wrong:
+            QemuBackend(task.settings).create(task.spec, wrong)
     # Owner tags become a fixed, comma-free command-line marker, distinct per tag.
     t1, t2 = safe_tag("slot 1,res=a", "x"), safe_tag("slot 1,res=b", "x")
     assert t1 != t2 and "," not in t1 and " " not in t1
@@ -146,8 +174,9 @@ def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, 
     task = make_task(image, share, (str(b_hello), 'w\u00e9rld "q"', "7"), "hello", stdout="out.txt")
     b = new_backend(backends, task)
     assert b.poll().state is VMState.CREATED
-    b.copy_in(src, "in.dat")
-    assert (share / "in.dat").read_bytes() == b"input bytes"
+    assert b.share is backends.shares[-1]  # one share per task: the runtime's
+    assert b.console() == ConsoleEndpoints()  # nothing forwarded to a QEMU guest
+    backends.shares[-1].copy_in(src, "in.dat")  # the runtime copies the inputs
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED})
     assert s.state is VMState.EXITED, s
@@ -155,10 +184,6 @@ def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, 
     assert s.cpu_time > 0
     assert (share / "hello_out.txt").read_text() == 'hi w\u00e9rld "q" /boinc/shared\n'
     assert (share / "out.txt").read_text() == "stdout line\n"
-    b.copy_out("hello_out.txt", tmp_path / "copied.txt")
-    assert (tmp_path / "copied.txt").read_text().startswith("hi ")
-    with pytest.raises(BackendError, match="nope"):
-        b.copy_out("nope", tmp_path / "x")
     # The VM powered itself off after the app ended.
     wait_for(lambda: not own_qemu_processes(name_arg(b.cfg.tag)), 10, what="VM power-off")
     state_dir = b.cfg.state_dir
@@ -168,6 +193,7 @@ def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, 
     assert b.poll().state is VMState.ABSENT
     assert not state_dir.exists()
     assert sorted(p.name for p in share.iterdir()) == ["hello_out.txt", "hello_prog", "in.dat", "out.txt"]
+    assert b.share.read("hello_out.txt", 100).startswith(b"hi ")  # cleanup leaves the share open
 
 
 def console_records(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -374,7 +400,7 @@ def test_sdk_worker_reports_progress_over_the_share(
     share = tmp_path / "share"
     share.mkdir()
     b = new_backend(backends, make_task(image, share, ("sdkworker",), "sdk"))
-    b.copy_in(sdk_worker, "sdkworker")  # run from the share, not from the image
+    shutil.copy(sdk_worker, share / "sdkworker")  # run from the share, not from the image
     b.start()
     seen: list[float] = []
     status_file = share / "boinc_status.msgpack"
@@ -407,12 +433,12 @@ import sys, time
 sys.path[:0] = [{str(root)!r}, {str(root / "guest_sdk" / "python")!r}]
 from pathlib import Path
 from host_bridge.backends.base import TaskSpec
-from host_bridge.backends.qemu import QemuBackend
-b = QemuBackend()
+from host_bridge.backends.qemu import QemuBackend, QemuSettings
+from host_bridge.share import Share
+b = QemuBackend(QemuSettings(kernel=Path({str(image.kernel)!r}), initrd=Path({str(image.initrd)!r}),
+                             accel="tcg"))
 b.create(TaskSpec(name="t", argv=("counter", "1000", "100"), share=Path({str(share)!r}),
-                  owner_tag={tag_prefix() + tag!r},
-                  extra=(("vm_kernel", {str(image.kernel)!r}), ("vm_initrd", {str(image.initrd)!r}),
-                         ("vm_accel", "tcg"))))
+                  owner_tag={tag_prefix() + tag!r}), Share(Path({str(share)!r}), virtfs_mapped=True))
 b.start()
 print(b._ps.pid, flush=True)
 time.sleep(120)
@@ -427,12 +453,15 @@ time.sleep(120)
         wait_for(lambda: not psutil.pid_exists(qemu_pid) or psutil.Process(qemu_pid).status() == "zombie",
                  10, what="QEMU gone after the bridge died")  # fmt: skip
         # The next bridge's restore() finds nothing to reattach; cleanup() removes the dead VM's files.
-        b = QemuBackend()
-        b.create(replace(make_task(image, share, ("counter",), tag), name="t"))
-        assert (b.cfg.state_dir / "qemu.pid").read_text().strip() == str(qemu_pid)
-        assert b.restore() is False
-        b.cleanup()
-        assert not b.cfg.state_dir.exists()
+        t = make_task(image, share, ("counter",), tag)
+        t = replace(t, spec=replace(t.spec, name="t"))
+        with Share(share, virtfs_mapped=True) as opened:
+            b = QemuBackend(t.settings)
+            b.create(t.spec, opened)
+            assert (b.cfg.state_dir / "qemu.pid").read_text().strip() == str(qemu_pid)
+            assert b.restore() is False
+            b.cleanup()
+            assert not b.cfg.state_dir.exists()
     finally:
         if bridge.poll() is None:
             bridge.kill()
@@ -474,8 +503,6 @@ def test_kvm_failure_falls_back_to_tcg(
     """The accelerator probe chose KVM, but the VM fails under it (QEMU aborts at once, or the guest
     never comes up): the backend starts the VM again under TCG, the app runs, and TCG is remembered for
     that QEMU binary so later tasks do not try KVM again."""
-    from host_bridge.backends import qemu as Q
-
     real = shutil.which("qemu-system-x86_64")
     assert real
     wrapper = tmp_path / f"qemu-broken-kvm-{mode}"
@@ -484,14 +511,14 @@ def test_kvm_failure_falls_back_to_tcg(
     )
     wrapper.chmod(0o755)
     # the probe's verdict on a host whose KVM passes the firmware probe (this machine's may not)
-    monkeypatch.setattr(Q, "choose_accel", lambda qemu, requested="auto": "kvm")
+    monkeypatch.setattr(qemu_backend, "choose_accel", lambda qemu, requested="auto": "kvm")
     monkeypatch.delenv("BOINC_VM_ACCEL", raising=False)
     share = tmp_path / "share"
     share.mkdir()
     prog = share / "hello_prog"
     shutil.copy(image_programs["/bin/hello"], prog)
-    extra = {"vm_qemu": str(wrapper), "vm_boot_timeout": "6", "vm_accel": None}
-    task = make_task(image, share, (str(prog), "x", "3"), mode, extra=extra)
+    settings = {"qemu": str(wrapper), "boot_timeout": 6.0, "accel": "auto"}
+    task = make_task(image, share, (str(prog), "x", "3"), mode, settings=settings)
     b = new_backend(backends, task)
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=BOOT + 10)
@@ -499,7 +526,7 @@ def test_kvm_failure_falls_back_to_tcg(
     assert s.exit_code == 3
     assert b.accel == "tcg"
     assert (share / "hello_out.txt").read_text().startswith("hi x ")
-    assert Q._load_accel_file().get(Q._accel_key(str(wrapper))) == "tcg"
+    assert qemu_accel._load_accel_file().get(qemu_accel._accel_key(str(wrapper))) == "tcg"
 
 
 def test_vm_accel_kvm_does_not_fall_back(tmp_path: Path, image: VMImage, image_programs, backends):
@@ -511,7 +538,7 @@ def test_vm_accel_kvm_does_not_fall_back(tmp_path: Path, image: VMImage, image_p
     wrapper.chmod(0o755)
     share = tmp_path / "share"
     share.mkdir()
-    task = make_task(image, share, ("/bin/hello",), "k", extra={"vm_qemu": str(wrapper), "vm_accel": "kvm"})
+    task = make_task(image, share, ("/bin/hello",), "k", settings={"qemu": str(wrapper), "accel": "kvm"})
     b = new_backend(backends, task)
     with pytest.raises(BackendError, match="failed to set MSR"):
         b.start()
@@ -540,8 +567,9 @@ def test_kernel_panic_message_leads_with_the_reason(
     for name, initrd, cmdline, expected in cases:
         share = tmp_path / name
         share.mkdir()
-        extra = {"vm_initrd": str(initrd), "vm_cmdline": cmdline}
-        task = make_task(image, share, ("true",), "panic-" + name, extra=extra)
+        task = make_task(
+            image, share, ("true",), "panic-" + name, settings={"initrd": initrd, "cmdline": cmdline}
+        )
         b = new_backend(backends, task)
         caplog.clear()
         b.start()
@@ -569,14 +597,13 @@ def test_memory_too_small_for_the_kernel_is_refused_at_create(tmp_path: Path, im
     share = tmp_path / "share"
     share.mkdir()
     for mb in (16, 64, need - 1):
-        b = QemuBackend()
+        t = make_task(image, share, ("true",), "mem", memory_mb=mb)
         with pytest.raises(BackendError) as info:
-            b.create(make_task(image, share, ("true",), "mem", memory_mb=mb))
+            backends.create(QemuBackend(t.settings), t)
         msg = str(info.value)
         assert not info.value.temporary
         assert f"vm_memory_mb {mb} is too small" in msg and f"at least {need} MiB" in msg, msg
         assert str(image.kernel) in msg and str(image.initrd) in msg and "MiB" in msg
-        b.close()
     new_backend(backends, make_task(image, share, ("true",), "mem", memory_mb=need))
     new_backend(backends, make_task(image, share, ("true",), "mem"))  # 0: the default, 256 MiB
     # The rule's parts: an ELF kernel's physical load end, a bzImage's init_size, else the file size.
@@ -601,12 +628,10 @@ def test_boot_timeout_with_a_silent_kernel_says_so(
     """The trial's case: 64 MiB for a kernel loaded up to 74 MiB (the create() check switched off here):
     QEMU runs, the kernel prints nothing, and the boot timeout said "last console lines: " (empty). The
     message now says the kernel printed nothing and why that happens; app_started stays False."""
-    from host_bridge.backends import qemu as Q
-
-    monkeypatch.setattr(Q, "minimum_memory_mb", lambda kernel, initrd: (0, ""))
+    monkeypatch.setattr(qemu_backend, "minimum_memory_mb", lambda kernel, initrd: (0, ""))
     share = tmp_path / "share"
     share.mkdir()
-    task = make_task(image, share, ("true",), "silent", extra={"vm_boot_timeout": "4"}, memory_mb=64)
+    task = make_task(image, share, ("true",), "silent", settings={"boot_timeout": 4.0}, memory_mb=64)
     b = new_backend(backends, task)
     caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
     b.start()
@@ -678,7 +703,7 @@ def test_guest_symlinks_and_special_files_are_refused(
         share,
         ("sh", "-c", SPECIAL_FILES),
         "special-" + security,
-        extra={"vm_share_security": security},
+        settings={"share_security": security},
     )
     b = new_backend(backends, task)
     assert b.share.virtfs_mapped
@@ -689,17 +714,17 @@ def test_guest_symlinks_and_special_files_are_refused(
     assert not out.is_symlink() and out.read_bytes() == b"/etc/passwd"  # what the host sees
     assert os.path.isfile(share / "fifo") and os.path.isfile(share / "dev")
     dest = tmp_path / "copied"
-    with pytest.raises(BackendError, match="it is a symbolic link"):
-        b.copy_out("out", dest)
+    with pytest.raises(GuestFileRefused, match="it is a symbolic link"):
+        b.share.copy_out("out", dest, 1 << 20)  # the runtime copies the outputs through this share
     assert not dest.exists()
     for name, reason in (("boinc_status.msgpack", "symlink"), ("fifo", "not a regular file"),
                          ("dev", "not a regular file")):  # fmt: skip
         with pytest.raises(GuestFileRefused) as info:
             b.share.read(name, 1 << 20)
         assert info.value.reason == reason, str(info.value)
-    with pytest.raises(BackendError, match="a device"):
-        b.copy_out("dev", dest)
-    b.copy_out("reg.txt", dest)
+    with pytest.raises(GuestFileRefused, match="a device"):
+        b.share.copy_out("dev", dest, 1 << 20)
+    b.share.copy_out("reg.txt", dest, 1 << 20)
     assert dest.read_text() == "regular\n"
 
 
@@ -713,7 +738,7 @@ def test_mapped_file_guest_symlink_at_the_task_file_does_not_break_the_next_star
     share = tmp_path / "share"
     share.mkdir()
     script = "rm boinc_task.json && ln -s /nowhere boinc_task.json"
-    task = make_task(image, share, ("sh", "-c", script), "stale", extra={"vm_share_security": "mapped-file"})
+    task = make_task(image, share, ("sh", "-c", script), "stale", settings={"share_security": "mapped-file"})
     b = new_backend(backends, task)
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED})
@@ -727,10 +752,11 @@ def test_mapped_file_guest_symlink_at_the_task_file_does_not_break_the_next_star
 
 
 def test_share_is_virtfs_mapped():
-    assert share_is_virtfs_mapped({})  # the default model, mapped-xattr
-    assert share_is_virtfs_mapped({"vm_share_security": "mapped-xattr"})
-    assert share_is_virtfs_mapped((("vm_share_security", "mapped-file"),))  # TaskSpec.extra pairs
-    assert not share_is_virtfs_mapped({"vm_share_security": "none"})
+    assert share_is_virtfs_mapped(None) and share_is_virtfs_mapped("")  # the default model, mapped-xattr
+    assert share_is_virtfs_mapped("mapped-xattr")
+    assert share_is_virtfs_mapped("mapped-file")
+    assert not share_is_virtfs_mapped("none")
+    assert share_is_virtfs_mapped(QemuSettings().share_security)
 
 
 # -- leftover state folders -------------------------------------------------------------------------------
@@ -838,14 +864,14 @@ def test_create_sweeps_state_folders_of_dead_vms(
 
 
 @pytest.mark.parametrize(
-    ("extra", "what"),
+    ("settings", "what"),
     [
-        ({"vm_kernel": None, "vm_initrd": None}, "the image builtin:test"),
-        ({"vm_pyroot": "builtin:python"}, "<vm_python/>"),
+        ({"kernel": None, "initrd": None}, "the image builtin:test"),
+        ({"builtin_python": True}, "<vm_python/>"),
     ],
 )
 def test_host_built_images_are_refused_in_the_bundle(
-    tmp_path: Path, image: VMImage, monkeypatch, extra, what
+    tmp_path: Path, image: VMImage, backends: Made, monkeypatch, settings, what
 ):
     """builtin:test and <vm_python/> build on the host from the project's sources: the single-file app
     version does not carry them, so they fail at once and for good (not a temporary exit retried
@@ -854,10 +880,10 @@ def test_host_built_images_are_refused_in_the_bundle(
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     share = tmp_path / "share"
     share.mkdir()
-    task = make_task(image, share, ("true",), "bundled", extra=extra)
-    if "vm_kernel" in extra:
-        task = replace(task, image="builtin:test")
+    task = make_task(image, share, ("true",), "bundled", settings=settings)
+    if "kernel" in settings:
+        task = replace(task, spec=replace(task.spec, image="builtin:test"))
     with pytest.raises(BackendError) as info:
-        QemuBackend().create(task)
+        backends.create(QemuBackend(task.settings), task)
     assert what in str(info.value) and "vm_kernel + vm_initrd" in str(info.value)
     assert info.value.temporary is False

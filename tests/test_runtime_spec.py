@@ -1,20 +1,24 @@
-"""What the planner hands a backend for a task (``plan.spec``): the job file's VM settings and files."""
+"""What the planner hands a backend for a task (``plan.spec`` and ``plan.settings``): the job file's VM
+settings and files, typed, and the backend ``make_backend`` picks for them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from host_bridge.backends import LocalSettings
+from host_bridge.backends.qemu.settings import QemuSettings
+from host_bridge.backends.virtualbox.settings import VBoxSettings
 from host_bridge.jobfile import parse_job_text
 from host_bridge.runtime.plan import PlanContext, TaskPlan, plan_job
 
 
-def _plan(slot: Path, job: str) -> TaskPlan:
-    (task,) = plan_job(parse_job_text(job), PlanContext(slot=slot)).tasks
+def _plan(slot: Path, job: str, **ctx: object) -> TaskPlan:
+    (task,) = plan_job(parse_job_text(job), PlanContext(slot=slot, **ctx)).tasks  # type: ignore[arg-type]
     return task
 
 
 def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
-    """The QEMU tags of the job file become the backend's extra settings; an absolute image path (an
+    """The QEMU tags of the job file become the backend's typed settings; an absolute image path (an
     image installed on the host) is used as it is, a relative one is a logical name of the slot,
     resolved through BOINC's soft link."""
     kernel = tmp_path / "host-vmlinux"
@@ -39,14 +43,18 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
         </task></job_desc>""",
     )
     assert plan.kind == "qemu"
-    extra = dict(plan.spec.extra)
-    assert extra["vm_kernel"] == str(kernel)
-    assert Path(extra["vm_initrd"]).resolve() == (proj / "initrd_v2.gz").resolve()
-    assert extra["vm_cmdline"] == "quiet loglevel=3"
-    assert extra["vm_accel"] == "tcg"
-    assert float(extra["vm_boot_timeout"]) == 300.0
-    assert float(extra["vm_poweroff_grace"]) == 1.5
-    assert extra["vm_share_security"] == "mapped-file"
+    st = plan.settings
+    assert isinstance(st, QemuSettings)
+    assert st.kernel == kernel
+    assert st.initrd is not None and st.initrd.resolve() == (proj / "initrd_v2.gz").resolve()
+    assert st.disk_image is None
+    assert st.cmdline == "quiet loglevel=3"
+    assert st.accel == "tcg"
+    assert st.boot_timeout == 300.0
+    assert st.poweroff_grace == 1.5
+    assert st.share_security == "mapped-file"
+    assert st.state_dir == slot.resolve() / "vm_state" and not st.builtin_python
+    assert plan.virtfs_mapped  # mapped-file: the share holds 9p metadata
 
 
 def test_unset_vm_settings_are_left_to_the_backend(tmp_path: Path) -> None:
@@ -57,7 +65,49 @@ def test_unset_vm_settings_are_left_to_the_backend(tmp_path: Path) -> None:
         slot,
         "<job_desc><task><application>/bin/a</application><vm_kernel>vmlinux</vm_kernel></task></job_desc>",
     )
-    extra = dict(plan.spec.extra)
-    assert extra["vm_kernel"] == str(slot / "vmlinux")
-    for tag in ("vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security", "vm_cmdline"):
-        assert tag not in extra
+    st = plan.settings
+    assert isinstance(st, QemuSettings)
+    assert st.kernel == slot / "vmlinux"
+    defaults = QemuSettings()
+    for field in ("accel", "boot_timeout", "poweroff_grace", "share_security", "cmdline", "initrd"):
+        assert getattr(st, field) == getattr(defaults, field), field
+    assert plan.virtfs_mapped  # the default model, mapped-xattr
+
+
+def test_vm_python_and_the_seed_s_virtualmachine_task(tmp_path: Path) -> None:
+    """<vm_python/>: the guest Python root and a .py program started by the guest's python3; a
+    <virtualmachine> task without an image of its own boots the app version's vm_kernel + vm_initrd."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    (slot / "vm_kernel").write_bytes(b"\x7fELF")
+    (slot / "vm_initrd").write_bytes(b"x")
+    plan = _plan(
+        slot,
+        "<job_desc><task><application>work.py</application><virtualmachine>builtin</virtualmachine>"
+        "<vm_python/></task></job_desc>",
+    )
+    assert plan.kind == "qemu"
+    st = plan.settings
+    assert isinstance(st, QemuSettings) and st.builtin_python
+    assert st.kernel == slot / "vm_kernel" and st.initrd == slot / "vm_initrd"
+    assert plan.spec.argv[0] == "python3"
+
+
+def test_local_and_vbox_tasks_get_their_settings(tmp_path: Path) -> None:
+    """A plain task gets LocalSettings; a VirtualBox task gets VBoxSettings carrying the slot and what
+    init_data.xml says (project folder, result name): the backend does not read the file itself."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    plan = _plan(slot, "<job_desc><task><application>/bin/true</application></task></job_desc>")
+    assert plan.kind == "local" and plan.settings == LocalSettings() and not plan.virtfs_mapped
+    plan = _plan(
+        slot,
+        "<job_desc><task><application>worker</application><virtualmachine>VirtualBox</virtualmachine>"
+        "</task></job_desc>",
+        project_dir=str(tmp_path / "proj"),
+        result_name="r_1_0",
+    )
+    assert plan.kind == "vbox"
+    st = plan.settings
+    assert isinstance(st, VBoxSettings)
+    assert (st.slot_dir, st.project_dir, st.result_name) == (slot, tmp_path / "proj", "r_1_0")

@@ -225,8 +225,13 @@ def test_copy_in_replaces_link_without_following(share: Path, host_secret: Path,
     (share / "in.dat").symlink_to(host_secret)
     with Share(share) as s:
         assert s.copy_in(src, "in.dat") == 5000
+        # a name that is not a plain file name never leaves the share (moved here from the backends'
+        # copy_in tests: the runtime's Share is the one owner of the task's file copies)
+        for bad in ("../escape", "sub/x", ""):
+            refused("bad name", s.copy_in, src, bad)
     assert (share / "in.dat").read_bytes() == b"input" * 1000
     assert host_secret.read_bytes() == b"host secret\n"
+    assert not (share.parent / "escape").exists()
 
 
 def test_copy_out(share: Path, tmp_path: Path, host_secret: Path) -> None:

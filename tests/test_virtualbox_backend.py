@@ -16,19 +16,13 @@ import subprocess
 import sys
 import tempfile
 import types
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from host_bridge.backends._vboxmanage import (
-    PyvboxDriver,
-    VBoxError,
-    VBoxManageDriver,
-    classify,
-    parse_machinereadable,
-    select_driver,
-)
-from host_bridge.backends.base import Backend, BackendError, TaskSpec, VMState
+from host_bridge.backends.base import Backend, ConsoleEndpoints, TaskSpec, VMState
 from host_bridge.backends.virtualbox import (
     VBoxSettings,
     VirtualBoxBackend,
@@ -36,6 +30,15 @@ from host_bridge.backends.virtualbox import (
     slot_is_stale,
     vm_name_for,
 )
+from host_bridge.backends.virtualbox.vboxmanage import (
+    PyvboxDriver,
+    VBoxError,
+    VBoxManageDriver,
+    classify,
+    parse_machinereadable,
+    select_driver,
+)
+from host_bridge.share import Share
 from tests.fakes import fake_pyvbox
 from tests.fakes.fake_vboxmanage import FakeVBox
 from tests.fakes.fake_vboxmanage import run as fake_run
@@ -71,12 +74,15 @@ class Env:
         else:
             self.image = self.project / "base.vdi"
             self.image.write_bytes(b"fake base disk image\n")
+        self.results: dict[Path, str] = {}  # slot -> the result its init_data.xml names
+        self.shares: list[Share] = []
         self.slot = self.make_slot("slot0", "result_A_0")
         self.share = self.slot / "shared"
 
     def make_slot(self, name: str, result: str) -> Path:
         slot = self.tmp / "slots" / name
         slot.mkdir(parents=True)
+        self.results[slot] = result
         (slot / "init_data.xml").write_text(
             f"<app_init_data>\n<result_name>{result}</result_name>\n"
             f"<project_dir>{self.project}</project_dir>\n</app_init_data>\n"
@@ -87,6 +93,19 @@ class Env:
         slot = slot or self.slot
         return TaskSpec(name="worker", argv=("worker",), share=slot / "shared", owner_tag=tag,
                         memory_mb=256, nthreads=2, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    def task_and_share(
+        self, slot: Path | None = None, tag: str = "slot0:result_A_0"
+    ) -> tuple[TaskSpec, Share]:
+        """A task and its shared folder, opened as the runtime does (closed by ``close``)."""
+        task = self.task(slot, tag)
+        task.share.mkdir(exist_ok=True)
+        self.shares.append(Share(task.share))
+        return task, self.shares[-1]
+
+    def close(self) -> None:
+        for share in self.shares:
+            share.close()
 
     def driver(self, kind: str, **opts: object) -> object:
         o: dict[str, object] = {"retries": 2, "retry_delay": 0.01, "timeout": 20.0}
@@ -99,10 +118,12 @@ class Env:
     def backend(self, kind: str = "vboxmanage", settings: VBoxSettings | None = None,
                 slot: Path | None = None,
                 **opts: object) -> VirtualBoxBackend:  # fmt: skip
-        return VirtualBoxBackend(
-            settings or VBoxSettings(multiattach_vdi_file=self.image.name), driver=self.driver(kind, **opts),
-            slot_dir=slot or self.slot,
-        )  # type: ignore[arg-type]  # fmt: skip
+        """A backend with the slot's settings as the runtime makes them (the slot, and the project folder
+        and result name from its init_data.xml)."""
+        slot = slot or self.slot
+        settings = replace(settings or VBoxSettings(multiattach_vdi_file=self.image.name), slot_dir=slot,
+                           project_dir=self.project, result_name=self.results[slot])  # fmt: skip
+        return VirtualBoxBackend(settings, driver=self.driver(kind, **opts))  # type: ignore[arg-type]
 
     def argv_log(self) -> list[list[str]]:
         if not self.log.exists():
@@ -129,14 +150,16 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the per-image lock files land here
     if not REAL:
         monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("FAKE_VBOX_STATE", str(tmp_path / "vbox-state.json"))
         monkeypatch.setenv("FAKE_VBOX_LOG", str(tmp_path / "vbox-argv.log"))
         monkeypatch.delenv("FAKE_VBOX_FAIL", raising=False)
-    return Env(tmp_path)
+    env = Env(tmp_path)
+    yield env
+    env.close()
 
 
 def registered(env: Env) -> list[str]:
@@ -152,7 +175,7 @@ def test_full_lifecycle_leaves_nothing(env: Env, kind: str) -> None:
     b = env.backend(kind)
     assert isinstance(b, Backend)
     assert b.poll().state is VMState.ABSENT
-    b.create(env.task())
+    b.create(*env.task_and_share())
     vm = vm_name_for("slot0:result_A_0")
     assert b.vm == vm
     assert b.poll().state is VMState.CREATED
@@ -184,7 +207,7 @@ def test_full_lifecycle_leaves_nothing(env: Env, kind: str) -> None:
 @fake_only
 def test_commands_in_order_with_arguments(env: Env) -> None:
     b = env.backend("exe")
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     b.poweroff()
     b.cleanup()
@@ -221,7 +244,7 @@ def test_commands_in_order_with_arguments(env: Env) -> None:
 @pytest.mark.parametrize("kind", DRIVERS)
 def test_pause_resume_idempotent(env: Env, kind: str) -> None:
     b = env.backend(kind)
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     b.pause()
     b.pause()
@@ -240,14 +263,14 @@ def test_pause_resume_idempotent(env: Env, kind: str) -> None:
 def test_quit_with_savestate_then_restarted_bridge_restores(env: Env, kind: str) -> None:
     settings = VBoxSettings(multiattach_vdi_file=env.image.name, enable_vm_savestate_usage=True)
     b = env.backend(kind, settings)
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     assert b.checkpoint() is True
     assert b.poll().state is VMState.SAVED
     # the bridge exits; BOINC restarts it in the same slot
     n_create = sum(a[0] == "createvm" for a in env.argv_log())
     b2 = env.backend(kind, settings)
-    b2.create(env.task())
+    b2.create(*env.task_and_share())
     assert b2.vm == b.vm
     if not REAL:
         assert sum(a[0] == "createvm" for a in env.argv_log()) == n_create, "our VM is reused, not recreated"
@@ -260,7 +283,7 @@ def test_quit_with_savestate_then_restarted_bridge_restores(env: Env, kind: str)
 @pytest.mark.parametrize("kind", DRIVERS)
 def test_snapshot_checkpoint_keeps_running_and_restores_after_poweroff(env: Env, kind: str) -> None:
     b = env.backend(kind)  # no savestate usage: checkpoints are snapshots, as in vboxwrapper
-    b.create(env.task())
+    b.create(*env.task_and_share())
     assert b.restore() is False, "nothing saved yet"
     b.start()
     assert b.checkpoint() is True
@@ -271,7 +294,7 @@ def test_snapshot_checkpoint_keeps_running_and_restores_after_poweroff(env: Env,
     assert len(snaps) == 1 and snaps[0].startswith("boinc_"), "older snapshots are deleted"
     b.poweroff()
     b2 = env.backend(kind)
-    b2.create(env.task())
+    b2.create(*env.task_and_share())
     assert b2.restore() is True
     assert b2.poll().state is VMState.RUNNING
     assert ["snapshot", b.vm, "restorecurrent"] in env.argv_log() or REAL
@@ -282,7 +305,7 @@ def test_no_vm_level_checkpoint_when_disabled(env: Env) -> None:
     s = VBoxSettings(multiattach_vdi_file=env.image.name, disable_automatic_checkpoints=True)
     b = env.backend("vboxmanage", s)
     assert b.checkpoint() is False
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     assert b.checkpoint() is False
     assert b.poll().state is VMState.RUNNING
@@ -292,7 +315,7 @@ def test_no_vm_level_checkpoint_when_disabled(env: Env) -> None:
 @pytest.mark.parametrize("kind", DRIVERS)
 def test_abort_with_cleanup_of_running_vm(env: Env, kind: str) -> None:
     b = env.backend(kind)
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     b.pause()
     b.cleanup()  # abort: straight from paused to gone
@@ -303,7 +326,7 @@ def test_abort_with_cleanup_of_running_vm(env: Env, kind: str) -> None:
 @fake_only
 def test_guest_poweroff_and_crash_are_reported(env: Env) -> None:
     b = env.backend("vboxmanage")
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     env.set_state(b.vm or "", "poweroff")  # the guest shut itself down
     assert b.poll().state is VMState.EXITED
@@ -323,7 +346,7 @@ def test_guest_poweroff_and_crash_are_reported(env: Env) -> None:
 @fake_only
 def test_vm_removed_behind_our_back_is_a_failure(env: Env) -> None:
     b = env.backend("vboxmanage")
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     assert env.vbm("controlvm", b.vm or "", "poweroff").returncode == 0
     assert env.vbm("unregistervm", b.vm or "", "--delete").returncode == 0
@@ -340,7 +363,7 @@ def test_vm_removed_behind_our_back_is_a_failure(env: Env) -> None:
 def test_orphan_collection_removes_only_our_stale_vms(env: Env) -> None:
     # our live VM (this bridge), plus VMs of other slots
     me = env.backend("vboxmanage")
-    me.create(env.task())
+    me.create(*env.task_and_share())
     me.start()
     gone_slot = env.make_slot("slot1", "result_B_0")
     reused_slot = env.make_slot("slot2", "result_C_0")
@@ -348,7 +371,7 @@ def test_orphan_collection_removes_only_our_stale_vms(env: Env) -> None:
     for slot, tag in ((gone_slot, "slot1:result_B_0"), (reused_slot, "slot2:result_C_0"),
                       (live_slot, "slot3:result_D_0")):  # fmt: skip
         other = env.backend("vboxmanage", slot=slot)
-        other.create(env.task(slot, tag))
+        other.create(*env.task_and_share(slot, tag))
         other.start()
     import shutil
 
@@ -379,7 +402,7 @@ def test_orphan_collection_removes_only_our_stale_vms(env: Env) -> None:
 @fake_only
 def test_own_vm_kept_even_if_slot_looks_stale(env: Env) -> None:
     b = env.backend("vboxmanage")
-    b.create(env.task())
+    b.create(*env.task_and_share())
     (env.slot / "init_data.xml").unlink()
     assert slot_is_stale(env.slot, "result_A_0") is True
     assert b.collect_orphans() == []
@@ -396,7 +419,7 @@ def test_foreign_vm_with_our_name_is_never_touched(env: Env) -> None:
     )
     b = env.backend("vboxmanage")
     with pytest.raises(VBoxError) as ei:
-        b.create(env.task())
+        b.create(*env.task_and_share())
     assert ei.value.temporary and ei.value.code == "FOREIGN_VM"
     assert "VirtualBox Manager" in str(ei.value)
     b.cleanup()
@@ -425,7 +448,7 @@ def test_vm_names_are_safe_and_distinct() -> None:
 
 def _start_fails(env: Env, kind: str, spec: str, monkeypatch: pytest.MonkeyPatch) -> VBoxError:
     b = env.backend(kind)
-    b.create(env.task())
+    b.create(*env.task_and_share())
     monkeypatch.setenv("FAKE_VBOX_FAIL", spec)
     with pytest.raises(VBoxError) as ei:
         b.start()
@@ -481,7 +504,7 @@ def test_create_failures_map_and_leave_no_partial_vm(
     monkeypatch.setenv("FAKE_VBOX_FAIL", spec)
     b = env.backend("vboxmanage")
     with pytest.raises(VBoxError) as ei:
-        b.create(env.task())
+        b.create(*env.task_and_share())
     assert (ei.value.temporary, ei.value.code) == (temporary, code)
     assert words in str(ei.value)
     monkeypatch.delenv("FAKE_VBOX_FAIL")
@@ -495,7 +518,7 @@ def test_locked_session_is_retried_a_bounded_number_of_times(
 ) -> None:
     monkeypatch.setenv("FAKE_VBOX_FAIL", "modifyvm:LOCKED:2")
     b = env.backend("vboxmanage", retries=3)
-    b.create(env.task())  # two refusals, then it works
+    b.create(*env.task_and_share())  # two refusals, then it works
     mem = [a for a in env.argv_log() if a[0] == "modifyvm" and "--memory" in a]
     assert len(mem) == 3
     b.start()
@@ -512,7 +535,7 @@ def test_locked_session_is_retried_a_bounded_number_of_times(
 @fake_only
 def test_pyvbox_locked_session_retried_too(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     b = env.backend("pyvbox", retries=2)
-    b.create(env.task())
+    b.create(*env.task_and_share())
     b.start()
     monkeypatch.setenv("FAKE_VBOX_FAIL", "controlvm.pause:LOCKED:1")
     b.pause()
@@ -526,16 +549,16 @@ def test_hung_vboxmanage_times_out_as_temporary(env: Env, monkeypatch: pytest.Mo
     monkeypatch.setenv("FAKE_VBOX_FAIL", "showvminfo:HANG")
     b = env.backend("exe", timeout=1.0)
     with pytest.raises(VBoxError) as ei:
-        b.create(env.task())
+        b.create(*env.task_and_share())
     assert ei.value.temporary and ei.value.code == "TIMEOUT"
     assert "did not answer within 1 s" in str(ei.value)
 
 
 def test_vboxmanage_missing_is_temporary(env: Env) -> None:
-    b = VirtualBoxBackend(VBoxSettings(multiattach_vdi_file=env.image.name),
-                          driver=VBoxManageDriver("/nonexistent/VBoxManage"), slot_dir=env.slot)  # fmt: skip
+    b = VirtualBoxBackend(VBoxSettings(multiattach_vdi_file=env.image.name, slot_dir=env.slot),
+                          driver=VBoxManageDriver("/nonexistent/VBoxManage"))  # fmt: skip
     with pytest.raises(VBoxError) as ei:
-        b.create(env.task())
+        b.create(*env.task_and_share())
     assert ei.value.temporary and ei.value.code == "VBOXMANAGE_MISSING"
     assert "Install VirtualBox" in str(ei.value)
 
@@ -544,7 +567,7 @@ def test_vboxmanage_missing_is_temporary(env: Env) -> None:
 def test_missing_image_is_permanent(env: Env) -> None:
     b = env.backend("vboxmanage", VBoxSettings(multiattach_vdi_file="nope.vdi"))
     with pytest.raises(VBoxError) as ei:
-        b.create(env.task())
+        b.create(*env.task_and_share())
     assert not ei.value.temporary and "multiattach_vdi_file" in str(ei.value)
     assert env.fake()["vms"] == {}
 
@@ -601,14 +624,16 @@ def test_settings_from_vboxjob_attributes() -> None:
         pf_guest_port=80, enable_remotedesktop=True, enable_vm_savestate_usage=True,
         copy_to_shared="init_data.xml", share_project_dir=None,
     )  # fmt: skip
-    s = VBoxSettings.from_vboxjob(job)
+    s = VBoxSettings.from_vboxjob(job, slot_dir=Path("/slots/1"), project_dir=Path("/p"), result_name="r_0")
     assert s.os_name == "Debian_64" and s.memory_size_mb == 2048 and s.vm_disk_controller_type == "ide"
     assert (
         s.multiattach_vdi_file == "CMS.vdi"
         and s.enable_network
         and (s.pf_host_port, s.pf_guest_port) == (7859, 80)
     )
-    assert s.copy_to_shared == ("init_data.xml",) and s.enable_vm_savestate_usage and not s.share_project_dir
+    assert s.enable_vm_savestate_usage and not s.share_project_dir
+    assert (s.slot_dir, s.project_dir, s.result_name) == (Path("/slots/1"), Path("/p"), "r_0")
+    assert not hasattr(s, "copy_to_shared"), "<copy_to_shared> is the runtime's (one owner of the copies)"
     assert VBoxSettings.from_vboxjob(
         types.SimpleNamespace(enable_shared_directory=False)
     ).enable_shared_directory
@@ -617,18 +642,35 @@ def test_settings_from_vboxjob_attributes() -> None:
 
 
 @fake_only
-def test_network_port_forward_and_copy_to_shared(env: Env) -> None:
-    (env.slot / "init_data.xml").write_text((env.slot / "init_data.xml").read_text())
+def test_network_port_forward_and_console(env: Env) -> None:
     s = VBoxSettings(multiattach_vdi_file=env.image.name, enable_network=True, pf_guest_port=80,
-                     enable_remotedesktop=True, copy_to_shared=("init_data.xml",),
+                     enable_remotedesktop=True,
                      vm_disk_controller_type="ide", vm_disk_controller_model="PIIX4")  # fmt: skip
     b = env.backend("vboxmanage", s)
-    b.create(env.task())
+    assert b.console() == ConsoleEndpoints()
+    b.create(*env.task_and_share())
     info = env.info(b.vm or "")
     assert info["nic1"] == "nat" and info["cableconnected1"] == "on"
-    assert info["Forwarding(0)"] == f"boinc_pf,tcp,127.0.0.1,{b.port_forward_host_port},,80"
+    port = b.port_forward_host_port
+    assert port > 0 and info["Forwarding(0)"] == f"boinc_pf,tcp,127.0.0.1,{port},,80"
     assert info["vrde"] == "off", "no Extension Pack: remote desktop skipped, not failed"
-    assert (env.share / "init_data.xml").read_bytes() == (env.slot / "init_data.xml").read_bytes()
+    assert b.console() == ConsoleEndpoints(host_port=port, remote_desktop_port=None, direct=False)
+    assert sorted(p.name for p in env.share.iterdir()) == [], "the backend copies no file into the share"
+    b.cleanup()
+
+
+@fake_only
+def test_owner_marks_come_from_the_settings_not_init_data(env: Env) -> None:
+    """The runtime read init_data.xml once and put the result name and project folder in the settings:
+    the backend reads neither from the slot's file (here gone) for its own task."""
+    (env.slot / "init_data.xml").unlink()
+    b = env.backend("vboxmanage")
+    b.create(*env.task_and_share())
+    vm = b.vm or ""
+    drv = env.driver("vboxmanage")
+    assert drv.get_extradata(vm, "boinc/result") == "result_A_0"  # type: ignore[attr-defined]
+    assert drv.get_extradata(vm, "boinc/slot") == str(env.slot.resolve())  # type: ignore[attr-defined]
+    assert "result_A_0" in env.info(vm)["description"]  # the image was found in the project folder
     b.cleanup()
 
 
@@ -683,24 +725,6 @@ def test_find_vm_process_by_command_line() -> None:
         p.wait(timeout=10)
 
 
-@fake_only
-def test_copy_in_out_refuses_links(env: Env, tmp_path: Path) -> None:
-    b = env.backend("vboxmanage")
-    b.create(env.task())
-    src = tmp_path / "in.txt"
-    src.write_text("hello")
-    b.copy_in(src, "in.txt")
-    assert (env.share / "in.txt").read_text() == "hello"
-    b.copy_out("in.txt", tmp_path / "out.txt")
-    assert (tmp_path / "out.txt").read_text() == "hello"
-    (env.share / "evil").symlink_to("/etc/passwd")
-    with pytest.raises(BackendError, match="cannot open"):
-        b.copy_out("evil", tmp_path / "evil.txt")
-    with pytest.raises(BackendError):
-        b.copy_in(src, "../escape")
-    b.cleanup()
-
-
 CMS_JOB = """<vbox_job>
     <os_name>Linux26_64</os_name>
     <memory_size_mb>2048</memory_size_mb>
@@ -726,4 +750,4 @@ def test_settings_from_the_real_vboxjob_parser() -> None:
     assert s.enable_network and (s.pf_host_port, s.pf_guest_port) == (7859, 80) and s.enable_remotedesktop
     assert s.enable_vm_savestate_usage and s.disable_automatic_checkpoints
     assert (s.vm_disk_controller_type, s.vm_disk_controller_model) == ("sata", "IntelAHCI")
-    assert s.copy_to_shared == ("init_data.xml",)
+    assert job.copy_to_shared == ("init_data.xml",)  # copied by the runtime, not by the backend

@@ -1,5 +1,5 @@
-"""host_bridge.vmimage: the test VM image built from Debian's kernel and busybox packages (real apt, real
-dpkg-deb, real gcc; the first run downloads ~70 MB into the cache, later runs reuse it)."""
+"""host_bridge.backends.qemu.image: the test VM image built from Debian's kernel and busybox packages (real
+apt, real dpkg-deb, real gcc; the first run downloads ~70 MB into the cache, later runs reuse it)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge import vmimage
-from host_bridge.vmimage import ImageError, ensure_test_image, extract_vmlinux, module_order
+from host_bridge.backends.qemu import image as vmimage
+from host_bridge.backends.qemu.image import ImageError, ensure_test_image, extract_vmlinux, module_order
 
 pytestmark = pytest.mark.timeout(600)
 

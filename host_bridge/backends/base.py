@@ -1,6 +1,7 @@
 """The verb set every backend (local process, QEMU, VirtualBox) implements.
 
-The runtime drives a backend only through these verbs; the decision core (host_bridge.core) never
+The runtime drives a backend only through these verbs (files move in and out of the share through the
+runtime's ``host_bridge.share.Share``, never through a backend); the decision core (host_bridge.core) never
 touches one. A backend owns one task's execution environment: a process tree (local) or a VM.
 Errors are raised as BackendError with a message a volunteer or admin can act on; ``temporary``
 says whether BOINC should retry later (temporary exit) or fail the task.
@@ -11,7 +12,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from host_bridge.share import Share
 
 
 class VMState(enum.Enum):
@@ -78,7 +82,6 @@ class TaskSpec:
     image: str | None = None  # VM backends: disk image / kernel, host path
     priority: int | None = None  # nice value for local processes (None: inherit)
     owner_tag: str = ""  # slot + result: lets a restarted bridge find its own VM
-    extra: tuple[tuple[str, str], ...] = ()  # backend-specific settings from the job file
 
 
 @runtime_checkable
@@ -88,7 +91,11 @@ class Backend(Protocol):
 
     name: str
 
-    def create(self, task: TaskSpec) -> None: ...
+    def create(self, task: TaskSpec, share: Share) -> None:
+        """Prepare the task's environment. ``share`` is the task's shared folder (``task.share``),
+        opened by the runtime, which also closes it after ``cleanup``: backends use it, never close it."""
+        ...
+
     def start(self) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
@@ -105,12 +112,8 @@ class Backend(Protocol):
 
     def poweroff(self) -> None: ...
     def poll(self) -> BackendStatus: ...
-    def copy_in(self, src: Path, name: str) -> None:
-        """Copy the host file ``src`` into the environment's share as ``name``."""
-        ...
-
-    def copy_out(self, name: str, dest: Path) -> None:
-        """Copy ``name`` from the share to the host path ``dest`` (never following guest links)."""
+    def console(self) -> ConsoleEndpoints:
+        """Where the running task can be watched (ports forwarded to it, or a direct host process)."""
         ...
 
     def cleanup(self) -> None:

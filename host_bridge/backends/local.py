@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from host_bridge import _frozen
-from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
+from host_bridge.backends.base import BackendError, BackendStatus, ConsoleEndpoints, TaskSpec, VMState
+from host_bridge.backends.local_settings import LocalSettings
 from host_bridge.osutil import child_preexec
 from host_bridge.share import GuestFileRefused, Share
 
@@ -60,7 +61,7 @@ else:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OWNER_ENV", "LocalBackend"]
+__all__ = ["OWNER_ENV", "LocalBackend", "LocalSettings"]
 
 OWNER_ENV = "BOINC_BRIDGE_OWNER"
 GUEST_DIR_ENV = "BOINC_GUEST_DIR"
@@ -239,14 +240,14 @@ class LocalBackend:
 
     def __init__(
         self,
+        settings: LocalSettings | None = None,
         *,
         grace: float = 2.0,
-        max_copy_bytes: int = 1 << 40,
         cpu_interval: float = 0.5,
         discover_interval: float = 5.0,
     ) -> None:
+        self.settings = settings or LocalSettings()
         self.grace = grace
-        self.max_copy_bytes = max_copy_bytes
         self.cpu_interval = cpu_interval
         # new descendants are looked for this often (s); known ones are measured every cpu_interval. A
         # process reaped by its parent counts at once (in the parent's children times).
@@ -267,15 +268,10 @@ class LocalBackend:
         self._cpu_max = 0.0
 
     # -- verbs -------------------------------------------------------------------------------------------
-    def create(self, task: TaskSpec) -> None:
+    def create(self, task: TaskSpec, share: Share) -> None:
+        """``share``: the task's working directory (``task.share``), the runtime's: never closed here."""
         if not task.argv:
             raise BackendError(f"task {task.name}: no program to run (empty argv); check the job file")
-        try:
-            share = Share(task.share)
-        except (OSError, GuestFileRefused) as e:
-            raise BackendError(f"task {task.name}: cannot use the shared folder {task.share}: {e}") from e
-        if self._share is not None:
-            self._share.close()
         self._task, self._share = task, share
 
     def _spec(self) -> tuple[TaskSpec, Share]:
@@ -606,17 +602,10 @@ class LocalBackend:
     def cleanup(self) -> None:
         self.poweroff()
         self._stat.close()
-        if self._share is not None:
-            self._share.close()
-            self._share = None
 
-    def copy_in(self, src: Path, name: str) -> None:
-        _task, share = self._spec()
-        share.copy_in(src, name)
-
-    def copy_out(self, name: str, dest: Path) -> None:
-        _task, share = self._spec()
-        share.copy_out(name, dest, self.max_copy_bytes)
+    def console(self) -> ConsoleEndpoints:
+        """A host process: a project's graphics app reaches it directly, nothing is forwarded."""
+        return ConsoleEndpoints(direct=True)
 
     # -- introspection (tests, diagnostics) ----------------------------------------------------------
     @property

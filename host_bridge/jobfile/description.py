@@ -116,7 +116,8 @@ def describe(job: JobSpec, plan: JobPlan | None = None) -> str:
     a local process."""
     plans = {id(p.desc): p for p in plan.tasks} if plan is not None else {}
     total_weight = job.total_weight  # a sum over the tasks: once, not once per task
-    dialect = {"vmwrapper": "VMwrapper", "docker": "docker_wrapper job.toml"}.get(job.dialect, "BOINC wrapper")
+    names = {"vmwrapper": "VMwrapper", "docker": "docker_wrapper job.toml"}
+    dialect = names.get(job.dialect, "BOINC wrapper")
     out = [f"job file {job.path} ({dialect} dialect)"]
     if job.unzip_input:
         out.append(f"unzip before running: {', '.join(job.unzip_input)}")

@@ -64,7 +64,7 @@ class TaskDesc:
     vm_network: bool = False
     vm_cmdline: str | None = None  # kernel command line (append)
     vm_python: bool = False  # run the app with the guest Python root (Debian python3 + the guest SDK)
-    # QEMU backend settings (TaskSpec.extra keys of the same names); None = the backend's default
+    # QEMU backend settings (QemuSettings fields, built by runtime.plan); None = the backend's default
     vm_accel: str | None = None  # "auto" | "kvm" | "tcg"
     vm_boot_timeout: float | None = None  # s (> 0) until the guest agent reports the app started
     vm_poweroff_grace: float | None = None  # s (>= 0) between SIGTERM and SIGKILL of the app on poweroff

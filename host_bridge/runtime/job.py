@@ -12,6 +12,7 @@ from pathlib import Path
 from boinc_guest import protocol as P
 
 from .. import core
+from ..backends import make_backend
 from ..backends.base import Backend, BackendError
 from ..boinc.api import AppInitData, BoincApiBase
 from ..config import Config
@@ -34,24 +35,8 @@ BackendFactory = Callable[[TaskPlan, PlanContext], Backend]
 
 
 def default_backend_factory(plan: TaskPlan, ctx: PlanContext) -> Backend:
-    if plan.kind == "qemu":
-        from ..backends.qemu import QemuBackend
-
-        return QemuBackend()
-    if plan.kind == "vbox":
-        from ..backends.virtualbox import VBoxSettings, VirtualBoxBackend
-
-        vj = ctx.vbox_job
-        settings = VBoxSettings.from_vboxjob(vj) if vj is not None else VBoxSettings()
-        return VirtualBoxBackend(settings, slot_dir=ctx.slot)
-    if plan.kind == "container":
-        from ..backends.container.backend import ContainerBackend
-        from ..backends.container.settings import container_settings
-
-        return ContainerBackend(container_settings(plan, ctx))
-    from ..backends.local import LocalBackend
-
-    return LocalBackend()
+    """The backend for the plan's typed settings (``host_bridge.backends.make_backend``)."""
+    return make_backend(plan.settings)
 
 
 def job_digest(path: Path) -> str:
@@ -78,7 +63,7 @@ def load_job(slot: Path, job_file: str) -> tuple[JobSpec, object | None]:
 
 def _docker_job_file(slot: Path) -> Path | None:
     """A docker_wrapper app version in the slot (no job.xml): its job.toml, or, with only a Dockerfile,
-    an empty one with docker_wrapper's defaults (written into the slot)."""
+    an empty one with docker_wrapper's defaults (written into the slot). docs/containers.md"""
     toml = resolve_logical(slot, "job.toml")
     if toml.is_file():
         return toml
@@ -199,6 +184,8 @@ class Runtime:
         finally:
             while session.daemons:
                 stop_quietly(session.daemons.pop())
+            if session.daemon_share is not None:
+                session.daemon_share.close()
             self.store.close()
             refused = self.refusals.summary()
             if refused is not None:
@@ -210,7 +197,9 @@ class Runtime:
             plan = plan_daemon(i, desc, self.plan_ctx)
             try:
                 d = self.backend_factory(plan, self.plan_ctx)
-                d.create(plan.spec)  # TODO(merge): create(spec, share)
+                if session.daemon_share is None:
+                    session.daemon_share = Share(self.slot)
+                d.create(plan.spec, session.daemon_share)
                 d.restore()
                 d.start()
             except (BackendError, OSError) as e:
@@ -271,7 +260,7 @@ class Runtime:
         cstate = core.CoreState(last_event_id=st.last_event_id, max_fraction=st.max_fraction)
         failure: core.Failure | None = None
         try:
-            backend.create(plan.spec)  # TODO(merge): create(spec, share)
+            backend.create(plan.spec, share)
             if resumed:
                 # remove (or reattach) what an earlier run of this task left: a scan of the host's
                 # processes / VMs for this task's owner tag, only worth its cost (~10 ms) when there was

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from boinc_guest import protocol as P
 
 from .. import _frozen
+from ..backends import BackendSettings, LocalSettings
 from ..backends.base import TaskSpec
 from ..jobfile import JobSpec, TaskDesc
 from ..slot import SlotNameError, expand_macros, resolve_logical
@@ -38,7 +39,15 @@ VM_KERNEL_FILE = "vm_kernel"  # logical names of a VM image shipped with the app
 VM_INITRD_FILE = "vm_initrd"  # seed's <virtualmachine> tasks that name no image of their own
 VM_STATE_DIR = "vm_state"  # a VM's private files (QMP socket, overlay) in the slot, outside the share
 _MAX_SOCKET_DIR = 80  # a Unix socket path has room for ~107 bytes
-_QEMU_SETTING_TAGS = ("vm_cmdline", "vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security")
+_VM_FILES = ("vm_kernel", "vm_initrd", "vm_disk_image")  # the job's image files (host paths)
+# QemuSettings field <- the job file's tag
+_QEMU_TAGS = {
+    "cmdline": "vm_cmdline",
+    "accel": "vm_accel",
+    "boot_timeout": "vm_boot_timeout",
+    "poweroff_grace": "vm_poweroff_grace",
+    "share_security": "vm_share_security",
+}
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ class OutputFile:
 @dataclass(frozen=True)
 class TaskPlan:
     """How one task runs. ``kind`` names the backend for people ("local", "qemu", "vbox"); the factory
-    ``host_bridge.backends.make_backend`` chooses it from ``spec`` (its typed settings)."""
+    ``host_bridge.backends.make_backend`` chooses it from ``settings`` (their type)."""
 
     index: int
     desc: TaskDesc
@@ -122,6 +131,7 @@ class TaskPlan:
     in_slot: bool  # the share is the slot itself (BOINC-wrapper-style tasks): nothing to copy
     virtfs_mapped: bool  # the share is a QEMU 9p export with mapped metadata (host_bridge.share)
     spec: TaskSpec
+    settings: BackendSettings  # the backend's typed settings: make_backend picks the backend by their type
     inputs: tuple[InputFile, ...] = ()
     outputs: tuple[OutputFile, ...] = ()
     weight: float = 1.0
@@ -200,8 +210,7 @@ def plan_task(index: int, desc: TaskDesc, ctx: PlanContext, *, job_path: str = "
         if kind == "local"
         else _guest_argv(desc, ctx, kind)
     )
-    security = desc.vm_share_security or ""
-    mapped = kind == "qemu" and _share_is_virtfs_mapped(security)
+    mapped = kind == "qemu" and _share_is_virtfs_mapped(desc.vm_share_security)
     spec = _spec(index, desc, ctx, kind, share_dir, in_slot, argv)
     weight = 0.0 if desc.kind != "task" else float(desc.weight if desc.weight is not None else 1.0)
     return TaskPlan(
@@ -212,6 +221,7 @@ def plan_task(index: int, desc: TaskDesc, ctx: PlanContext, *, job_path: str = "
         in_slot=in_slot,
         virtfs_mapped=mapped,
         spec=spec,
+        settings=_settings(desc, ctx, kind),
         inputs=inputs,
         outputs=outputs,
         weight=weight,
@@ -237,10 +247,10 @@ def _is_file(slot: Path, logical: str) -> bool:
         return False
 
 
-def _share_is_virtfs_mapped(security: str) -> bool:
-    from ..backends.qemu import share_is_virtfs_mapped
+def _share_is_virtfs_mapped(security: str | None) -> bool:
+    from ..backends.qemu.settings import share_is_virtfs_mapped
 
-    return share_is_virtfs_mapped({"vm_share_security": security} if security else {})
+    return share_is_virtfs_mapped(security)
 
 
 def _strip(name: str) -> str:
@@ -439,27 +449,6 @@ def _spec(
         env.extend(python_env)
     shared = share_dir == ctx.slot / SHARE_DIR
     image = desc.vm_disk_image or desc.image or None
-    extra: list[tuple[str, str]] = []
-    if kind == "qemu":
-        for tag in ("vm_kernel", "vm_initrd", "vm_disk_image"):
-            v = getattr(desc, tag)
-            if v:
-                extra.append((tag, str(_host_file(ctx, v))))
-        for tag in _QEMU_SETTING_TAGS:
-            v = getattr(desc, tag)
-            if v is not None and v != "":
-                extra.append((tag, str(v)))
-        if not image and not desc.vm_kernel:
-            # the seed's <virtualmachine> task: the VM image the app version ships
-            extra.append(("vm_kernel", str(resolve_logical(ctx.slot, VM_KERNEL_FILE))))
-            if _is_file(ctx.slot, VM_INITRD_FILE):
-                extra.append(("vm_initrd", str(resolve_logical(ctx.slot, VM_INITRD_FILE))))
-        state_dir = ctx.slot.resolve() / VM_STATE_DIR
-        if len(str(state_dir)) < _MAX_SOCKET_DIR:
-            extra.append(("vm_state_dir", str(state_dir)))
-        if desc.vm_python:
-            # <vm_python/>: the guest Python root (built / found by the QEMU backend)
-            extra.append(("vm_pyroot", "builtin:python"))
     return TaskSpec(
         name=f"task{index}",
         argv=argv,
@@ -474,5 +463,46 @@ def _spec(
         image=str(_host_file(ctx, image)) if image else None,
         priority=_nice(desc.priority),
         owner_tag=owner_tag(ctx, index),
-        extra=tuple(extra),
+    )
+
+
+def _settings(desc: TaskDesc, ctx: PlanContext, kind: str) -> BackendSettings:
+    """The typed settings of the task's backend: a QEMU task's ``vm_*`` tags with its image files
+    resolved to host paths, a VirtualBox task's vbox_job.xml and slot (init data's project folder and
+    result name), else ``LocalSettings``."""
+    if kind == "vbox":
+        from ..backends.virtualbox.settings import VBoxSettings
+
+        project = Path(ctx.project_dir) if ctx.project_dir else None
+        result = ctx.result_name or None
+        if ctx.vbox_job is not None:
+            return VBoxSettings.from_vboxjob(
+                ctx.vbox_job, slot_dir=ctx.slot, project_dir=project, result_name=result
+            )
+        return VBoxSettings(slot_dir=ctx.slot, project_dir=project, result_name=result)
+    if kind == "container":
+        from ..backends.container.settings import container_settings
+
+        return container_settings(desc, ctx)
+    if kind != "qemu":
+        return LocalSettings()
+    from ..backends.qemu.settings import QemuSettings
+
+    files = {t: _host_file(ctx, v) if (v := getattr(desc, t)) else None for t in _VM_FILES}
+    if not (desc.vm_disk_image or desc.image) and not desc.vm_kernel:
+        # the seed's <virtualmachine> task: the VM image the app version ships
+        files["vm_kernel"] = resolve_logical(ctx.slot, VM_KERNEL_FILE)
+        if _is_file(ctx.slot, VM_INITRD_FILE):
+            files["vm_initrd"] = resolve_logical(ctx.slot, VM_INITRD_FILE)
+    # the job file's QEMU settings (unset: the backend's defaults); the parser checked their values
+    given = {k: getattr(desc, v) for k, v in _QEMU_TAGS.items() if getattr(desc, v) not in (None, "")}
+    state_dir = ctx.slot.resolve() / VM_STATE_DIR
+    return QemuSettings(
+        kernel=files["vm_kernel"],
+        initrd=files["vm_initrd"],
+        disk_image=files["vm_disk_image"],
+        state_dir=state_dir if len(str(state_dir)) < _MAX_SOCKET_DIR else None,
+        # <vm_python/>: the guest Python root (built / found by the QEMU backend)
+        builtin_python=bool(desc.vm_python),
+        **given,
     )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from boinc_guest import protocol as P
 
 from .. import core
-from ..backends.base import Backend, BackendError, BackendStatus, ConsoleEndpoints, VMState
+from ..backends.base import Backend, BackendError, BackendStatus, VMState
 from ..boinc.api import AppInitData, BoincApiBase
 from ..config import Config
 from ..share import GuestFileRefused, RefusalLog, Share
@@ -77,6 +77,7 @@ class Session:
     on_report: Callable[[core.ReportStatus, int, int], None] | None = None
     daemons: list[Backend] = field(default_factory=list)
     watch: Callable[[Path, Config], Watcher] = share_watcher
+    daemon_share: Share | None = None  # the slot, the daemons' working directory (closed at the end)
 
     def pause_daemons(self, pause: bool) -> None:
         for d in self.daemons:
@@ -351,18 +352,7 @@ class TaskLoop:
     def _report_console(self) -> None:
         """vboxwrapper's web console / remote desktop address, told to the client once at the start."""
         assert self.compat is not None
-        console = getattr(self.backend, "console", None)
-        if console is None:  # TODO(merge): every backend has console()
-            from ..backends.local import LocalBackend
-
-            b = self.backend
-            endpoints = ConsoleEndpoints(
-                int(getattr(b, "port_forward_host_port", 0) or 0) or None,
-                int(getattr(b, "remote_desktop_port", 0) or 0) or None,
-                isinstance(b, LocalBackend),
-            )
-        else:
-            endpoints = console()
+        endpoints = self.backend.console()
         url, addr = self.compat.console(
             host_port=endpoints.host_port, rd_port=endpoints.remote_desktop_port, direct=endpoints.direct
         )

@@ -568,16 +568,6 @@ class ContainerBackend:
             self._share.close()
             self._share = None
 
-    def copy_in(self, src: Path, name: str) -> None:
-        if self._share is None:
-            raise BackendError("container backend: create() was not called")
-        self._share.copy_in(src, name)
-
-    def copy_out(self, name: str, dest: Path) -> None:
-        if self._share is None:
-            raise BackendError("container backend: create() was not called")
-        self._share.copy_out(name, dest, 1 << 40)
-
 
 def _cpu_file(cgroup_path: str) -> tuple[Path | None, bool]:
     """The file with the cgroup's CPU usage: cgroup v1 cpuacct.usage (ns), or v2 cpu.stat."""

@@ -94,26 +94,27 @@ class ContainerSettings:
         )
 
 
-def container_settings(plan: object, ctx: object) -> ContainerSettings:
-    """The settings of a planned container task (``host_bridge.runtime.plan``'s TaskPlan and
-    PlanContext): from docker_wrapper's job.toml when the job came from one, else from the task's
-    <container_image> (a logical file of the slot: an image archive, a root file system tarball or a
-    Dockerfile; anything else: an image name)."""
+def container_settings(desc: TaskDesc, ctx: object) -> ContainerSettings:
+    """The settings of a container task (``host_bridge.runtime.plan``'s PlanContext ``ctx``): from
+    docker_wrapper's job.toml when the job came from one, else from the task's <container_image> (a
+    logical file of the slot: an image archive, a root file system tarball or a Dockerfile; anything
+    else: an image name), <vm_memory_mb> and <vm_network/>."""
     from host_bridge.slot import SlotNameError, resolve_logical
 
-    desc = plan.desc  # type: ignore[attr-defined]
-    spec = plan.spec  # type: ignore[attr-defined]
     slot: Path = ctx.slot  # type: ignore[attr-defined]
     docker_job = getattr(ctx, "docker_job", None)
     if docker_job is not None:
-        return ContainerSettings.from_docker_job(docker_job, slot, project_dir=ctx.project_dir)  # type: ignore[attr-defined]
+        project_dir: str = ctx.project_dir  # type: ignore[attr-defined]
+        return ContainerSettings.from_docker_job(docker_job, slot, project_dir=project_dir)
     name = (desc.container_image or "").strip()
     source: Path | None = None
-    if name and ":" not in name and "/" not in name.lstrip("./"):
+    if name and ":" not in name and "/" not in name.removeprefix("./"):
         try:
-            found = resolve_logical(slot, name[2:] if name.startswith("./") else name)
+            found = resolve_logical(slot, name.removeprefix("./"))
         except SlotNameError:
             found = None
         if found is not None and found.is_file():
             source = found
-    return ContainerSettings.from_task(desc, source, memory_mb=spec.memory_mb, network=spec.network)
+    return ContainerSettings.from_task(
+        desc, source, memory_mb=int(desc.vm_memory_mb or 0), network=bool(desc.vm_network)
+    )

@@ -23,19 +23,17 @@ import itertools
 import logging
 import os
 import re
-import shutil
 import socket
-import stat
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from host_bridge.backends._vboxmanage import (
+from host_bridge.backends.base import BackendError, BackendStatus, ConsoleEndpoints, TaskSpec, VMState
+from host_bridge.backends.virtualbox.settings import VBoxSettings
+from host_bridge.backends.virtualbox.vboxmanage import (
     ONLINE_STATES,
     VBoxDriver,
     VBoxError,
@@ -43,7 +41,7 @@ from host_bridge.backends._vboxmanage import (
     parse_colon_fields,
     select_driver,
 )
-from host_bridge.backends.base import BackendError, BackendStatus, TaskSpec, VMState
+from host_bridge.share import Share
 
 logger = logging.getLogger(__name__)
 
@@ -57,59 +55,6 @@ KEY_RESULT = "boinc/result"
 DISK_CTL = "Hard Disk Controller"
 SNAPSHOT_PREFIX = "boinc_"
 _LOCK_WAIT = 90.0  # seconds, as vboxwrapper's race-mitigation lock
-
-
-@dataclass(frozen=True)
-class VBoxSettings:
-    """The VirtualBox settings of one task (vboxwrapper's vbox_job.xml names)."""
-
-    os_name: str = "Linux26_64"
-    memory_size_mb: int = 0  # 0: TaskSpec.memory_mb, else 512
-    cpus: int = 0  # 0: TaskSpec.nthreads
-    vm_disk_controller_type: str = "sata"
-    vm_disk_controller_model: str = "IntelAHCI"
-    multiattach_vdi_file: str = ""  # in the project directory (or absolute); else TaskSpec.image
-    enable_network: bool = False
-    enable_shared_directory: bool = True  # the share (TaskSpec.share) as shared folder "shared"
-    share_project_dir: bool = False  # project dir as shared folder "project"
-    enable_scratch_directory: bool = False  # project dir/scratch as shared folder "scratch"
-    copy_to_shared: tuple[str, ...] = ()  # slot files copied into the share before the start
-    pf_host_port: int = 0  # 0 with a guest port: pick a free host port
-    pf_guest_port: int = 0
-    enable_remotedesktop: bool = False
-    enable_vm_savestate_usage: bool = False  # checkpoint = save state (else a snapshot)
-    disable_automatic_checkpoints: bool = False  # with no savestate usage: no VM-level checkpoint
-    headless: bool = True
-
-    @classmethod
-    def from_vboxjob(cls, job: Any) -> VBoxSettings:
-        """Build from a parsed vbox_job.xml (any object with vboxwrapper's attribute names)."""
-        d = cls()
-
-        def get(name: str, default: Any) -> Any:
-            v = getattr(job, name, None)
-            return default if v is None else v
-
-        copy = get("copy_to_shared", ())
-        return cls(
-            os_name=str(get("os_name", d.os_name)) or d.os_name,
-            memory_size_mb=int(get("memory_size_mb", 0) or 0),
-            cpus=int(get("vm_cpu_count", 0) or 0),
-            vm_disk_controller_type=str(get("vm_disk_controller_type", "") or d.vm_disk_controller_type),
-            vm_disk_controller_model=str(get("vm_disk_controller_model", "") or d.vm_disk_controller_model),
-            multiattach_vdi_file=str(get("multiattach_vdi_file", "") or ""),
-            enable_network=bool(get("enable_network", False)),
-            enable_shared_directory=True,  # the bridge protocol needs the share, whatever the job says
-            share_project_dir=bool(get("share_project_dir", False)),
-            enable_scratch_directory=bool(get("enable_scratch_directory", False)),
-            copy_to_shared=(copy,) if isinstance(copy, str) else tuple(copy),
-            pf_host_port=int(get("pf_host_port", 0) or 0),
-            pf_guest_port=int(get("pf_guest_port", 0) or 0),
-            enable_remotedesktop=bool(get("enable_remotedesktop", False)),
-            enable_vm_savestate_usage=bool(get("enable_vm_savestate_usage", False)),
-            disable_automatic_checkpoints=bool(get("disable_automatic_checkpoints", False)),
-            headless=bool(get("headless", True)),
-        )
 
 
 def vm_name_for(tag: str) -> str:
@@ -265,10 +210,10 @@ def collect_orphans(driver: VBoxDriver, *, keep: frozenset[str] = frozenset()) -
 class VirtualBoxBackend:
     """One task's VirtualBox VM. See the module docstring and docs/virtualbox.md.
 
-    ``settings``: from the job file (``VBoxSettings.from_vboxjob``); ``driver``: ``"auto"``,
-    ``"vboxmanage"``, ``"pyvbox"`` or a driver object; ``slot_dir``: the BOINC slot (default: the
-    working directory); ``project_dir``/``result_name``: default from the slot's init_data.xml;
-    ``basefolder``: where VM settings and differencing images go (default: the slot directory).
+    ``settings``: from the job file and the slot (``VBoxSettings.from_vboxjob``: the slot, project
+    directory and result name come from the runtime, which read init_data.xml); ``driver``: ``"auto"``,
+    ``"vboxmanage"``, ``"pyvbox"`` or a driver object; ``basefolder``: where VM settings and
+    differencing images go (default: the slot directory).
     """
 
     name = "virtualbox"
@@ -279,9 +224,6 @@ class VirtualBoxBackend:
         *,
         driver: str | VBoxDriver = "auto",
         vboxmanage: str = "VBoxManage",
-        slot_dir: Path | None = None,
-        project_dir: Path | None = None,
-        result_name: str | None = None,
         basefolder: Path | None = None,
         timeout: float = 60.0,
         start_timeout: float = 300.0,
@@ -294,13 +236,13 @@ class VirtualBoxBackend:
                                    start_timeout=start_timeout,
                                    retries=retries, retry_delay=retry_delay)  # fmt: skip
         self.driver: VBoxDriver = driver
-        self.slot_dir = (slot_dir or Path.cwd()).resolve()
-        init = _read_init_data(self.slot_dir) or ""
-        pd = project_dir or (Path(p) if (p := _xml_field(init, "project_dir")) else None)
-        self.project_dir = pd.resolve() if pd else None
-        self.result_name = result_name or _xml_field(init, "result_name")
+        self.slot_dir = (self.settings.slot_dir or Path.cwd()).resolve()
+        pd = self.settings.project_dir
+        self.project_dir = Path(pd).resolve() if pd else None
+        self.result_name = self.settings.result_name or None
         self.basefolder = (basefolder or self.slot_dir).resolve()
         self.task: TaskSpec | None = None
+        self.share: Share | None = None  # the runtime's: never closed here
         self.vm: str | None = None
         self.owner_tag = ""
         self.started = False
@@ -352,8 +294,11 @@ class VirtualBoxBackend:
         )
 
     # ------------------------------------------------------------------ verbs
-    def create(self, task: TaskSpec) -> None:
+    def create(self, task: TaskSpec, share: Share) -> None:
+        """Create (or find again) the task's VM; ``share`` (the runtime's, for ``task.share``) becomes its
+        shared folder ``shared``."""
         self.task = task
+        self.share = share
         self.owner_tag = task.owner_tag or f"{self.slot_dir}:{task.name}"
         name = vm_name_for(self.owner_tag)
         s = self.settings
@@ -377,7 +322,7 @@ class VirtualBoxBackend:
                   "--register", what="create the VM")  # fmt: skip
         self.vm = name
         try:
-            self._configure(task, name, image, memory, cpus)
+            self._configure(name, image, memory, cpus)
         except BaseException:
             logger.warning("creating VM %s failed; removing the partial VM", name)
             with contextlib.suppress(VBoxError):
@@ -386,7 +331,7 @@ class VirtualBoxBackend:
             raise
         logger.info("created VM %s (%s, %d MB, %d CPUs, image %s)", name, s.os_name, memory, cpus, image)
 
-    def _configure(self, task: TaskSpec, name: str, image: Path, memory: int, cpus: int) -> None:
+    def _configure(self, name: str, image: Path, memory: int, cpus: int) -> None:
         s = self.settings
         # ownership first: a crash from here on leaves a VM that collect_orphans can judge
         result = self.result_name or self.owner_tag
@@ -449,7 +394,8 @@ class VirtualBoxBackend:
         self._attach_multiattach(name, image)
         shares: list[tuple[str, Path]] = []
         if s.enable_shared_directory:
-            shares.append(("shared", Path(task.share)))
+            assert self.share is not None
+            shares.append(("shared", self.share.path))
         if s.share_project_dir and self.project_dir:
             shares.append(("project", self.project_dir))
         elif s.enable_scratch_directory and self.project_dir:
@@ -458,8 +404,6 @@ class VirtualBoxBackend:
             path.mkdir(parents=True, exist_ok=True)
             self._vbm("sharedfolder", "add", name, "--name", sname, "--hostpath", str(path), "--automount",
                       what=f"share {path} with the VM")  # fmt: skip
-        for fname in s.copy_to_shared:
-            self._copy_from_slot(fname, Path(task.share))
 
     def _attach_multiattach(self, name: str, image: Path) -> None:
         """vboxwrapper's sequence: an image that is not yet multi-attach is attached normally and
@@ -484,26 +428,6 @@ class VirtualBoxBackend:
                 self._vbm(*base, "--medium", "none", what="detach the disk image")
             self._vbm(*base, "--mtype", "multiattach", "--medium", str(image),
                       what="attach the disk image (multi-attach)")  # fmt: skip
-
-    def _copy_from_slot(self, fname: str, share: Path) -> None:
-        """copy_to_shared: a slot file (following a BOINC <soft_link> file) into the share."""
-        if "/" in fname or fname in ("", ".", ".."):
-            raise BackendError(f"vbox_job.xml <copy_to_shared>{fname}</copy_to_shared>: not a plain name; "
-                               "ask the project to fix the job file.", temporary=False)  # fmt: skip
-        src = self.slot_dir / fname
-        try:
-            head = src.read_bytes()[:4096]
-        except OSError as e:
-            raise BackendError(
-                f"vbox_job.xml <copy_to_shared>: cannot read {src}: {e}", temporary=False
-            ) from e
-        m = re.match(rb"\s*<soft_link>\s*([^<]+?)\s*</soft_link>", head)
-        if m:
-            src = (self.slot_dir / m.group(1).decode()).resolve()
-        share.mkdir(parents=True, exist_ok=True)
-        tmp = share / f".{fname}.copying"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, share / fname)
 
     def start(self) -> None:
         vm = self._need_vm()
@@ -673,36 +597,13 @@ class VirtualBoxBackend:
         info = self.driver.vm_info(self._need_vm()) or {}
         return info.get("UUID", "")
 
-    def copy_in(self, src: Path, name: str) -> None:
-        share = Path(self._need_task().share)
-        _check_name(name)
-        tmp = share / f".{name}.copying"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, share / name)
-
-    def copy_out(self, name: str, dest: Path) -> None:
-        share = Path(self._need_task().share)
-        _check_name(name)
-        try:  # the guest is untrusted: no links, no FIFOs/devices
-            fd = os.open(share / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as e:
-            raise BackendError(
-                f"copy_out: cannot open {share / name} ({e}); not copied", temporary=False
-            ) from e
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise BackendError(
-                    f"copy_out: {share / name} is not a regular file; not copied", temporary=False
-                )
-            tmp = Path(f"{dest}.copying")
-            with open(tmp, "wb") as out:
-                shutil.copyfileobj(f, out)
-        os.replace(tmp, dest)
-
-    def _need_task(self) -> TaskSpec:
-        if self.task is None:
-            raise BackendError("VirtualBox backend: no task yet (create() was not called)", temporary=False)
-        return self.task
+    def console(self) -> ConsoleEndpoints:
+        """The host port forwarded to the guest's web console (vbox_job.xml ``<pf_guest_port>``) and the
+        remote desktop port, as vboxwrapper reports them to the client; None where there is none."""
+        return ConsoleEndpoints(
+            host_port=self.port_forward_host_port or None,
+            remote_desktop_port=self.remote_desktop_port or None,
+        )
 
     def cleanup(self) -> None:
         if self.vm is None:
@@ -723,11 +624,6 @@ class VirtualBoxBackend:
         """Remove stale VMs of finished tasks (never this task's, never a VM that is not ours)."""
         keep = frozenset({self.owner_tag}) if self.owner_tag else frozenset()
         return collect_orphans(self.driver, keep=keep)
-
-
-def _check_name(name: str) -> None:
-    if not name or "/" in name or "\0" in name or name in (".", ".."):
-        raise BackendError(f"share file name {name!r} is not a plain file name", temporary=False)
 
 
 def find_vm_process(name: str, uuid: str) -> int | None:
