@@ -117,7 +117,7 @@ def test_missing_image_is_a_clear_error(podman, tmp_path):
 THEORY_RUN = """\
 cd /boinc_slot_dir
 mkdir -p shared
-for f in 0.25 0.5 0.75 1; do echo $f > fraction_done.tmp; mv fraction_done.tmp fraction_done; sleep 0.3; done
+for f in 0.25 0.5 0.75 1; do echo $f > fraction_done.tmp; mv fraction_done.tmp fraction_done; sleep 0.8; done
 echo "the run's output" > shared/result.txt
 touch shared/shutdown
 exit {code}

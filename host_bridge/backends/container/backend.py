@@ -196,6 +196,9 @@ class ContainerBackend:
         if eng.kind == "podman":
             args += ["--pull", "missing" if s.allow_pull else "never"]
         args += ["--label", self.label, "--name", f"boinc-{task.owner_tag}"]
+        # a small init as PID 1 (catatonit / tini): it passes SIGTERM on to the app (a program that is
+        # PID 1 itself ignores it, and every stop would wait the whole grace period) and reaps zombies
+        args.append("--init")
         if not any(a.split("=")[0] in ("--network", "--net") for a in s.create_args):
             # user-mode networking when asked: no change to the host's firewall tables or ip_forward
             args += ["--network", "slirp4netns" if (s.network or task.network) else "none"]
