@@ -271,3 +271,21 @@ def test_stop_is_idempotent_and_prompt(share: Path, no_thread_left: None) -> Non
         w.stop()
         assert time.monotonic() - t0 < 2
         assert not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.parametrize("mode", ["events", "poll"])
+def test_wake_on_a_pidfd_wakes_wait_when_the_process_ends(share: Path, mode: str) -> None:
+    """The task loop sleeps in wait(); a task without the SDK writes no status file, so its exit must
+    wake the loop through its pidfd (host_bridge.backends.local.LocalBackend.exit_fd): once, at once."""
+    proc = subprocess.Popen(["sleep", "0.3"])
+    fd = os.pidfd_open(proc.pid)
+    try:
+        with ShareWatcher(share, ["boinc_status.msgpack"], mode=mode) as w:
+            w.wake_on(fd)
+            t0 = time.monotonic()
+            assert w.wait(5.0) is True
+            assert 0.25 <= time.monotonic() - t0 < 1.0
+            assert w.wait(0.3) is False  # a pidfd stays readable: one wake-up, not a spin
+    finally:
+        proc.wait(5)
+        os.close(fd)

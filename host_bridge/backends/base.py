@@ -116,6 +116,13 @@ class Backend(Protocol):
         """Where the running task can be watched (ports forwarded to it, or a direct host process)."""
         ...
 
+    def exit_fd(self) -> int | None:
+        """A descriptor that becomes readable when the task's program (or its VM process) ends, e.g. a
+        pidfd; the task loop wakes on it, so an exit is noticed at once, not at the next tick. None:
+        the backend has none (its end is seen through the share or at the next poll). The backend
+        owns and closes it (in ``cleanup``)."""
+        ...
+
     def cleanup(self) -> None:
         """Remove everything this task created (processes, VM, overlays), leaving the share's outputs."""
         ...

@@ -257,6 +257,7 @@ class LocalBackend:
         self._task: TaskSpec | None = None
         self._share: Share | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pidfd: int | None = None  # exit_fd()
         self._root: psutil.Process | None = None
         self._known: dict[int, psutil.Process] = {}
         self._start_ticks: dict[int, int] = {}  # pid -> start time (clock ticks) when first seen
@@ -602,10 +603,23 @@ class LocalBackend:
     def cleanup(self) -> None:
         self.poweroff()
         self._stat.close()
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+            self._pidfd = None
 
     def console(self) -> ConsoleEndpoints:
         """A host process: a project's graphics app reaches it directly, nothing is forwarded."""
         return ConsoleEndpoints(direct=True)
+
+    def exit_fd(self) -> int | None:
+        """A pidfd of the task's main process (Linux >= 5.3): readable once it has ended."""
+        if self._pidfd is None and self._proc is not None and self._exit_code is None:
+            pidfd_open = getattr(os, "pidfd_open", None)
+            if pidfd_open is not None:
+                with contextlib.suppress(OSError):
+                    self._pidfd = pidfd_open(self._proc.pid)
+        return self._pidfd
 
     # -- introspection (tests, diagnostics) ----------------------------------------------------------
     @property

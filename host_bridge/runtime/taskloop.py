@@ -182,8 +182,7 @@ class TaskLoop:
     def _watch_exit(self, watcher: Watcher) -> None:
         """The task's own exit wakes the loop at once (a task without the SDK writes no status file:
         its end would otherwise be noticed only at the next tick)."""
-        fd_of = getattr(self.backend, "exit_fd", None)
-        fd = fd_of() if fd_of is not None else None
+        fd = self.backend.exit_fd()
         if fd is not None:
             watcher.wake_on(fd)
 

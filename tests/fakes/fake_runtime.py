@@ -119,6 +119,9 @@ class FakeBackend:
     def console(self) -> ConsoleEndpoints:
         return ConsoleEndpoints()
 
+    def exit_fd(self) -> int | None:
+        return None
+
     def poll(self) -> BackendStatus:
         self._accrue()
         sc = self.script

@@ -763,6 +763,10 @@ class QemuBackend:
         """No port is forwarded to a QEMU guest (its network is user-mode, outgoing only)."""
         return ConsoleEndpoints()
 
+    def exit_fd(self) -> int | None:
+        """None: the app's end is the agent's exit file in the share (the watcher's hint wakes the loop)."""
+        return None
+
     def cleanup(self) -> None:
         """Power off, then remove the overlay, socket, pidfile, logs, state folder and the agent's files in
         the share. The share's other files (the app's outputs) stay."""

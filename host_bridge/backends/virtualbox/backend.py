@@ -605,6 +605,10 @@ class VirtualBoxBackend:
             remote_desktop_port=self.remote_desktop_port or None,
         )
 
+    def exit_fd(self) -> int | None:
+        """None: a VirtualBox VM's end is seen at the next poll."""
+        return None
+
     def cleanup(self) -> None:
         if self.vm is None:
             return
