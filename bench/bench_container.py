@@ -5,6 +5,7 @@ first file write in the share, pause / resume (N cycles, failures counted), powe
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def main() -> None:
         b.poweroff()
         off = time.monotonic() - t
         b.cleanup()
+        shutil.rmtree(share, ignore_errors=True)
         bare = []
         for _ in range(3):
             t = time.monotonic()
