@@ -20,6 +20,7 @@ APT_PACKAGES=(
   python3-venv
   libpython3.11        # the shared Python runtime PyInstaller puts in the single-file app version
   binutils             # objcopy / strings: PyInstaller, the bundle's API_VERSION_ section (packaging/api_version.py)
+  podman crun runc conmon fuse-overlayfs slirp4netns uidmap catatonit   # the container backend (docs/containers.md)
 )
 
 missing=()

@@ -136,9 +136,10 @@ def test_vbox_job_given_to_job_parser_says_which_parser() -> None:
         "extra/boinc_samples_docker_wrapper_test_job.toml",
     ],
 )
-def test_docker_toml_is_reported_unsupported_but_parses_for_inspection(name: str) -> None:
-    with pytest.raises(JobFileError, match=r"docker_wrapper job\.toml is not supported"):
-        parse_job_file(REAL / name)
+def test_docker_toml_runs_as_one_container_task(name: str) -> None:
+    spec = parse_job_file(REAL / name)  # docs/containers.md
+    assert spec.dialect == "docker" and len(spec.tasks) == 1
+    assert spec.tasks[0].container_image and spec.tasks[0].fraction_done_filename == "fraction_done"
     job = parse_docker_job(REAL / name)
     assert isinstance(job, DockerJob) and job.warnings == ()
 
