@@ -19,13 +19,13 @@ from host_bridge.backends.container.podman import explain
 from host_bridge.backends.container.settings import ContainerSettings
 from host_bridge.jobfile import parse_job_file
 from host_bridge.runtime.plan import PlanContext, plan_job
-from tests.bridge_support import Bridge, wait_for
+from tests.support.bridge import Bridge, wait_for
 from tests.support.client_shm import SlotClient
+from tests.support.paths import ROOT
 from tests.support.podman import PrivatePodman, private_podman
 
 pytestmark = pytest.mark.timeout(180)
 
-ROOT = Path(__file__).resolve().parent.parent
 THEORY_TOML = ROOT / "tests" / "data" / "jobs-real" / "lhcathome_Theory_docker_job.toml"
 
 
