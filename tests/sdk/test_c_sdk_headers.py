@@ -171,3 +171,32 @@ def test_plain_static_link_lines_run(built: None, tmp_path: Path) -> None:
         res = csdk.run([str(exe), *args], share)
         assert res.returncode == rc, (cmd[0], res.returncode, res.stderr)
         assert out in res.stdout
+
+
+@pytest.mark.parametrize("link", ["dyn", "static"])
+def test_prefs_app_in_the_bridge(built: None, tmp_path: Path, link: str) -> None:
+    """The same unmodified app as the BOINC app of a job: the client's init_data.xml (its project
+    preferences) reaches it through the bridge (the real libboinc_api, SlotClient playing the client),
+    it parses them with XML_PARSER, and its output file comes back through the share."""
+    from tests.support.bridge import run_bridge
+    from tests.support.client_shm import SlotClient
+
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    csdk.compile_program([PROGRAMS / "prefs_app.cpp"], slot / "prefs_app", cxx=True, static=link == "static")
+    (slot / "job.xml").write_text(
+        "<job_desc><task><application>prefs_app</application><copy_app_to_VM/>"
+        "<stdout_filename>out</stdout_filename><copy_file_from_VM>out</copy_file_from_VM>"
+        "</task></job_desc>"
+    )
+    client = SlotClient(slot, extra_init_data={"app_name": "prefs", "project_preferences": PREFS})
+    client.start_heartbeats()
+    try:
+        rc, log = run_bridge(slot, timeout=60)
+    finally:
+        client.close()
+    assert rc == 0, log
+    lines = (slot / "out").read_text().splitlines()
+    ctl = P.decode_control((slot / "shared" / P.CONTROL_FILE).read_bytes())
+    assert lines[0] == PREFS_LINE, (ctl.init_data.project_preferences, log)
+    assert lines[1].startswith("app=prefs cpid=[] ncpus=") and " os=Linux " in lines[1]

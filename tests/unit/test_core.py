@@ -51,10 +51,10 @@ def types(actions) -> list[str]:
 # (name, state, inputs, expected action types in order)
 TABLE = [
     (
-        "first tick starts the task and writes control",
+        "first tick writes the control file (init data for boinc_init), then starts the task",
         CoreState(),
         inp(backend=CREATED),
-        ["StartTask", "WriteControl", "ReportStatus"],
+        ["WriteControl", "StartTask", "ReportStatus"],
     ),
     (
         "abort stops and exits 194",
