@@ -33,7 +33,7 @@ from host_bridge.backends.qemu import QemuBackend, QemuSettings, qemu_binary  # 
 from host_bridge.backends.qemu.image import VMImage, ensure_test_image  # noqa: E402
 from host_bridge.backends.qemu.qmp import qmp_call  # noqa: E402
 from host_bridge.share import Share  # noqa: E402
-from tests.test_vmsave import build_memcounter, count  # noqa: E402
+from tests.bridge.test_vmsave import build_memcounter, count  # noqa: E402
 
 MEM = 256
 
