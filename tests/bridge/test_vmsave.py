@@ -83,6 +83,17 @@ def image(memcounter: Path) -> VMImage:
     return ensure_test_image({"/bin/memcounter": memcounter})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def qmp_thread():
+    """The process's one QMP thread (host_bridge.backends.qemu.qmp), started before the per-test check
+    of leftover threads (tests/conftest.py): it lives as long as the process, by design."""
+    import asyncio
+
+    from host_bridge.backends.qemu.qmp import _LoopThread
+
+    _LoopThread.run(asyncio.sleep(0), 5.0)
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_vms():
     marker = f"process=bridge-{tag_prefix()}"
