@@ -8,8 +8,9 @@ process. Usage:
         tasks that ask for them (<append_cmdline_args/>), as BOINC's wrapper does
     host-bridge check JOBFILE      validate a job file (job.xml, or vboxwrapper's vbox_job.xml) and
                                    print what would run
-    host-bridge demo [SECONDS]     run examples/worker.py through the bridge, standalone, with a
-                                   live progress line
+    host-bridge demo [SECONDS]     run examples/worker.py through the bridge in a VM (built on first
+                                   use), standalone, with a live progress line; --local: no VM
+    host-bridge image build|check  VM images a project can ship (docs/images.md)
 
 The run parser takes no abbreviations (``--po`` is an argument for the task, not ``--poll``). A first
 word that is almost a command (``chek``) is refused when no BOINC client started the bridge.
@@ -64,13 +65,14 @@ class _Signals:
         return self.event.is_set()
 
 
-COMMANDS = ("check", "demo", "run")
+COMMANDS = ("check", "demo", "image", "run")
 INIT_DATA_FILE = "init_data.xml"  # written into the slot by the BOINC client (host_bridge.boinc.api)
 
 RUN_USAGE = """\
 host-bridge [run] [options] [arguments for the task]
        host-bridge check JOBFILE
-       host-bridge demo [SECONDS] [--keep]"""
+       host-bridge demo [SECONDS] [--local] [--keep]
+       host-bridge image build|check ..."""
 
 RUN_EPILOG = """\
 commands:
@@ -78,8 +80,9 @@ commands:
                               unknown arguments are handed on to tasks with <append_cmdline_args/>
   host-bridge check JOBFILE   validate a job file (job.xml, or vboxwrapper's vbox_job.xml) and print
                               what would run; errors name the file, the line and the tag
-  host-bridge demo [SECONDS]  run examples/worker.py through the bridge, standalone, with a live
-                              progress line (host-bridge demo --help)
+  host-bridge demo [SECONDS]  run examples/worker.py through the bridge in a VM, standalone, with a
+                              live progress line (host-bridge demo --help; --local: without a VM)
+  host-bridge image build|check   build a VM image for an app version / boot it once (docs/images.md)
 
 Options are never abbreviated: --po is handed on to the task, it is not --poll."""
 
@@ -115,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_check(args[1:]))
     if args and args[0] == "demo":
         sys.exit(_demo(args[1:]))
+    if args and args[0] == "image":
+        from .images.cli import main as image_main
+
+        sys.exit(image_main(args[1:]))
     if args and args[0] == "run":
         args = args[1:]
     elif (meant := _mistyped_command(args)) is not None:
