@@ -56,13 +56,14 @@ class CheckReport:
         ]
         return [
             f"image {self.folder}",
-            f"  boot -> agent ready: {self.boot_to_agent_s:.2f} s ({self.accel}); whole probe run {self.total_s:.2f} s",
+            f"  boot -> agent ready: {self.boot_to_agent_s:.2f} s ({self.accel}); "
+            f"whole probe run {self.total_s:.2f} s",
             f"  guest SDKs found: {', '.join(sdks) or 'none'}",
             f"  Python: {f.get('python') or 'none'}",
             f"  root: {f.get('os', '').replace('_', ' ') or 'unknown'}",
-            f"  download: {self.download_bytes / 1e6:.1f} MB (files {self.files_bytes / 1e6:.1f} MB; the kernel "
-            "with <gzip/>)",
-            f"  memory: at least {self.memory_floor_mb} MiB to boot; the job tags ask {self.vm_memory_mb} MiB",
+            f"  download: {self.download_bytes / 1e6:.1f} MB "
+            f"(files {self.files_bytes / 1e6:.1f} MB; the kernel with <gzip/>)",
+            f"  memory: at least {self.memory_floor_mb} MiB to boot; job tags: {self.vm_memory_mb} MiB",
         ]
 
 
