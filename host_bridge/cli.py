@@ -243,8 +243,10 @@ def _run(
     api=None,
     signals: _Signals | None = None,
     stop_hint: str = RESUME_HINT,
+    on_report=None,
 ) -> int:
-    """Run the job. ``stop_hint``: what the final message says after "stopped by SIGINT; "."""
+    """Run the job. ``stop_hint``: what the final message says after "stopped by SIGINT; ";
+    ``on_report``: called with each progress report (the VM demo), in place of the progress line."""
     from .boinc.api import load_api
     from .core import retry_later
     from .runtime import Runtime
@@ -265,14 +267,15 @@ def _run(
     if signals is None:
         signals = _Signals()
     signals.install()
-    on_report = _ProgressLine() if progress else None
+    if on_report is None and progress:
+        on_report = _ProgressLine()
     rt = Runtime(cfg, api, on_report=on_report, should_stop=signals.requested)
     try:
         outcome = rt.run()
     except Exception:
         log.exception("internal error; the task will be retried later")
         outcome = retry_later("host-bridge internal error (see stderr.txt)", cfg.policy.failed_delay)
-    if on_report is not None:
+    if isinstance(on_report, _ProgressLine):
         on_report.done()
     return _end(api, outcome, signals.signum, stop_hint)
 
@@ -386,14 +389,26 @@ def _demo(args: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="host-bridge demo", description="run examples/worker.py via the bridge")
     p.add_argument(
-        "seconds", nargs="?", type=_positive_seconds, default=5.0, help="CPU seconds the worker burns (> 0)"
+        "seconds",
+        nargs="?",
+        type=_positive_seconds,
+        default=None,
+        help="CPU seconds the worker burns (> 0; default 5 with --local, 20 in the VM)",
     )
     p.add_argument("--keep", action="store_true", help="keep the demo slot directory")
+    p.add_argument("--local", action="store_true", help="run the worker as a local process (no VM)")
     ns = p.parse_args(args)
+    ns.seconds_given = ns.seconds is not None
+    if ns.seconds is None:
+        ns.seconds = 5.0
     worker = _find_worker()
     if worker is None:
         print("host-bridge demo: examples/worker.py not found (run it from a checkout)", file=sys.stderr)
         return 2
+    if not ns.local:
+        from .images.demo import vm_demo
+
+        return vm_demo(ns.seconds if ns.seconds_given else 20.0, ns.keep, worker)
     slot = Path(tempfile.mkdtemp(prefix="host-bridge-demo-"))
     shutil.copy(worker, slot / "worker.py")
     (slot / "in").write_text("hello from the input file\n")
