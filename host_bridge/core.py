@@ -4,7 +4,7 @@
 inputs (the client's requests, the backend's poll, the newest decoded guest status, a monotonic
 ``now``), calls it once per tick, and applies the returned actions in order. Everything the core must
 remember between ticks lives in the frozen ``CoreState`` it returns. The table tests in
-``tests/test_core.py`` drive it directly.
+``tests/unit/test_core.py`` drive it directly.
 
 One call covers one task of the job; the runtime moves on to the next task when it receives
 ``EndTask`` with status 0.
@@ -382,10 +382,11 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
 
     if not state.started:
         state = _evolve(state, started=True, last_trickle=now)
-        actions.append(StartTask())
+        # the control file first: the app reads its init data (preferences, ...) at boinc_init
         actions.append(
             WriteControl(suspended=False, network_suspended=b.network_suspended, ack=state.last_event_id)
         )
+        actions.append(StartTask())
         state = _evolve(state, control_sent=(False, b.network_suspended, state.last_event_id))
 
     # The task's app runs: earlier environment failures were the moment's, not the image's.

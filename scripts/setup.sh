@@ -8,7 +8,7 @@ ROOT=$(pwd)
 
 APT_PACKAGES=(
   libboinc-app7        # the real BOINC API library the bridge binds with cffi
-  libboinc-app-dev     # BOINC 7.20.5 headers + libboinc: the C SDK tests compare with them (tests/test_c_sdk_headers.py)
+  libboinc-app-dev     # BOINC 7.20.5 headers + libboinc: the C SDK tests compare with them (tests/sdk/test_c_sdk_headers.py)
   boinc-client         # a real BOINC client for the end-to-end tests
   qemu-system-x86      # real VMs (QEMU backend)
   qemu-utils           # qemu-img (overlays)
@@ -21,6 +21,7 @@ APT_PACKAGES=(
   python3-venv
   libpython3.11        # the shared Python runtime PyInstaller puts in the single-file app version
   binutils             # objcopy / strings: PyInstaller, the bundle's API_VERSION_ section (packaging/api_version.py)
+  podman crun runc conmon fuse-overlayfs slirp4netns uidmap catatonit   # the container backend (docs/containers.md)
 )
 
 missing=()

@@ -4,7 +4,7 @@ below only lets a checkout's tests run against its own sources when the install 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # tests.support.paths.ROOT, before tests is importable
 for p in (ROOT, ROOT / "guest_sdk" / "python"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
@@ -66,3 +66,53 @@ def _root_logging_restored():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+_LEAK_GRACE = 5.0  # s a test's threads and processes get to end after it
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaks(request: pytest.FixtureRequest):
+    """No test leaves a thread or a child process behind (a bridge, a task, QEMU, a watcher's thread):
+    what is still there ``_LEAK_GRACE`` s after the test fails it, and is killed so that it cannot
+    disturb the next test. Fixtures of a wider scope than the test (a session's image, a module's
+    client) are exempt: what they start before the test's first line is not counted."""
+    import threading
+    import time
+
+    import psutil
+
+    me = psutil.Process()
+
+    def children() -> dict[int, psutil.Process]:
+        out = {}
+        for p in me.children(recursive=True):
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    out[p.pid] = p
+            except psutil.Error:
+                pass
+        return out
+
+    threads_before = set(threading.enumerate())
+    children_before = set(children())
+    yield
+    if request.node.get_closest_marker("leaks_ok"):
+        return
+    deadline = time.monotonic() + _LEAK_GRACE
+    while True:
+        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        kids = {pid: p for pid, p in children().items() if pid not in children_before}
+        if (not threads and not kids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    described = []
+    for p in kids.values():
+        try:
+            described.append(f"pid {p.pid} {p.cmdline()[:4]}")
+            p.kill()
+        except psutil.Error:
+            pass
+    assert not threads and not kids, (
+        f"the test left threads {[t.name for t in threads]} and processes {described} behind"
+    )

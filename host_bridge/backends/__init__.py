@@ -16,10 +16,11 @@ from host_bridge.backends.base import Backend
 from host_bridge.backends.local_settings import LocalSettings
 
 if TYPE_CHECKING:
+    from host_bridge.backends.container.settings import ContainerSettings
     from host_bridge.backends.qemu.settings import QemuSettings
     from host_bridge.backends.virtualbox.settings import VBoxSettings
 
-    BackendSettings: TypeAlias = LocalSettings | QemuSettings | VBoxSettings
+    BackendSettings: TypeAlias = LocalSettings | QemuSettings | VBoxSettings | ContainerSettings
 else:
     BackendSettings = Any
 
@@ -46,6 +47,12 @@ def make_backend(settings: BackendSettings, **context: Any) -> Backend:
         from host_bridge.backends.virtualbox.backend import VirtualBoxBackend
 
         return VirtualBoxBackend(settings, **context)
+    from host_bridge.backends.container.settings import ContainerSettings
+
+    if isinstance(settings, ContainerSettings):
+        from host_bridge.backends.container.backend import ContainerBackend
+
+        return ContainerBackend(settings, **context)
     raise TypeError(f"no backend takes settings of type {type(settings).__name__}: this is a bug")
 
 

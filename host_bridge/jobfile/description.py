@@ -116,7 +116,9 @@ def describe(job: JobSpec, plan: JobPlan | None = None) -> str:
     a local process."""
     plans = {id(p.desc): p for p in plan.tasks} if plan is not None else {}
     total_weight = job.total_weight  # a sum over the tasks: once, not once per task
-    out = [f"job file {job.path} ({'VMwrapper' if job.dialect == 'vmwrapper' else 'BOINC wrapper'} dialect)"]
+    names = {"vmwrapper": "VMwrapper", "docker": "docker_wrapper job.toml"}
+    dialect = names.get(job.dialect, "BOINC wrapper")
+    out = [f"job file {job.path} ({dialect} dialect)"]
     if job.unzip_input:
         out.append(f"unzip before running: {', '.join(job.unzip_input)}")
     groups: list[tuple[Sequence[TaskDesc], str]] = [

@@ -6,10 +6,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .model import JobSpec, TaskDesc
 from .safexml import MAX_JOB_FILE_BYTES, JobFileError, read_bounded
 
+DOCKER_FRACTION_FILE = "fraction_done"  # docker_wrapper's progress file, in the slot
+
 # --------------------------------------------------------------------------------------------
-# docker_wrapper job.toml (parsed for inspection; not run by this bridge)
+# docker_wrapper job.toml: run as one container task (host_bridge.backends.container)
 # --------------------------------------------------------------------------------------------
 
 
@@ -90,3 +93,26 @@ def parse_docker_job(path: Path) -> DockerJob:
     except UnicodeDecodeError:
         raise JobFileError(name, None, None, "not UTF-8 text (TOML must be UTF-8)") from None
     return parse_docker_text(text, name)
+
+
+def docker_job_spec(job: DockerJob, *, job_dir: str | None = None) -> JobSpec:
+    """docker_wrapper's job as the bridge runs it: one container task, in the slot (mounted at
+    ``workdir``), running the image's own command; progress from the ``fraction_done`` file.
+    ``path`` "(none)" marks a Dockerfile app version without a job.toml (docker_wrapper's defaults)."""
+    task = TaskDesc(
+        kind="task",
+        line=0,
+        application="",
+        fraction_done_filename=DOCKER_FRACTION_FILE,
+        container_image=job.image_name or "Dockerfile",
+        container_workdir=job.workdir,
+        container_args=job.create_args or None,
+    )
+    return JobSpec(
+        path=job.path,
+        tasks=(task,),
+        warnings=job.warnings,
+        dialect="docker",
+        job_dir=job_dir,
+        docker_job=job,
+    )

@@ -69,6 +69,11 @@ class TaskDesc:
     vm_boot_timeout: float | None = None  # s (> 0) until the guest agent reports the app started
     vm_poweroff_grace: float | None = None  # s (>= 0) between SIGTERM and SIGKILL of the app on poweroff
     vm_share_security: str | None = None  # "mapped-xattr" | "mapped-file" | "none"
+    # container backend (docs/containers.md): an image name, or a logical file name of an image archive,
+    # a root file system tarball (name with "rootfs") or a Dockerfile
+    container_image: str | None = None
+    container_workdir: str | None = None  # where the share is mounted (default /app)
+    container_args: str | None = None  # extra `podman create` arguments
     # field -> line of its tag, for messages about a value (describe's missing-file warnings)
     tag_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
@@ -99,10 +104,12 @@ class JobSpec:
     zip_output: tuple[ZipOutput, ...] = ()
     warnings: tuple[str, ...] = ()
     enable_graphics_support: bool = False
-    dialect: Literal["wrapper", "vmwrapper"] = "wrapper"
+    dialect: Literal["wrapper", "vmwrapper", "docker"] = "wrapper"
     # the folder of the file parse_job_file read (None for parse_job_text): describe looks there for
     # the files named by vm_kernel / vm_initrd / vm_disk_image
     job_dir: str | None = None
+    # docker_wrapper's job.toml (host_bridge.jobfile.docker.DockerJob) when the job came from one
+    docker_job: object | None = None
 
     @property
     def total_weight(self) -> float:

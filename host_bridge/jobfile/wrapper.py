@@ -110,6 +110,10 @@ _TASK_TAGS: dict[str, tuple[str, str]] = {
     "vm_boot_timeout": ("vm_boot_timeout", "float>0"),
     "vm_poweroff_grace": ("vm_poweroff_grace", "float+"),
     "vm_share_security": ("vm_share_security", "choice"),
+    # container backend
+    "container_image": ("container_image", "str"),
+    "container_workdir": ("container_workdir", "str"),
+    "container_args": ("container_args", "str"),
 }
 # "choice" tags: the values allowed (any letter case; stored in lower case)
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -338,7 +342,7 @@ def _parse_task(node: XmlNode, kind: TaskKind, path: str, warnings: list[str]) -
                         "<vm_disk_image> or <virtualmachine>)",
                     )
                 )
-    if task.vm_memory_mb is not None and task.vm_memory_mb < MIN_GUEST_MEMORY_MB:
+    if task.vm_memory_mb is not None and task.vm_memory_mb < MIN_GUEST_MEMORY_MB and not task.container_image:
         warnings.append(
             _where(
                 path,
@@ -479,15 +483,10 @@ def _parse_zip_output(node: XmlNode, path: str, warnings: list[str]) -> ZipOutpu
 def parse_job_file(path: Path) -> JobSpec:
     """Read (bounded, regular files only) and parse a job file. Raises JobFileError."""
     name = str(path)
-    if name.endswith(".toml"):
-        raise JobFileError(
-            name,
-            None,
-            None,
-            "docker_wrapper job.toml is not supported: this bridge runs job.xml tasks locally, in "
-            "QEMU or in VirtualBox, not Docker containers (host_bridge.jobfile.parse_docker_job "
-            "reads it for inspection)",
-        )
+    if name.endswith(".toml"):  # docker_wrapper's job.toml: one container task (docs/containers.md)
+        from .docker import docker_job_spec, parse_docker_job
+
+        return docker_job_spec(parse_docker_job(Path(path)), job_dir=str(Path(path).parent))
     data = read_bounded(Path(path))
     job = parse_job_text(decode_xml_bytes(data, name), name)
     return replace(job, job_dir=str(Path(path).parent))

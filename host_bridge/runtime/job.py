@@ -49,6 +49,8 @@ def load_job(slot: Path, job_file: str) -> tuple[JobSpec, object | None]:
     with a '/': absolute, or relative to the slot) and vboxwrapper's vbox_job.xml beside it, if any.
     Raises JobFileError / OSError."""
     path = slot / job_file if "/" in job_file else resolve_logical(slot, job_file)
+    if job_file == "job.xml" and not path.exists():
+        path = _docker_job_file(slot) or path
     job = parse_job_file(path)
     vbox_job = None
     vbox_path = resolve_logical(slot, VBOX_JOB_FILE)
@@ -57,6 +59,20 @@ def load_job(slot: Path, job_file: str) -> tuple[JobSpec, object | None]:
 
         vbox_job = parse_vbox_job(vbox_path)
     return job, vbox_job
+
+
+def _docker_job_file(slot: Path) -> Path | None:
+    """A docker_wrapper app version in the slot (no job.xml): its job.toml, or, with only a Dockerfile,
+    an empty one with docker_wrapper's defaults (written into the slot). docs/containers.md"""
+    toml = resolve_logical(slot, "job.toml")
+    if toml.is_file():
+        return toml
+    if resolve_logical(slot, "Dockerfile").is_file():
+        default = slot / "job_default.toml"
+        if not default.exists():
+            default.write_text("# docker_wrapper's defaults: the app version ships a Dockerfile only\n")
+        return default
+    return None
 
 
 class Runtime:
@@ -112,6 +128,7 @@ class Runtime:
             nthreads=self.cfg.nthreads,
             extra_args=self.cfg.extra_args,
             vbox_job=self.vbox_job,
+            docker_job=job.docker_job,  # type: ignore[arg-type]
         )
         state = self.store.load(job_digest(Path(job.path)))
         state.runs += 1

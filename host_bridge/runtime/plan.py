@@ -29,6 +29,7 @@ from ..slot import SlotNameError, expand_macros, resolve_logical
 
 if TYPE_CHECKING:
     from ..boinc.api import AppInitData
+    from ..jobfile.docker import DockerJob
     from ..jobfile.vbox import VboxJob
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class PlanContext:
     result_name: str = ""  # init data's result name (the owner tag that finds a task's VM again)
     extra_args: tuple[str, ...] = ()  # the bridge's unknown arguments (<append_cmdline_args/>)
     vbox_job: VboxJob | None = None  # vboxwrapper's vbox_job.xml beside the job file
+    docker_job: DockerJob | None = None  # docker_wrapper's job.toml (the job came from one)
 
     @classmethod
     def of(
@@ -70,6 +72,7 @@ class PlanContext:
         nthreads: int | None = None,
         extra_args: tuple[str, ...] = (),
         vbox_job: VboxJob | None = None,
+        docker_job: DockerJob | None = None,
     ) -> PlanContext:
         aid = init_data
         return cls(
@@ -80,6 +83,7 @@ class PlanContext:
             result_name=aid.result_name if aid else "",
             extra_args=tuple(extra_args),
             vbox_job=vbox_job,
+            docker_job=docker_job,
         )
 
     @property
@@ -174,6 +178,8 @@ def backend_kind(desc: TaskDesc, slot: Path) -> tuple[str, str]:
     vm_kernel file); "vbox" for <virtualmachine>VirtualBox / vbox; otherwise "local" (the seed's
     VMwrapper without an image: its files still go through the shared folder, as in a VM)."""
     vm = (desc.virtualmachine or "").strip()
+    if desc.container_image:
+        return "container", f"<container_image>{desc.container_image} (docs/containers.md)"
     if desc.vm_kernel or desc.vm_disk_image:
         return "qemu", "the task names a QEMU kernel or disk image (vm_kernel / vm_disk_image)"
     if vm.lower() == "qemu":
@@ -332,6 +338,8 @@ def _guest_argv(desc: TaskDesc, ctx: PlanContext, kind: str) -> tuple[str, ...]:
     from there (the share is the task's working directory in the VM); anything else must be in the
     VM image. No host path is ever handed to a guest."""
     app = ctx.expand(desc.application.strip())
+    if not app and kind == "container":
+        return ()  # the image's own command (docker_wrapper's apps)
     name = _strip(app)
     in_share = {_strip(n) for n in desc.copy_files_to_vm}
     if desc.copy_app_to_vm:
@@ -433,7 +441,8 @@ def _spec(
     bundled_sdk = _frozen.bundled_file("guest_python/boinc_guest/__init__.py")
     guest_sdk = bundled_sdk.parent if bundled_sdk else Path(P.__file__).resolve().parent
     pythonpath = os.pathsep.join(p for p in (str(guest_sdk.parent), os.environ.get("PYTHONPATH", "")) if p)
-    env.append(("PYTHONPATH", pythonpath))
+    if kind != "container":  # host paths: meaningless in a container image
+        env.append(("PYTHONPATH", pythonpath))
     env.append(("BOINC_NTHREADS", str(ctx.threads)))
     python, python_env = _frozen.python_command()
     if kind == "local" and argv[: len(python)] == python:
@@ -471,6 +480,10 @@ def _settings(desc: TaskDesc, ctx: PlanContext, kind: str) -> BackendSettings:
                 ctx.vbox_job, slot_dir=ctx.slot, project_dir=project, result_name=result
             )
         return VBoxSettings(slot_dir=ctx.slot, project_dir=project, result_name=result)
+    if kind == "container":
+        from ..backends.container.settings import container_settings
+
+        return container_settings(desc, ctx)
     if kind != "qemu":
         return LocalSettings()
     from ..backends.qemu.settings import QemuSettings

@@ -442,3 +442,11 @@ def wait_pid_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def fraction_done(tasks: list[dict[str, str]]) -> float:
+    """The first task's "fraction done" in ``boinccmd --get_tasks`` (0 when there is none yet)."""
+    try:
+        return float((tasks[0] if tasks else {}).get("fraction done", "0"))
+    except ValueError:
+        return 0.0

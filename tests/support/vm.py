@@ -1,4 +1,5 @@
-"""Fixtures and helpers for tests that boot real QEMU VMs (tests/test_qemu_backend.py, bench/bench_qemu.py).
+"""Fixtures and helpers for tests that boot real QEMU VMs (tests/backends/test_qemu_backend.py,
+bench/bench_qemu.py).
 
 The guest programs are small static C programs compiled here with ``gcc -static`` and put into the test
 image's initramfs (``/bin/...``) by ``host_bridge.backends.qemu.image.ensure_test_image``:

@@ -5,7 +5,7 @@
     python tests/vectors/generate.py --check  # exit 1 if the committed files differ from a fresh run
 
 The committed files are the reference: a change to the encoding shows up as a diff there. The session
-runner (``run_session``) is also what tests/test_vectors_python.py uses to replay sessions.
+runner (``run_session``) is also what tests/unit/test_vectors_python.py uses to replay sessions.
 """
 
 from __future__ import annotations
