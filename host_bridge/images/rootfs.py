@@ -128,12 +128,14 @@ def _extract(fileobj: IO[bytes] | None, path: Path | None, dest: Path, source: s
         check_members(keep, source, existing_links=_links_in(dest) if layer else None)
         for m in keep:
             if m.isdir():
-                m.mode |= 0o700  # owner-writable while we fill it; the mode is normalised at packing
+                m.mode |= 0o700  # owner-writable while it is filled
             target = dest / _norm(m.name)
             if (target.is_symlink() or target.exists()) and not (m.isdir() and target.is_dir()):
                 shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
         try:
-            tar.extractall(dest, members=keep, numeric_owner=True, filter="fully_trusted")
+            # checked above; Python >= 3.11.4 would warn without an explicit filter
+            kw = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+            tar.extractall(dest, members=keep, numeric_owner=True, **kw)  # type: ignore[arg-type]
         except (tarfile.TarError, OSError) as e:
             raise ImageError(f"{source}: could not unpack ({e})") from e
 
