@@ -11,7 +11,8 @@ import psutil
 import pytest
 from boinc_guest import protocol as P
 
-from tests.support.bridge import Bridge, alive, guest_pids, make_slot, run_bridge, wait_for
+from tests.support.bridge import Bridge, alive, guest_pids, make_slot, run_bridge
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

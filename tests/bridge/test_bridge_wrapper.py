@@ -8,8 +8,9 @@ import zipfile
 
 import pytest
 
-from tests.support.bridge import Bridge, alive, run_bridge, wait_for
+from tests.support.bridge import Bridge, alive, run_bridge
 from tests.support.client_shm import SlotClient
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,9 +21,10 @@ import pytest
 
 from host_bridge.exitcodes import ExitCode
 from host_bridge.state import STATE_FILE
-from tests.support.bridge import Bridge, alive, guest_pids, wait_for
+from tests.support.bridge import Bridge, alive, guest_pids
 from tests.support.client_shm import SlotClient
 from tests.support.paths import ROOT
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
