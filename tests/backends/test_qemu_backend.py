@@ -512,7 +512,9 @@ def test_kvm_failure_falls_back_to_tcg(
     share.mkdir()
     prog = share / "hello_prog"
     shutil.copy(image_programs["/bin/hello"], prog)
-    settings = {"qemu": str(wrapper), "boot_timeout": 6.0, "accel": "auto"}
+    # boot_timeout: the hang is noticed after it, and the TCG retry must boot within it too, on a
+    # loaded 2-core machine as well (6 s failed there while other VMs ran)
+    settings = {"qemu": str(wrapper), "boot_timeout": 15.0, "accel": "auto"}
     task = make_task(image, share, (str(prog), "x", "3"), mode, settings=settings)
     b = new_backend(backends, task)
     b.start()
