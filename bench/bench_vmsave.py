@@ -186,8 +186,10 @@ def main() -> None:
           f"ratio {restore_s / floor['restore']:.2f}")  # fmt: skip
     print(f"quit-and-resume cycle:     median {quit_s + restore_s:.3f} s")
     worst = max(r["pause"]) * 1000  # type: ignore[call-overload]
-    print(f"pause per checkpoint:  median {pause_s * 1000:.0f} ms   max {worst:.0f} ms   "
-          f"bare stop+cont {floor['pause'] * 1000:.1f} ms   ratio {pause_s / floor['pause']:.1f}")
+    print(
+        f"pause per checkpoint:  median {pause_s * 1000:.0f} ms   max {worst:.0f} ms   "
+        f"bare stop+cont {floor['pause'] * 1000:.1f} ms   ratio {pause_s / floor['pause']:.1f}"
+    )
     print(f"save size:                 median {size / 2**20:.1f} MiB = {size / (MEM * 2**20):.3f} of RAM, "
           f"{size / med(r['in_use']):.2f} of its RAM in use ({med(r['in_use']) / 2**20:.1f} MiB); "
           f"bare stream {floor['size'] / 2**20:.1f} MiB (ratio {size / floor['size']:.2f})")  # fmt: skip

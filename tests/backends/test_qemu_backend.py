@@ -43,7 +43,14 @@ from host_bridge.exitcodes import ExitCode
 from host_bridge.share import GuestFileRefused, Share
 from tests.support.backends import Made as BaseMade
 from tests.support.paths import ROOT
-from tests.support.vm import build_guest_programs, kill_all, own_qemu_processes, read_int, tag_prefix
+from tests.support.vm import (
+    GUEST_HOST_MOUNT,
+    build_guest_programs,
+    kill_all,
+    own_qemu_processes,
+    read_int,
+    tag_prefix,
+)
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -652,9 +659,11 @@ def test_invalid_exit_file_ends_the_task_as_failed(tmp_path: Path, image: VMImag
     reason in ``error``. The real agent's "error ..." line stays FAILED."""
     share = tmp_path / "share"
     share.mkdir()
-    # the guest itself writes the forged file (atomically, as the agent does: a plain ">" let a poll see it
-    # empty, which is refused too, with b'' as the reason), then lingers (the agent would overwrite it)
-    script = f"printf 'garbage\\n' > forged.tmp && mv forged.tmp {EXIT_FILE}; sleep 600"
+    # the guest itself writes the forged file into the 9p mount (the app's folder is the agent's relayed
+    # tmpfs, which keeps the agent's file names out), atomically as the agent does (a plain ">" let a poll
+    # see it empty, which is refused too, with b'' as the reason), then lingers (the agent would overwrite it)
+    forge = f"printf 'garbage\\n' > forged.tmp && mv forged.tmp {EXIT_FILE}"
+    script = f"cd {GUEST_HOST_MOUNT} && {forge}; sleep 600"
     b = new_backend(backends, make_task(image, share, ("sh", "-c", script), "forged"))
     b.start()
     s = wait_state(b, {VMState.EXITED, VMState.FAILED})
@@ -680,9 +689,11 @@ def test_invalid_exit_file_ends_the_task_as_failed(tmp_path: Path, image: VMImag
 
 # -- 9p mapped security models: guest links and special files are plain host files + metadata ------------
 
+# The links and special files go straight into the 9p mount (the relay copies regular files only); the
+# regular file is written in the app's folder and reaches the share through the relay.
 SPECIAL_FILES = (
-    "ln -s /etc/passwd out && ln -s /etc/passwd boinc_status.msgpack && mkfifo fifo && mknod dev c 1 3 "
-    "&& echo regular > reg.txt"
+    f"ln -s /etc/passwd {GUEST_HOST_MOUNT}/out && ln -s /etc/passwd {GUEST_HOST_MOUNT}/boinc_status.msgpack "
+    f"&& mkfifo {GUEST_HOST_MOUNT}/fifo && mknod {GUEST_HOST_MOUNT}/dev c 1 3 && echo regular > reg.txt"
 )
 
 
@@ -734,7 +745,7 @@ def test_mapped_file_guest_symlink_at_the_task_file_does_not_break_the_next_star
     FAILED, retried forever). The host's writes drop the stale metadata."""
     share = tmp_path / "share"
     share.mkdir()
-    script = "rm boinc_task.json && ln -s /nowhere boinc_task.json"
+    script = f"cd {GUEST_HOST_MOUNT} && rm boinc_task.json && ln -s /nowhere boinc_task.json"  # the 9p mount
     task = make_task(image, share, ("sh", "-c", script), "stale", settings={"share_security": "mapped-file"})
     b = new_backend(backends, task)
     b.start()

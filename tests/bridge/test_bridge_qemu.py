@@ -20,7 +20,7 @@ from boinc_guest import protocol as P
 from tests.support.bridge import Bridge, run_bridge
 from tests.support.client_shm import SlotClient
 from tests.support.jobs import C_WORKER_VM_JOB
-from tests.support.vm import close_vm_slots, qemu_of, vm_slot
+from tests.support.vm import GUEST_HOST_MOUNT, close_vm_slots, qemu_of, vm_slot
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -172,13 +172,13 @@ def test_vm_that_never_boots_fails_for_good_after_three_tries(tmp_path, vm_files
     assert not qemu_of(c.slot_dir)
 
 
-SYMLINK_OUT_JOB = """<job_desc>
+SYMLINK_OUT_JOB = f"""<job_desc>
     <task>
         <application>/bin/sh</application>
         <vm_kernel>vm_kernel</vm_kernel>
         <vm_initrd>vm_initrd</vm_initrd>
         <copy_file_from_VM>out</copy_file_from_VM>
-        <command_line>-c "ln -s /etc/passwd out"</command_line>
+        <command_line>-c "ln -s /etc/passwd {GUEST_HOST_MOUNT}/out"</command_line>
     </task>
 </job_desc>
 """
@@ -187,7 +187,8 @@ SYMLINK_OUT_JOB = """<job_desc>
 def test_a_guest_symlink_as_output_is_refused(tmp_path, vm_files, slots):
     """Over 9p (mapped-xattr) a guest's symlink is a regular host file holding the link's text; only its
     metadata says it is a link. The output must be refused as a symlink (as on the local backend), not
-    sent to the project as a file containing "/etc/passwd"."""
+    sent to the project as a file containing "/etc/passwd". The guest makes the link in the 9p mount itself
+    (GUEST_HOST_MOUNT): the agent's relay does not copy links out of the app's folder."""
     proj = tmp_path / "project"
     proj.mkdir()
     texts = {"job.xml": SYMLINK_OUT_JOB, "out": f"<soft_link>{proj}/result_out</soft_link>\n"}

@@ -109,6 +109,11 @@ int main(void) {
 }
 """
 
+# Where the agent mounts the 9p share in relay mode (guest_agent/agent.c, RELAY_HOSTDIR; docs/qemu.md
+# "Saving VMs"): the app works in a tmpfs at /boinc/shared that the agent relays (regular files only). A
+# hostile guest can still write into the share directly here: the tests of the host's defences do so.
+GUEST_HOST_MOUNT = "/boinc/.host"
+
 PROGRAMS = {"hello": HELLO_C, "counter": COUNTER_C, "pinger": PINGER_C}
 
 
