@@ -515,6 +515,9 @@ def test_kvm_failure_falls_back_to_tcg(
     # the probe's verdict on a host whose KVM passes the firmware probe (this machine's may not)
     monkeypatch.setattr(qemu_backend, "choose_accel", lambda qemu, requested="auto": "kvm")
     monkeypatch.delenv("BOINC_VM_ACCEL", raising=False)
+    # a private accel-probe.json: the shared cache's is read-modify-written without a lock by every QEMU
+    # test run on this machine (other worktrees' too), which could drop this test's entry before its check
+    monkeypatch.setenv("BOINC_VM_CACHE", str(tmp_path / "cache"))
     share = tmp_path / "share"
     share.mkdir()
     prog = share / "hello_prog"
