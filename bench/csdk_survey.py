@@ -167,7 +167,8 @@ program sixtrack_driver
 end program sixtrack_driver
 """
 
-MSG_PREFIX = r"^.*?\(\d+\): "  # boinc_msg_prefix: "<date> <time> (<pid>): "
+MSG_PREFIX = r"^\d\d:\d\d:\d\d \(\d+\): "  # boinc_msg_prefix: "HH:MM:SS (pid): "
+BOINC_OWN_LINES = r"^(Can't open init data file - running in standalone mode|called boinc_finish\(\d+\))$"
 
 APPS = [
     App(
@@ -197,7 +198,8 @@ APPS = [
         outputs=["stderr"],
         args=["--nthreads", "2"],
         flags=["-pthread"],
-        normalize=[MSG_PREFIX, r"Elapsed time [0-9.]+"],
+        # BOINC's library adds two lines of its own to stderr.txt in standalone mode; the SDK does not
+        normalize=[MSG_PREFIX, r"Elapsed time [0-9.]+", BOINC_OWN_LINES],
         sort_lines=True,
     ),
     App(

@@ -951,7 +951,7 @@ char* boinc_msg_prefix(char* buf, int len) {
     time_t t = time(NULL);
     struct tm tm;
     char tb[64];
-    if (localtime_r(&t, &tm) && strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M:%S", &tm))
+    if (localtime_r(&t, &tm) && strftime(tb, sizeof(tb), "%H:%M:%S", &tm)) /* BOINC 7.20.5: "HH:MM:SS (pid):" */
         snprintf(buf, (size_t)len, "%s (%d):", tb, (int)getpid());
     else
         snprintf(buf, (size_t)len, "(%d):", (int)getpid());
