@@ -69,6 +69,10 @@ def _root_logging_restored():
 
 
 _LEAK_GRACE = 5.0  # s a test's threads and processes get to end after it
+# threads that live as long as the process by design, started by whichever test first needs them
+_PROCESS_THREADS = {
+    "qemu-qmp-loop",  # one asyncio loop for every QMP call of the process (host_bridge/backends/qemu/qmp.py)
+}
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +105,11 @@ def _nothing_leaks(request: pytest.FixtureRequest):
         return
     deadline = time.monotonic() + _LEAK_GRACE
     while True:
-        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        threads = [
+            t
+            for t in threading.enumerate()
+            if t not in threads_before and t.is_alive() and t.name not in _PROCESS_THREADS
+        ]
         kids = {pid: p for pid, p in children().items() if pid not in children_before}
         if (not threads and not kids) or time.monotonic() > deadline:
             break

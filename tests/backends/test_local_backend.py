@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -19,6 +19,7 @@ from host_bridge.backends.base import Backend, BackendError, TaskSpec, VMState
 from host_bridge.backends.local import OWNER_ENV, LocalBackend
 from tests.support.backends import Made
 from tests.support.paths import ROOT
+from tests.support.wait import wait_for
 
 TREE_SH = """\
 #!/bin/sh
@@ -26,16 +27,6 @@ TREE_SH = """\
 sh -c 'sh -c "while :; do :; done" & while :; do :; done' &
 while :; do :; done
 """
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def gone(pid: int) -> bool:

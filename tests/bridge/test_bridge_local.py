@@ -11,7 +11,8 @@ import psutil
 import pytest
 from boinc_guest import protocol as P
 
-from tests.support.bridge import Bridge, alive, guest_pids, make_slot, run_bridge, wait_for
+from tests.support.bridge import Bridge, alive, guest_pids, make_slot, run_bridge
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,13 +154,9 @@ def test_lost_client_stops_the_task_and_exits(tmp_path):
     dead.wait()
     c = make_slot(tmp_path, client_pid=dead.pid, args="3000 0.02")
     try:
-        b = Bridge(c.slot_dir)
-        try:
-            rc = b.wait(60)
-        finally:
-            b.close()
-        assert rc == 0, b.log()
-        assert "lost contact" in b.log() or "heartbeat" in b.log().lower()
+        rc, log = run_bridge(c.slot_dir, timeout=60)
+        assert rc == 0, log
+        assert "lost contact" in log or "heartbeat" in log.lower()
         assert not (c.slot_dir / "boinc_finish_called").exists()
         pids = guest_pids(c.slot_dir / "shared")
         for p in pids:
@@ -172,13 +169,9 @@ def test_guest_failure_status_and_message(tmp_path):
     c = make_slot(tmp_path, args="10 0.01 7")
     c.start_heartbeats()
     try:
-        b = Bridge(c.slot_dir)
-        try:
-            rc = b.wait(60)
-        finally:
-            b.close()
-        assert rc == 7, b.log()
-        assert "failed on purpose" in b.log()
+        rc, log = run_bridge(c.slot_dir, timeout=60)
+        assert rc == 7, log
+        assert "failed on purpose" in log
         assert not (tmp_path / "project" / "result_0_out").exists()
     finally:
         c.close()
@@ -190,13 +183,9 @@ def test_bad_job_file_is_named_and_nothing_starts(tmp_path):
         "<job_desc>\n  <task>\n    <weight>abc</weight>\n  </task>\n</job_desc>\n"
     )
     try:
-        b = Bridge(c.slot_dir)
-        try:
-            rc = b.wait(30)
-        finally:
-            b.close()
-        assert rc == (-112) & 0xFF, b.log()
-        log = b.log()
+        rc, log = run_bridge(c.slot_dir, timeout=30)
+        assert rc == (-112) & 0xFF, log
+        log = log
         assert "job.xml:3" in log and "weight" in log
         assert not (c.slot_dir / "shared").exists() or not guest_pids(c.slot_dir / "shared")
     finally:

@@ -17,10 +17,11 @@ import psutil
 import pytest
 from boinc_guest import protocol as P
 
-from tests.support.bridge import Bridge, run_bridge, wait_for
+from tests.support.bridge import Bridge, run_bridge
 from tests.support.client_shm import SlotClient
 from tests.support.jobs import C_WORKER_VM_JOB
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from tests.support.bridge import Bridge, alive, wait_for
+from tests.support.bridge import Bridge, alive
 from tests.support.client_shm import SlotClient
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

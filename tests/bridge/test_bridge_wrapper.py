@@ -8,8 +8,9 @@ import zipfile
 
 import pytest
 
-from tests.support.bridge import Bridge, alive, run_bridge, wait_for
+from tests.support.bridge import Bridge, alive, run_bridge
 from tests.support.client_shm import SlotClient
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -172,12 +173,8 @@ def test_missing_program_is_named(tmp_path):
     job = "<job_desc><task><application>no_such_program_xyz</application></task></job_desc>"
     c = _slot(tmp_path, job)
     try:
-        b = Bridge(c.slot_dir)
-        try:
-            rc = b.wait(30)
-        finally:
-            b.close()
-        assert rc != 0, b.log()
-        assert "no_such_program_xyz" in b.log()
+        rc, log = run_bridge(c.slot_dir, timeout=30)
+        assert rc != 0, log
+        assert "no_such_program_xyz" in log
     finally:
         c.close()

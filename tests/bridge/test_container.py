@@ -19,10 +19,11 @@ from host_bridge.backends.container.podman import explain
 from host_bridge.backends.container.settings import ContainerSettings
 from host_bridge.jobfile import parse_job_file
 from host_bridge.runtime.plan import PlanContext, plan_job
-from tests.support.bridge import Bridge, wait_for
+from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
 from tests.support.paths import ROOT
 from tests.support.podman import PrivatePodman, private_podman
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

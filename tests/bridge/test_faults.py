@@ -21,9 +21,10 @@ import pytest
 
 from host_bridge.exitcodes import ExitCode
 from host_bridge.state import STATE_FILE
-from tests.support.bridge import Bridge, alive, guest_pids, wait_for
+from tests.support.bridge import Bridge, alive, guest_pids, run_bridge
 from tests.support.client_shm import SlotClient
 from tests.support.paths import ROOT
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -254,12 +255,8 @@ def test_disk_full_while_copying_outputs_then_resume(tmp_path):
             # the volunteer frees space; the client starts the app again
             subprocess.run(["mount", "-o", "remount,size=16m", str(project)], check=True, timeout=10)
             (c.slot_dir / "boinc_temporary_exit").unlink()
-            b = Bridge(c.slot_dir)
-            try:
-                rc = b.wait(60)
-            finally:
-                b.close()
-            assert rc == 0, b.log()
+            rc, log = run_bridge(c.slot_dir, timeout=60)
+            assert rc == 0, log
             assert (project / "result_0_out").read_bytes() == _expected("out", size)
             assert sorted(p.name for p in project.iterdir()) == ["result_0_out"]
         finally:

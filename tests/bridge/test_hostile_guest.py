@@ -32,7 +32,8 @@ from boinc_guest import protocol as P
 
 from host_bridge.exitcodes import ExitCode
 from host_bridge.state import STATE_FILE
-from tests.support.bridge import JOB, ROOT, Bridge, alive, make_slot, wait_for
+from tests.support.bridge import JOB, ROOT, Bridge, alive, make_slot
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.paths import C_PROGRAMS
+from tests.support.wait import wait_for
 
 sys.path.insert(0, str(C_PROGRAMS))
 import csdk
@@ -73,15 +74,6 @@ def write_control(share: Path, **kw: Any) -> None:
     init = kw.pop("init_data", P.InitData())
     c = P.Control(init_data=init, **kw)
     P.write_atomic(share, P.CONTROL_FILE, P.encode_control(c))
-
-
-def wait_for(pred: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Child:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.paths import ROOT
+from tests.support.wait import wait_for
 
 SDK_PATH = ROOT / "guest_sdk" / "python"
 
@@ -369,15 +370,6 @@ def start_child(code: str, share: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(pred, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_background_thread_coalesces_and_flushes_at_exit(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,19 +155,6 @@ def kill_all(marker: str) -> int:
         except psutil.Error:
             pass
     return len(procs)
-
-
-def wait_for(
-    cond: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition"
-) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def read_int(path: Path) -> int:
