@@ -60,8 +60,8 @@ def main() -> int:
     ns = ap.parse_args()
     if ns.cold:
         os.environ["BOINC_VM_CACHE"] = tempfile.mkdtemp(prefix="bench-img-cache-")
-    from host_bridge.backends.qemu.image import ensure_test_image
     from host_bridge.images.build import BuildSpec, build_image
+    from host_bridge.images.testimage import ensure_test_image
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-images-"))
     try:

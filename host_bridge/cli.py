@@ -406,9 +406,10 @@ def _demo(args: list[str]) -> int:
         print("host-bridge demo: examples/worker.py not found (run it from a checkout)", file=sys.stderr)
         return 2
     if not ns.local:
-        from .images.demo import vm_demo
+        from .images.demo import DemoRunner, vm_demo
 
-        return vm_demo(ns.seconds if ns.seconds_given else 20.0, ns.keep, worker)
+        runner = DemoRunner(run=_run, signals=_Signals, progress_line=_ProgressLine, demo_api=_DemoApi)
+        return vm_demo(ns.seconds if ns.seconds_given else 20.0, ns.keep, worker, runner)
     slot = Path(tempfile.mkdtemp(prefix="host-bridge-demo-"))
     shutil.copy(worker, slot / "worker.py")
     (slot / "in").write_text("hello from the input file\n")

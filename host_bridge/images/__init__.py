@@ -11,6 +11,6 @@
 
 from __future__ import annotations
 
-from host_bridge.backends.qemu.image import ImageError
+from host_bridge.images.parts import ImageError
 
 __all__ = ["ImageError"]

@@ -1,7 +1,7 @@
 """The boot part of every VM image (host_bridge.images): the Debian kernel (an uncompressed ``vmlinux``)
 and an initramfs with busybox, the virtio / 9p (and, for a root disk, virtio-blk / squashfs / overlay)
 modules, the guest agent as PID 1 and its ``/init``. The pieces (kernel package, busybox, agent binary)
-come from host_bridge.backends.qemu.image; this module assembles them, deterministically (sorted
+come from host_bridge.images.testimage; this module assembles them, deterministically (sorted
 entries, no mtimes, uid 0, gzip without a timestamp), and caches the result by content hash."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_bridge.backends.qemu import image as parts
+from host_bridge.images import parts
 
 logger = logging.getLogger(__name__)
 

@@ -35,11 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_bridge.backends.qemu.image import ImageError, cache_dir, debian_mirror
 from host_bridge.backends.qemu.kernel import minimum_memory_mb
 from host_bridge.images import sdk
 from host_bridge.images.boot import boot_files
 from host_bridge.images.debian import MOUNT_POINTS, base_key, debian_base
+from host_bridge.images.parts import ImageError, cache_dir, debian_mirror
 from host_bridge.images.rootfs import import_rootfs
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_bridge.backends.base import TaskSpec, VMState
-from host_bridge.backends.qemu.image import ImageError
 from host_bridge.backends.qemu.settings import QemuSettings, share_is_virtfs_mapped
+from host_bridge.images.parts import ImageError
 from host_bridge.share import Share
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from host_bridge.backends.qemu.image import ImageError
+from host_bridge.images.parts import ImageError
 
 logger = logging.getLogger(__name__)
 

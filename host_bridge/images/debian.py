@@ -1,7 +1,7 @@
 """A Debian root file system tree from packages: ``debootstrap --variant=minbase --include=...`` of the
 build machine's release from the Debian mirror in its apt sources, ``.deb`` files cached, the tree cached
 by a key of what went into it (suite, packages, variant, layout; not the time, not the mirror). The
-image builder (host_bridge.images.build) and the ``<vm_python/>`` root (host_bridge.backends.qemu.image)
+image builder (host_bridge.images.build) and the ``<vm_python/>`` root (host_bridge.images.testimage)
 both take their Debian trees from here."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from host_bridge.backends.qemu.image import ImageError, cache_dir, debian_mirror
+from host_bridge.images.parts import ImageError, cache_dir, debian_mirror
 
 logger = logging.getLogger(__name__)
 

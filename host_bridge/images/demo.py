@@ -17,9 +17,11 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from host_bridge.backends.qemu.image import ImageError, cache_dir
+from host_bridge.images.parts import ImageError, cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +80,19 @@ def make_slot(image: Path, worker_seconds: float) -> Path:
     return slot
 
 
-def vm_demo(seconds: float, keep: bool, worker: Path) -> int:
+@dataclass(frozen=True)
+class DemoRunner:
+    """What the demo needs of the CLI (given by ``host_bridge.cli``, which imports this module: passed in,
+    not imported back): a run of the bridge, its signal capture, the progress line, the demo's API."""
+
+    run: Callable[..., int]
+    signals: Callable[[], Any]
+    progress_line: Callable[[], Any]
+    demo_api: Callable[[Any], Any]
+
+
+def vm_demo(seconds: float, keep: bool, worker: Path, cli: DemoRunner) -> int:
     """Build / find the image, run the worker in a VM, quit half-way, restart, print the output."""
-    from host_bridge import cli
     from host_bridge.boinc.api import StandaloneApi
 
     def say(text: str) -> None:
@@ -106,8 +118,8 @@ def vm_demo(seconds: float, keep: bool, worker: Path) -> int:
     try:
         for run in (1, 2):
             print(f"-- run {run}: {'until half-way' if run == 1 else 'restarted, to the end'}", flush=True)
-            signals = cli._Signals()
-            line = cli._ProgressLine()
+            signals = cli.signals()
+            line = cli.progress_line()
 
             def on_report(report, idx: int, ntasks: int, run: int = run, signals=signals, line=line) -> None:
                 line(report, idx, ntasks)
@@ -116,9 +128,9 @@ def vm_demo(seconds: float, keep: bool, worker: Path) -> int:
 
             api = StandaloneApi(slot_dir=slot)
             try:
-                rc = cli._run(
+                rc = cli.run(
                     ["--slot", str(slot), "--standalone"],
-                    api=cli._DemoApi(api),
+                    api=cli.demo_api(api),
                     signals=signals,
                     on_report=on_report,
                     stop_hint="the demo was interrupted",

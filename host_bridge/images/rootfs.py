@@ -21,7 +21,7 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-from host_bridge.backends.qemu.image import ImageError
+from host_bridge.images.parts import ImageError
 
 logger = logging.getLogger(__name__)
 

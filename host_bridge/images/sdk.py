@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from host_bridge.backends.qemu.image import REPO_ROOT, ImageError
+from host_bridge.images.parts import REPO_ROOT, ImageError
 
 logger = logging.getLogger(__name__)
 

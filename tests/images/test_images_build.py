@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge.backends.qemu.image import ImageError, cache_dir
 from host_bridge.images.build import BuildSpec, build_image, parse_add
+from host_bridge.images.parts import ImageError, cache_dir
 from host_bridge.images.rootfs import import_rootfs
 
 pytestmark = pytest.mark.timeout(600)
