@@ -30,8 +30,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
 
 from host_bridge.backends.base import TaskSpec  # noqa: E402
 from host_bridge.backends.qemu import QemuBackend, QemuSettings, qemu_binary  # noqa: E402
-from host_bridge.backends.qemu.image import VMImage, ensure_test_image  # noqa: E402
 from host_bridge.backends.qemu.qmp import qmp_call  # noqa: E402
+from host_bridge.images.parts import VMImage  # noqa: E402
+from host_bridge.images.testimage import ensure_test_image  # noqa: E402
 from host_bridge.share import Share  # noqa: E402
 from tests.bridge.test_vmsave import build_memcounter, count  # noqa: E402
 

@@ -20,8 +20,9 @@ import pytest
 
 from host_bridge.backends.base import TaskSpec, VMState
 from host_bridge.backends.qemu import QemuBackend
-from host_bridge.backends.qemu.image import VMImage, ensure_test_image
 from host_bridge.backends.qemu.settings import QemuSettings
+from host_bridge.images.parts import VMImage
+from host_bridge.images.testimage import ensure_test_image
 from host_bridge.share import Share
 from tests.support.bridge import Bridge
 from tests.support.vm import close_vm_slots, kill_all, own_qemu_processes, qemu_of, tag_prefix, vm_slot
