@@ -10,7 +10,7 @@ Figures, each with its ratio to the Python install's:
 - bridge CPU while examples/worker.py runs (in the bundle it runs in python mode)
 - what `<gzip/>` in version.xml saves on the download (update_versions gzips the file; the client
   fetches the .gz): `gzip -9 -c FILE | wc -c` and gzip's default level (what update_versions runs) for
-  the bundle and for an uncompressed vmlinux kernel (the test image's, host_bridge/backends/qemu/image.py),
+  the bundle and for an uncompressed vmlinux kernel (the test image's, host_bridge/images/parts.py),
   and the time the volunteer's client spends unpacking each
 
 Usage: .venv/bin/python bench/bench_bundle.py [--bundle PATH] [--kernel VMLINUX] [--starts N]
@@ -180,7 +180,7 @@ def main() -> None:
     bundle = ns.bundle.resolve() if ns.bundle else build()
     files = {"bundle": bundle}
     if ns.kernel is None:  # the test image's kernel, and its initramfs (gzipped already: for contrast)
-        from host_bridge.backends.qemu.image import ensure_test_image
+        from host_bridge.images.testimage import ensure_test_image
 
         image = ensure_test_image()
         files.update(vmlinux=image.kernel, initrd=image.initrd)

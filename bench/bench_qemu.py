@@ -36,7 +36,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
 from host_bridge.backends.base import TaskSpec, VMState  # noqa: E402
 from host_bridge.backends.local import LocalBackend  # noqa: E402
 from host_bridge.backends.qemu import QemuBackend, QemuSettings, choose_accel, qemu_binary  # noqa: E402
-from host_bridge.backends.qemu.image import VMImage, ensure_test_image  # noqa: E402
+from host_bridge.images.parts import VMImage  # noqa: E402
+from host_bridge.images.testimage import ensure_test_image  # noqa: E402
 from host_bridge.share import Share  # noqa: E402
 from tests.support.vm import build_guest_programs, kill_all, read_int  # noqa: E402
 
@@ -249,7 +250,7 @@ def main() -> None:
         # 5. a Python app (guest SDK imported) in the VM, from the guest Python root
         py = None
         if not args.no_python:
-            from host_bridge.backends.qemu.image import ensure_python_root
+            from host_bridge.images.testimage import ensure_python_root
 
             t0 = time.monotonic()
             ensure_python_root()

@@ -8,8 +8,9 @@ process. Usage:
         tasks that ask for them (<append_cmdline_args/>), as BOINC's wrapper does
     host-bridge check JOBFILE      validate a job file (job.xml, or vboxwrapper's vbox_job.xml) and
                                    print what would run
-    host-bridge demo [SECONDS]     run examples/worker.py through the bridge, standalone, with a
-                                   live progress line
+    host-bridge demo [SECONDS]     run examples/worker.py through the bridge in a VM (built on first
+                                   use), standalone, with a live progress line; --local: no VM
+    host-bridge image build|check  VM images a project can ship (docs/images.md)
 
 The run parser takes no abbreviations (``--po`` is an argument for the task, not ``--poll``). A first
 word that is almost a command (``chek``) is refused when no BOINC client started the bridge.
@@ -64,13 +65,14 @@ class _Signals:
         return self.event.is_set()
 
 
-COMMANDS = ("check", "demo", "run")
+COMMANDS = ("check", "demo", "image", "run")
 INIT_DATA_FILE = "init_data.xml"  # written into the slot by the BOINC client (host_bridge.boinc.api)
 
 RUN_USAGE = """\
 host-bridge [run] [options] [arguments for the task]
        host-bridge check JOBFILE
-       host-bridge demo [SECONDS] [--keep]"""
+       host-bridge demo [SECONDS] [--local] [--keep]
+       host-bridge image build|check ..."""
 
 RUN_EPILOG = """\
 commands:
@@ -78,8 +80,9 @@ commands:
                               unknown arguments are handed on to tasks with <append_cmdline_args/>
   host-bridge check JOBFILE   validate a job file (job.xml, or vboxwrapper's vbox_job.xml) and print
                               what would run; errors name the file, the line and the tag
-  host-bridge demo [SECONDS]  run examples/worker.py through the bridge, standalone, with a live
-                              progress line (host-bridge demo --help)
+  host-bridge demo [SECONDS]  run examples/worker.py through the bridge in a VM, standalone, with a
+                              live progress line (host-bridge demo --help; --local: without a VM)
+  host-bridge image build|check   build a VM image for an app version / boot it once (docs/images.md)
 
 Options are never abbreviated: --po is handed on to the task, it is not --poll."""
 
@@ -115,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_check(args[1:]))
     if args and args[0] == "demo":
         sys.exit(_demo(args[1:]))
+    if args and args[0] == "image":
+        from .images.cli import main as image_main
+
+        sys.exit(image_main(args[1:]))
     if args and args[0] == "run":
         args = args[1:]
     elif (meant := _mistyped_command(args)) is not None:
@@ -236,8 +243,10 @@ def _run(
     api=None,
     signals: _Signals | None = None,
     stop_hint: str = RESUME_HINT,
+    on_report=None,
 ) -> int:
-    """Run the job. ``stop_hint``: what the final message says after "stopped by SIGINT; "."""
+    """Run the job. ``stop_hint``: what the final message says after "stopped by SIGINT; ";
+    ``on_report``: called with each progress report (the VM demo), in place of the progress line."""
     from .boinc.api import load_api
     from .core import retry_later
     from .runtime import Runtime
@@ -258,14 +267,15 @@ def _run(
     if signals is None:
         signals = _Signals()
     signals.install()
-    on_report = _ProgressLine() if progress else None
+    if on_report is None and progress:
+        on_report = _ProgressLine()
     rt = Runtime(cfg, api, on_report=on_report, should_stop=signals.requested)
     try:
         outcome = rt.run()
     except Exception:
         log.exception("internal error; the task will be retried later")
         outcome = retry_later("host-bridge internal error (see stderr.txt)", cfg.policy.failed_delay)
-    if on_report is not None:
+    if isinstance(on_report, _ProgressLine):
         on_report.done()
     return _end(api, outcome, signals.signum, stop_hint)
 
@@ -379,14 +389,27 @@ def _demo(args: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="host-bridge demo", description="run examples/worker.py via the bridge")
     p.add_argument(
-        "seconds", nargs="?", type=_positive_seconds, default=5.0, help="CPU seconds the worker burns (> 0)"
+        "seconds",
+        nargs="?",
+        type=_positive_seconds,
+        default=None,
+        help="CPU seconds the worker burns (> 0; default 5 with --local, 20 in the VM)",
     )
     p.add_argument("--keep", action="store_true", help="keep the demo slot directory")
+    p.add_argument("--local", action="store_true", help="run the worker as a local process (no VM)")
     ns = p.parse_args(args)
+    ns.seconds_given = ns.seconds is not None
+    if ns.seconds is None:
+        ns.seconds = 5.0
     worker = _find_worker()
     if worker is None:
         print("host-bridge demo: examples/worker.py not found (run it from a checkout)", file=sys.stderr)
         return 2
+    if not ns.local:
+        from .images.demo import DemoRunner, vm_demo
+
+        runner = DemoRunner(run=_run, signals=_Signals, progress_line=_ProgressLine, demo_api=_DemoApi)
+        return vm_demo(ns.seconds if ns.seconds_given else 20.0, ns.keep, worker, runner)
     slot = Path(tempfile.mkdtemp(prefix="host-bridge-demo-"))
     shutil.copy(worker, slot / "worker.py")
     (slot / "in").write_text("hello from the input file\n")

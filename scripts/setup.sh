@@ -15,7 +15,8 @@ APT_PACKAGES=(
   busybox-static       # the test VM's userland
   cpio                 # initramfs
   xz-utils             # unpacking the kernel
-  debootstrap          # the guest Python root for <vm_python/> tasks (host_bridge/backends/qemu/image.py)
+  debootstrap          # Debian roots of VM images and <vm_python/> (host_bridge/images/debian.py)
+  squashfs-tools       # mksquashfs: the read-only root disk of a VM image (host_bridge/images/build.py)
   gcc g++ gfortran make pkg-config   # the C SDK and the C / C++ / Fortran test programs
   python3-venv
   libpython3.11        # the shared Python runtime PyInstaller puts in the single-file app version

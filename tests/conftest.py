@@ -21,7 +21,7 @@ def vm_files(tmp_path_factory) -> dict[str, Path]:
     """The static C worker (examples/c/worker.c + the C guest SDK) and the test VM image (kernel +
     initramfs built from Debian packages, cached outside the repo after the first build), under the
     logical names a job uses: worker, vm_kernel, vm_initrd."""
-    from host_bridge.backends.qemu.image import ensure_test_image
+    from host_bridge.images.testimage import ensure_test_image
 
     subprocess.run(["make", "-s", "-C", str(ROOT / "guest_sdk" / "c")], check=True, timeout=300)
     out = tmp_path_factory.mktemp("vmfiles")

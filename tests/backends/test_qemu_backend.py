@@ -1,6 +1,6 @@
 """QemuBackend against real QEMU VMs (TCG here: /dev/kvm hangs guests on this kind of machine).
 
-Each test boots the cached test image (host_bridge.backends.qemu.image) with small static C programs in it
+Each test boots the cached test image (host_bridge.images.testimage) with small static C programs in it
 (tests/support/vm.py). Every VM carries an owner tag starting with ``pytest-<pid>-``; the autouse fixture
 asserts that no QEMU process with that prefix is left after each test (and kills any, so that one failure
 does not leak processes into the rest of the run).
@@ -37,9 +37,10 @@ from host_bridge.backends.qemu import (
 )
 from host_bridge.backends.qemu import accel as qemu_accel
 from host_bridge.backends.qemu import backend as qemu_backend
-from host_bridge.backends.qemu.image import VMImage, ensure_test_image
 from host_bridge.backends.qemu.settings import QemuSettings
 from host_bridge.exitcodes import ExitCode
+from host_bridge.images.parts import VMImage
+from host_bridge.images.testimage import ensure_test_image
 from host_bridge.share import GuestFileRefused, Share
 from tests.support.backends import Made as BaseMade
 from tests.support.paths import ROOT

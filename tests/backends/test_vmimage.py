@@ -1,4 +1,4 @@
-"""host_bridge.backends.qemu.image: the test VM image built from Debian's kernel and busybox packages (real
+"""host_bridge.images.testimage: the test VM image built from Debian's kernel and busybox packages (real
 apt, real dpkg-deb, real gcc; the first run downloads ~70 MB into the cache, later runs reuse it)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge.backends.qemu import image as vmimage
-from host_bridge.backends.qemu.image import ImageError, ensure_test_image, extract_vmlinux, module_order
+from host_bridge.images import parts as vmimage
+from host_bridge.images.parts import ImageError, extract_vmlinux, module_order
+from host_bridge.images.testimage import ensure_test_image
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -4,7 +4,7 @@ real libboinc_api) forwards it to the client, played by SlotClient through the r
 
 The job file is the seed's VMwrapper dialect, unchanged: <virtualmachine> with copy_app_to_VM,
 copy_file_to_VM, copy_file_from_VM, stdin/stdout. The VM image (kernel + initramfs, built by the tests
-from Debian packages, see host_bridge.backends.qemu.image) is shipped as the app version's files vm_kernel and
+from Debian packages, see host_bridge.images.testimage) is shipped as the app version's files vm_kernel and
 vm_initrd.
 """
 

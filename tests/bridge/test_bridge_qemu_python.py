@@ -1,7 +1,7 @@
 """A Python worker on the Python guest SDK, inside a real VM, through the whole chain.
 
 examples/worker.py (the seed's worker ported to ``boinc_guest``) runs in a QEMU VM with Debian's python3
-from the guest Python root (``host_bridge.backends.qemu.image.ensure_python_root``: debootstrap minbase +
+from the guest Python root (``host_bridge.images.testimage.ensure_python_root``: debootstrap minbase +
 python3 + python3-msgpack + the guest SDK, exported read-only as the 9p tag ``pyroot``; the agent runs the app
 chrooted into it with the share bound at /boinc/shared). The bridge is a subprocess on the real
 libboinc_api; SlotClient plays the client through the real shared memory. The job is the seed's
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge.backends.qemu import image as vmimage
-from host_bridge.backends.qemu.image import ensure_python_root, ensure_test_image
+from host_bridge.images import testimage as vmimage
+from host_bridge.images.testimage import ensure_python_root, ensure_test_image
 from host_bridge.jobfile import parse_job_text
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient

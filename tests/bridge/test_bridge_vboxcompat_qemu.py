@@ -1,7 +1,7 @@
 """An LHC@home-like guest in a real VM: only vboxwrapper's files, no SDK, under the QEMU backend.
 
 The guest is a busybox sh script run by the agent inside a QEMU VM (the test image from
-host_bridge.backends.qemu.image, shipped as the app version's vm_kernel / vm_initrd). It writes a heartbeat
+host_bridge.images.testimage, shipped as the app version's vm_kernel / vm_initrd). It writes a heartbeat
 and a progress file into the shared folder and ends with ``shutdown`` (vboxwrapper's completion trigger), the
 way LHC@home's CMS VMs do; vbox_job.xml is LHC CMS's, with short intervals. The bridge is a subprocess on
 the real libboinc_api and SlotClient plays the client (tests/bridge/test_bridge_vboxcompat.py: the guest
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge.backends.qemu.image import ensure_test_image
+from host_bridge.images.testimage import ensure_test_image
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot

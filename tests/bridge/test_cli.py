@@ -93,10 +93,32 @@ def test_check_vbox_job_template_is_an_error():
 
 
 def test_demo_runs_the_worker_standalone():
-    r = run("demo", "1")
+    r = run("demo", "--local", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "100.0%" in r.stdout
     assert "HELLO FROM THE INPUT FILE" in r.stdout
+    assert "QEMU" not in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_vm_demo_quits_half_way_and_resumes_from_the_checkpoint():
+    """The default demo: the worker in a real VM (the image built by the image builder on first use,
+    then cached), a quit at half-way, a restart that resumes from the worker's checkpoint."""
+    r = subprocess.run(
+        [sys.executable, "-m", "host_bridge", "demo", "8"],
+        capture_output=True, text=True, timeout=800, env=ENV,
+    )  # fmt: skip
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "in a QEMU VM" in out and "image ready in" in out
+    assert "-- run 1: until half-way" in out and "-- run 2: restarted, to the end" in out
+    assert "starting VM" in r.stderr  # a real VM, twice
+    assert r.stderr.count("starting VM") == 2, r.stderr
+    assert "worker: resuming from checkpoint" in r.stderr or "resuming job at task 1" in r.stderr
+    first, second = out.split("-- run 2")
+    assert "100.0%" not in first and "100.0%" in second
+    assert "output file: " in out and "HELLO FROM THE INPUT FILE" in out and "exit status 0" in out
 
 
 def run_job(slot: Path, application: str, command_line: str) -> subprocess.CompletedProcess[str]:
@@ -320,7 +342,7 @@ def test_ctrl_c_on_a_standalone_run(tmp_path):
 def test_ctrl_c_in_the_demo(tmp_path):
     """The demo interrupted: said so, its slot deleted, and 130 as for any program a Ctrl-C ends."""
     out, err = tmp_path / "out", tmp_path / "err"
-    proc = _start(["demo", "60"], tmp_path, out, err)
+    proc = _start(["demo", "--local", "60"], tmp_path, out, err)
     try:
         _wait_for(out, "task 1/1", proc)
         proc.send_signal(signal.SIGINT)

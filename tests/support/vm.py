@@ -2,7 +2,7 @@
 bench/bench_qemu.py).
 
 The guest programs are small static C programs compiled here with ``gcc -static`` and put into the test
-image's initramfs (``/bin/...``) by ``host_bridge.backends.qemu.image.ensure_test_image``:
+image's initramfs (``/bin/...``) by ``host_bridge.images.testimage.ensure_test_image``:
 
 - ``hello``: writes ``hello_out.txt`` (its argument and ``BOINC_GUEST_DIR``), a line on stdout, and exits
   with the code given as its second argument.

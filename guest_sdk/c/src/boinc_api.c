@@ -39,7 +39,10 @@ typedef struct ev_slot {
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 
-static _Atomic uint64_t g_fd_bits;  /* fraction done, as the bits of a double */
+/* fraction done, as the bits of a double; -1.0 (0xBFF0...) until the app reports progress, as BOINC's
+ * boinc_get_fraction_done() returns -1 then (sent to the host as 0) */
+#define FD_UNSET_BITS 0xBFF0000000000000ULL
+static _Atomic uint64_t g_fd_bits = FD_UNSET_BITS;
 static _Atomic int g_dirty;    /* a change the host should see within TICK */
 static _Atomic int g_progress; /* a progress-only change: written within PROGRESS_INTERVAL */
 static _Atomic int g_crit;         /* critical-section nesting count, like BOINC's */
@@ -165,7 +168,8 @@ static int encode_locked(bg_buf* b, uint64_t seq) {
     st.v = BOINC_GUEST_PROTOCOL_VERSION;
     st.seq = seq;
     st.hb = g_hb;
-    st.fraction_done = load_fd();
+    double fd = load_fd();
+    st.fraction_done = fd < 0 ? 0 : fd;
     st.cpu_time = cpu_now();
     st.elapsed_time = elapsed_now();
     st.checkpoint_cpu_time = g_ckpt_cpu;
@@ -947,7 +951,7 @@ char* boinc_msg_prefix(char* buf, int len) {
     time_t t = time(NULL);
     struct tm tm;
     char tb[64];
-    if (localtime_r(&t, &tm) && strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M:%S", &tm))
+    if (localtime_r(&t, &tm) && strftime(tb, sizeof(tb), "%H:%M:%S", &tm)) /* BOINC 7.20.5: "HH:MM:SS (pid):" */
         snprintf(buf, (size_t)len, "%s (%d):", tb, (int)getpid());
     else
         snprintf(buf, (size_t)len, "(%d):", (int)getpid());
@@ -1023,7 +1027,7 @@ void boinc_guest_reset(void) {
     atomic_store(&g_dirty, 0);
     atomic_store(&g_progress, 0);
     g_last_progress_write = 0;
-    atomic_store(&g_fd_bits, 0);
+    atomic_store(&g_fd_bits, FD_UNSET_BITS);
     memset((void*)&boinc_status, 0, sizeof(boinc_status));
     pthread_mutex_unlock(&g_lock);
 }

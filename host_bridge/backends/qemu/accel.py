@@ -43,7 +43,7 @@ def _accel_key(qemu: str) -> str:
 
 
 def _accel_file() -> Path:
-    from host_bridge.backends.qemu.image import cache_dir
+    from host_bridge.images.parts import cache_dir
 
     return cache_dir() / "accel-probe.json"
 

@@ -1,6 +1,6 @@
 """QEMU backend: each task runs in a real virtual machine (KVM when it works, else TCG emulation).
 
-The VM boots a kernel + initramfs (PVH, e.g. ``host_bridge.backends.qemu.image.ensure_test_image()``) or
+The VM boots a kernel + initramfs (PVH, e.g. ``host_bridge.images.testimage.ensure_test_image()``) or
 a disk image (through a per-task qcow2 overlay, so the base image stays read-only). The task's share is
 exported over virtio-9p (mount tag ``shared``) and mounted by the image at ``/boinc/shared``; the image's
 guest agent (``guest_agent/agent.c``) reads ``boinc_task.json`` from the share, runs the app there, writes
@@ -232,12 +232,13 @@ class QemuBackend:
 
     def _resolve_pyroot(self, share: Path) -> Path | None:
         """The settings' ``builtin_python`` (the cached Debian + python3 + guest SDK tree, built on first
-        use, see host_bridge.backends.qemu.image.ensure_python_root) or ``pyroot`` (a host folder
+        use, see host_bridge.images.testimage.ensure_python_root) or ``pyroot`` (a host folder
         holding a root file system)."""
         if self.settings.builtin_python:
             if _frozen.is_frozen():
                 raise BackendError(_NOT_IN_BUNDLE.format(what="<vm_python/> (the guest Python root)"))
-            from host_bridge.backends.qemu.image import ImageError, ensure_python_root
+            from host_bridge.images.parts import ImageError
+            from host_bridge.images.testimage import ensure_python_root
 
             try:
                 return ensure_python_root().path
@@ -271,7 +272,8 @@ class QemuBackend:
         if image == "builtin:test" and not (kernel or disk):
             if _frozen.is_frozen():
                 raise BackendError(_NOT_IN_BUNDLE.format(what="the image builtin:test"))
-            from host_bridge.backends.qemu.image import ImageError, ensure_test_image
+            from host_bridge.images.parts import ImageError
+            from host_bridge.images.testimage import ensure_test_image
 
             try:
                 img = ensure_test_image()
