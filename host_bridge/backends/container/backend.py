@@ -139,11 +139,21 @@ class ContainerBackend:
                 self.resume()
             return
         self._collect_orphans()
-        for c in self.engine.containers_with_label(self.label):  # an earlier run's, never started again
-            log.warning(
-                "task %s: removing container %s left by an earlier run", task.name, str(c.get("Id"))[:12]
-            )
-            self.engine.remove(str(c.get("Id")))
+        for c in self.engine.containers_with_label(self.label):
+            ident, state = str(c.get("Id") or ""), str(c.get("State") or "").lower()
+            # this task's container that restore() did not see (it lists containers once, and podman's list
+            # can miss one while it changes state on a loaded host): the same task's, so take it over
+            rec = self.engine.inspect(ident) if state in ("running", "paused", "exited", "stopped") else None
+            if self._id is None and rec is not None:
+                self._attach(rec)
+                log.info("task %s: reattached to its container %s (%s)", task.name, ident[:12], state)
+                continue
+            log.warning("task %s: removing container %s left by an earlier run", task.name, ident[:12])
+            self.engine.remove(ident)
+        if self._id is not None:
+            if self._paused:
+                self.resume()
+            return
         self._drop_checkpoint()  # a fresh start: an export left in the slot is not this run's
         self.image_ref = self._ensure_image()
         args = self._create_args(task)
