@@ -37,6 +37,80 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# CRIU >= 4.1 for container checkpoints (docs/containers.md "CRIU"): Debian 12's criu 3.17 fails on
+# kernels >= 6.13 ("vdso: Unexpected rt vDSO area bounds"). Where no working CRIU >= 4.1 is on PATH, the
+# source of Debian 13's criu is fetched with `apt-get source` through a PRIVATE apt configuration (its
+# own sources list naming a trixie deb-src line, its own lists and cache under build/criu/apt: the
+# host's apt sources and lists are not touched), built with `make criu` (~75 s on 2 cores) and installed
+# as /usr/local/sbin/criu (ahead of /usr/sbin on PATH: runc, which podman runs, finds it there).
+# Idempotent and quick once done; SKIP_CRIU=1 skips it.
+CRIU_MIN=4.1
+CRIU_DEST=/usr/local/sbin/criu
+CRIU_BUILD_DEPS=(libbsd-dev libcap-dev libnet1-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev
+  protobuf-c-compiler protobuf-compiler pkgconf uuid-dev libnftables-dev libaio-dev)
+criu_works() {  # $1: a criu binary; true when its version is >= CRIU_MIN and `criu check` passes
+  local v
+  v=$("$1" --version 2>/dev/null | sed -n 's/^Version: *\([0-9][0-9.]*\).*/\1/p')
+  [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$CRIU_MIN" "$v" | sort -V | head -1)" = "$CRIU_MIN" ] \
+    && $SUDO "$1" check >/dev/null 2>&1
+}
+build_criu() {
+  local dir=$ROOT/build/criu src orig apt_opts
+  mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial"
+  src=$(ls -d "$dir"/criu-*/ 2>/dev/null | sort -V | tail -1 || true)
+  if [ -z "$src" ] || [ ! -x "$src/criu/criu" ]; then
+    local need=()
+    for p in "${CRIU_BUILD_DEPS[@]}"; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+      echo "setup: installing CRIU's build dependencies: ${need[*]}"
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+      >"$dir/apt/sources.list"
+    apt_opts=(-o "Dir::Etc::SourceList=$dir/apt/sources.list" -o "Dir::Etc::SourceParts=$dir/apt/none"
+      -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache" -o "APT::Sandbox::User=root")
+    echo "setup: fetching CRIU's source (Debian trixie, private apt configuration in $dir/apt)"
+    apt-get "${apt_opts[@]}" update -qq >"$dir/apt.log" 2>&1 || { cat "$dir/apt.log" >&2; return 1; }
+    # `apt-get source` checks every file against the signed Sources index. A mirror snapshot may lack
+    # the Debian packaging files (.dsc, .debian.tar.xz: 404); `make criu` needs only the upstream
+    # tarball, so a verified orig tarball is enough.
+    if ! (cd "$dir" && apt-get "${apt_opts[@]}" source -qq criu >>"$dir/apt.log" 2>&1); then
+      orig=$(ls "$dir"/criu_*.orig.tar.* 2>/dev/null | sort -V | tail -1 || true)
+      if [ -z "$orig" ]; then
+        cat "$dir/apt.log" >&2
+        echo "setup: cannot fetch CRIU's source (log above, also in $dir/apt.log)" >&2
+        return 1
+      fi
+      echo "setup: the mirror has only CRIU's upstream tarball ($(basename "$orig")): unpacking it"
+      tar -xf "$orig" -C "$dir"
+    fi
+    src=$(ls -d "$dir"/criu-*/ 2>/dev/null | sort -V | tail -1 || true)
+    [ -n "$src" ] || { echo "setup: no criu-* folder in $dir after unpacking" >&2; return 1; }
+    echo "setup: building CRIU in $src (make criu)"
+    make -C "$src" -j"$(nproc)" criu >"$dir/make.log" 2>&1 || {
+      tail -30 "$dir/make.log" >&2
+      echo "setup: building CRIU failed (log: $dir/make.log)" >&2
+      return 1
+    }
+  fi
+  if ! criu_works "$src/criu/criu"; then
+    echo "setup: the CRIU built in $src does not pass \`criu check\` here: no container checkpoints" >&2
+    return 1
+  fi
+  $SUDO install -m 0755 "$src/criu/criu" "$CRIU_DEST"
+  echo "setup: installed $($CRIU_DEST --version | head -1 | tr -d '\n') as $CRIU_DEST"
+}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ "${SKIP_CRIU:-0}" != 1 ]; then
+  found=$(command -v criu || true)
+  if [ -z "$found" ] || ! criu_works "$found"; then
+    build_criu || echo "setup: WARNING: no working CRIU >= $CRIU_MIN: container tasks quit without a container checkpoint (docs/containers.md)" >&2
+  fi
+fi
+
 # The venv is made from the system's Python 3 (Debian's /usr/bin/python3: the interpreter of the hosts
 # the bridge ships to, built with PGO + LTO), not from whatever `python3` comes first on PATH: a source
 # build such as pyenv's default made each bridge start ~45 ms slower (200 vs 157 ms to the task's start)

@@ -188,24 +188,10 @@ SDK_GUEST = textwrap.dedent(
 )
 
 
-def _python_rootfs(podman: PrivatePodman, dest: Path) -> Path:
-    """busybox + the guest SDK and msgpack in /opt/py; the host's /usr (its python3) is bind-mounted
-    read-only by the job."""
-    import boinc_guest
-    import msgpack
-
-    files: dict[str, bytes | Path] = {}
-    for pkg in (Path(boinc_guest.__file__).parent, Path(msgpack.__file__).parent):
-        for f in pkg.rglob("*"):
-            if f.is_file() and "__pycache__" not in f.parts:
-                files[f"opt/py/{pkg.name}/{f.relative_to(pkg)}"] = f
-    return podman.rootfs_tar(dest, files, host_python=True)
-
-
 def test_python_sdk_in_a_container_through_the_shared_memory(podman, tmp_path):
     c = _slot(tmp_path, podman)
     slot = c.slot_dir
-    _python_rootfs(podman, slot / "py_rootfs.tar")
+    podman.python_rootfs(slot / "py_rootfs.tar")
     (slot / "guest.py").write_text(SDK_GUEST)
     (slot / "job.xml").write_text(
         "<job_desc><task><application>/usr/bin/python3</application><command_line>guest.py</command_line>"

@@ -153,6 +153,20 @@ class PrivatePodman:
                     tar.addfile(ti, io.BytesIO(content))
         return dest
 
+    def python_rootfs(self, dest: Path) -> Path:
+        """A root tarball for the Python guest SDK: busybox, the SDK and msgpack in /opt/py (the job sets
+        PYTHONPATH=/opt/py), and the links the host's python3 needs when the job bind-mounts the host's
+        /usr read-only (``-v /usr:/usr:ro``)."""
+        import boinc_guest
+        import msgpack
+
+        files: dict[str, bytes | Path] = {}
+        for pkg in (Path(boinc_guest.__file__).parent, Path(msgpack.__file__).parent):
+            for f in pkg.rglob("*"):
+                if f.is_file() and "__pycache__" not in f.parts:
+                    files[f"opt/py/{pkg.name}/{f.relative_to(pkg)}"] = f
+        return self.rootfs_tar(dest, files, host_python=True)
+
     def import_image(self, tarball: Path, name: str) -> str:
         self.run("import", "--quiet", str(tarball), name)
         return name

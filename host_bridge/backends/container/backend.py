@@ -11,10 +11,15 @@ Lifecycle (docs/containers.md):
 - ``poll``: the container's main process is watched through a pidfd (no engine call while it runs);
   CPU seconds are read from the container's cgroup (``cpuacct.usage`` / ``cpu.stat``) at most every
   ``cpu_interval`` s, falling back on ``stats``; the exit code comes from ``inspect`` once it ended.
-- ``checkpoint``: a CRIU checkpoint exported into the slot, only where a check says CRIU works (CRIU
-  >= 4.1 on kernels >= 6.13); otherwise False and the app's own checkpoint is what survives.
+- ``checkpoint`` (quit): a CRIU checkpoint exported into the slot (``criu.py``: only where CRIU >= 4.1
+  works; a restore needs ``mntns-compat-mode`` for podman's ``--init``), then the container is removed;
+  otherwise False and the app's own checkpoint is what survives.
 - ``restore`` (a restarted bridge): a container with the task's label is reattached (running, paused or
-  ended: its exit code is the task's) and one never started is removed; a CRIU export is restored.
+  ended: its exit code is the task's) and one never started is removed; else the CRIU export is
+  imported (the restored processes go on from their memory). An export is only ever restored if this
+  backend wrote it: a stop without export, or a fresh start, removes the file.
+- Orphans: the first ``start`` / ``restore`` of a bridge removes containers of finished slots
+  (``orphans.py``: labels name the slot and result).
 - ``poweroff``: ``stop`` (SIGTERM, SIGKILL after ``stop_grace``), then ``rm``; ``cleanup`` also
   removes any other container of the task's label. Containers of other labels are never touched.
 """
@@ -30,6 +35,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -38,6 +44,9 @@ from typing import Any
 from host_bridge.backends.base import BackendError, BackendStatus, ConsoleEndpoints, TaskSpec, VMState
 from host_bridge.share import GuestFileRefused, Share
 
+from . import criu
+from .criu import criu_works
+from .orphans import OWNER_LABEL, RESULT_LABEL, SLOT_LABEL, collect_orphans
 from .podman import Engine, explain
 from .settings import ContainerSettings
 
@@ -45,40 +54,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["OWNER_LABEL", "ContainerBackend", "criu_works"]
 
-OWNER_LABEL = "boinc-host-bridge.owner"  # the label that marks a task's container (value: owner tag)
 IMAGE_PREFIX = "localhost/boinc-host-bridge"
 GUEST_DIR_ENV = "BOINC_GUEST_DIR"
+_orphans_collected = False  # collect_orphans ran in this bridge
 _LOG_LIMIT = 1 << 20  # bytes of the container's output kept at its end
-_CRIU_MIN = (4, 1)
-
-_criu_cache: bool | None = None
-
-
-def criu_works() -> bool:
-    """Whether a container checkpoint can work here: CRIU >= 4.1 installed and ``criu check`` passes
-    (Debian 12's 3.17 fails on kernels >= 6.13: ``vdso: Unexpected rt vDSO area bounds``). Cached for
-    the bridge's life."""
-    global _criu_cache
-    if _criu_cache is not None:
-        return _criu_cache
-    ok = False
-    criu = shutil.which("criu")
-    if criu is not None:
-        try:
-            v = subprocess.run([criu, "--version"], capture_output=True, text=True, timeout=10)
-            m = re.search(r"Version:\s*(\d+)\.(\d+)", v.stdout)
-            new_enough = m is not None and (int(m.group(1)), int(m.group(2))) >= _CRIU_MIN
-            if new_enough:
-                c = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=30)
-                ok = c.returncode == 0
-                if not ok:
-                    log.info("criu check failed (%s): no container checkpoints", explain(c.stderr))
-            else:
-                log.info("CRIU %s is older than 4.1: no container checkpoints", m.group(0) if m else "?")
-        except (OSError, subprocess.TimeoutExpired) as e:
-            log.info("cannot run criu (%s): no container checkpoints", e)
-    _criu_cache = ok
-    return ok
 
 
 def _file_digest(path: Path, limit: int = 4 << 20) -> str:
@@ -159,11 +138,23 @@ class ContainerBackend:
             if self._paused:  # reattached to a paused container: the loop decides suspension afresh
                 self.resume()
             return
-        for c in self.engine.containers_with_label(self.label):  # an earlier run's, never started again
-            log.warning(
-                "task %s: removing container %s left by an earlier run", task.name, str(c.get("Id"))[:12]
-            )
-            self.engine.remove(str(c.get("Id")))
+        self._collect_orphans()
+        for c in self.engine.containers_with_label(self.label):
+            ident, state = str(c.get("Id") or ""), str(c.get("State") or "").lower()
+            # this task's container that restore() did not see (it lists containers once, and podman's list
+            # can miss one while it changes state on a loaded host): the same task's, so take it over
+            rec = self.engine.inspect(ident) if state in ("running", "paused", "exited", "stopped") else None
+            if self._id is None and rec is not None:
+                self._attach(rec)
+                log.info("task %s: reattached to its container %s (%s)", task.name, ident[:12], state)
+                continue
+            log.warning("task %s: removing container %s left by an earlier run", task.name, ident[:12])
+            self.engine.remove(ident)
+        if self._id is not None:
+            if self._paused:
+                self.resume()
+            return
+        self._drop_checkpoint()  # a fresh start: an export left in the slot is not this run's
         self.image_ref = self._ensure_image()
         args = self._create_args(task)
         r = self.engine.run(args, what=f"creating the container of task {task.name} (image {self.image_ref})")
@@ -196,6 +187,11 @@ class ContainerBackend:
         if eng.kind == "podman":
             args += ["--pull", "missing" if s.allow_pull else "never"]
         args += ["--label", self.label, "--name", f"boinc-{task.owner_tag}"]
+        if s.slot_dir is not None:  # what tells an orphan of a finished slot (orphans.py)
+            args += ["--label", f"{SLOT_LABEL}={s.slot_dir}", "--label", f"{RESULT_LABEL}={s.result_name}"]
+        conf = criu.restore_config_path(task.owner_tag) if eng.kind == "podman" else None
+        if conf is not None:  # CRIU's options for a restore (criu.py); absent at a dump
+            args += ["--annotation", f"{criu.CRIU_CONFIG_ANNOTATION}={conf}"]
         # a small init as PID 1 (catatonit / tini): it passes SIGTERM on to the app (a program that is
         # PID 1 itself ignores it, and every stop would wait the whole grace period) and reaps zombies
         args.append("--init")
@@ -453,7 +449,12 @@ class ContainerBackend:
 
     def checkpoint(self) -> bool:
         """A CRIU checkpoint exported into the slot (then the container is removed); False where CRIU
-        does not work here: the app's own checkpoint files are then what survives."""
+        does not work here: the app's own checkpoint files are then what survives.
+
+        The dump stops the container's processes before the archive is written, so the share's files
+        are those the checkpoint expects at its restore. The archive is written into a fresh folder
+        beside the slot (never a path the guest could have prepared: podman follows links) and renamed
+        into the slot."""
         if (
             self._id is None
             or self._exit_code is not None
@@ -464,36 +465,65 @@ class ContainerBackend:
         task = self._spec()
         target = self._checkpoint_path()
         self.resume()  # a paused container cannot be checkpointed
-        tmp = target.with_name(target.name + ".tmp")
+        t0 = time.monotonic()
         try:
-            self.engine.run(
-                ["container", "checkpoint", "--export", str(tmp), "--file-locks", self._id],
-                what=f"checkpointing the container of task {task.name}",
-                timeout=300,
-            )
-        except BackendError as e:
-            log.warning("task %s: %s; the app's own checkpoint is used instead", task.name, e)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            tmpdir = Path(tempfile.mkdtemp(prefix=".hb-checkpoint-", dir=target.parent.parent))
+        except OSError as e:
+            log.warning("task %s: no room for a container checkpoint beside %s: %s", task.name, target, e)
             return False
-        os.replace(tmp, target)
+        try:
+            tmp = tmpdir / target.name
+            try:
+                self.engine.run(
+                    ["container", "checkpoint", "--export", str(tmp), "--file-locks", self._id],
+                    what=f"checkpointing the container of task {task.name}",
+                    timeout=300,
+                )
+                os.replace(tmp, target)
+            except (BackendError, OSError) as e:
+                log.warning("task %s: %s; the app's own checkpoint is used instead", task.name, e)
+                return False
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
         self._close_pidfd()
         self.engine.remove(self._id)
         self._id = None
-        log.info("task %s: container checkpointed to %s", task.name, target)
+        log.info(
+            "task %s: container checkpointed to %s (%.1f MB, %.2f s)",
+            task.name,
+            target,
+            target.stat().st_size / 1e6,
+            time.monotonic() - t0,
+        )
         return True
 
     def _checkpoint_path(self) -> Path:
         task = self._spec()
-        slot = Path(task.share).resolve()
-        if slot.name == "shared":
+        slot = self.settings.slot_dir or Path(task.share).resolve()
+        if self.settings.slot_dir is None and slot.name == "shared":
             slot = slot.parent
         return slot / f"{task.name}_{self.settings.checkpoint_file}"
+
+    def _drop_checkpoint(self) -> None:
+        """Remove a container checkpoint of this task from the slot: called once no export of ours can
+        be in it (a fresh start, a stop without export), so that a file a guest put there is never
+        restored."""
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            self._checkpoint_path().unlink()
+
+    def _collect_orphans(self) -> None:
+        """Once per bridge: remove containers of finished slots (orphans.py); never this task's."""
+        global _orphans_collected
+        if _orphans_collected:
+            return
+        _orphans_collected = True
+        collect_orphans(self.engine, keep=self._spec().owner_tag)
 
     def restore(self) -> bool:
         """After a bridge restart: reattach to this task's container (running, paused or ended), or
         restore a CRIU export; a container never started, or one we cannot use, is removed."""
         task = self._spec()
+        self._collect_orphans()
         found = self.engine.containers_with_label(self.label)
         for c in found:
             ident = str(c.get("Id") or "")
@@ -511,24 +541,39 @@ class ContainerBackend:
         if self._id is not None:
             return True
         ckpt = self._checkpoint_path()
-        if ckpt.is_file() and self.engine.kind == "podman" and criu_works():
-            try:
+        if not ckpt.is_file() or ckpt.is_symlink():
+            return False
+        if self.engine.kind != "podman" or not criu_works():
+            log.warning(
+                "task %s: %s holds a container checkpoint, but CRIU does not work here now: the task "
+                "starts again from the app's own checkpoint",
+                task.name,
+                ckpt,
+            )
+            self._drop_checkpoint()
+            return False
+        t0 = time.monotonic()
+        try:
+            with criu.restore_config(task.owner_tag):
                 self.engine.run(
                     ["container", "restore", "--import", str(ckpt)],
-                    what=f"restoring the container of task {task.name}",
+                    what=f"restoring the container of task {task.name} from {ckpt}",
                     timeout=300,
                 )
-            except BackendError as e:
-                log.warning("task %s: %s; starting afresh from the app's own checkpoint", task.name, e)
-                return False
-            finally:
-                with contextlib.suppress(OSError):
-                    ckpt.unlink()
-            again = self.engine.containers_with_label(self.label)
-            if again:
-                self._attach(self.engine.inspect(str(again[0].get("Id"))))
-                return self._id is not None
-        return False
+        except BackendError as e:
+            log.warning("task %s: %s; starting afresh from the app's own checkpoint", task.name, e)
+            for c in self.engine.containers_with_label(self.label):  # a half-restored one
+                self.engine.remove(str(c.get("Id")))
+            return False
+        finally:
+            self._drop_checkpoint()
+        again = self.engine.containers_with_label(self.label)
+        if again:
+            self._attach(self.engine.inspect(str(again[0].get("Id"))))
+        if self._id is None:
+            return False
+        log.info("task %s: container restored from its checkpoint (%.2f s)", task.name, time.monotonic() - t0)
+        return True
 
     def poweroff(self) -> None:
         """Stop (SIGTERM, then SIGKILL after ``stop_grace``), keep the exit code, remove the container."""
@@ -552,6 +597,7 @@ class ContainerBackend:
             self._close_pidfd()
             self.engine.remove(ident)
             self._id = None
+            self._drop_checkpoint()  # stopped without an export: whatever is there is not ours
         self._paused = False
 
     def console(self) -> ConsoleEndpoints:
@@ -563,10 +609,8 @@ class ContainerBackend:
         if self._task is not None:
             for c in self.engine.containers_with_label(self.label):
                 self.engine.remove(str(c.get("Id")))
-        with contextlib.suppress(OSError):
-            ckpt = self._checkpoint_path() if self._task is not None else None
-            if ckpt is not None and ckpt.exists() and self._exit_code is not None:
-                ckpt.unlink()
+        if self._task is not None and self._exit_code is not None:
+            self._drop_checkpoint()
         if self._own_share and self._share is not None:
             self._share.close()
             self._share = None

@@ -4,7 +4,7 @@ or from a job.xml task's container tags (docs/containers.md)."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,8 @@ class ContainerSettings:
     allow_pull: bool = False
     stop_grace: float = 10.0  # s between SIGTERM and SIGKILL when the task is stopped (quit)
     checkpoint_file: str = "container_checkpoint.tar.zst"  # in the slot (CRIU export)
+    slot_dir: Path | None = None  # the task's slot (labels: orphan containers of finished slots)
+    result_name: str = ""  # the result the slot runs (labels)
 
     @classmethod
     def from_docker_job(cls, job: DockerJob, slot: Path, *, project_dir: str = "") -> ContainerSettings:
@@ -102,10 +104,11 @@ def container_settings(desc: TaskDesc, ctx: object) -> ContainerSettings:
     from host_bridge.slot import SlotNameError, resolve_logical
 
     slot: Path = ctx.slot  # type: ignore[attr-defined]
+    where = {"slot_dir": slot.resolve(), "result_name": str(getattr(ctx, "result_name", "") or "")}
     docker_job = getattr(ctx, "docker_job", None)
     if docker_job is not None:
         project_dir: str = ctx.project_dir  # type: ignore[attr-defined]
-        return ContainerSettings.from_docker_job(docker_job, slot, project_dir=project_dir)
+        return replace(ContainerSettings.from_docker_job(docker_job, slot, project_dir=project_dir), **where)
     name = (desc.container_image or "").strip()
     source: Path | None = None
     if name and ":" not in name and "/" not in name.removeprefix("./"):
@@ -115,6 +118,7 @@ def container_settings(desc: TaskDesc, ctx: object) -> ContainerSettings:
             found = None
         if found is not None and found.is_file():
             source = found
-    return ContainerSettings.from_task(
+    made = ContainerSettings.from_task(
         desc, source, memory_mb=int(desc.vm_memory_mb or 0), network=bool(desc.vm_network)
     )
+    return replace(made, **where)
