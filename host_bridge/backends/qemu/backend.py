@@ -32,7 +32,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from host_bridge.backends.qemu.qmp import QMP_TIMEOUT, qmp_call
 from host_bridge.backends.qemu.saving import SAVING_FILE, SavingMixin
 from host_bridge.backends.qemu.settings import SECURITY_MODELS, QemuSettings, share_is_virtfs_mapped
 from host_bridge.backends.qemu.sweep import SHARE_ID_FILE, find_own_vms, name_arg, safe_tag, sweep_state_dirs
+from host_bridge.backends.qemu.vmconfig import VMConfig as _Config
 from host_bridge.exitcodes import ExitCode
 from host_bridge.osutil import child_preexec
 from host_bridge.share import GuestFileRefused, Share
@@ -75,27 +75,6 @@ _ERROR_RE = re.compile(rb"\Aerror ([^\x00]{0,1000})\n?\Z")
 GUEST_SHARE = "/boinc/shared"  # where the image mounts the share (docs/protocol.md, docs/qemu.md)
 
 # ------------------------------------------------------------------------------------------------ backend
-
-
-@dataclass
-class _Config:
-    """Everything needed to start one VM of a task (from the task's spec and its settings, resolved)."""
-
-    qemu: str
-    tag: str
-    state_dir: Path
-    kernel: Path | None
-    initrd: Path | None
-    disk: Path | None
-    cmdline: str
-    accel_req: str
-    memory_mb: int
-    cpus: int
-    network: bool
-    security: str
-    boot_timeout: float
-    grace: float
-    pyroot: Path | None = None  # read-only root the app runs in (tag "pyroot"), e.g. the Python root
 
 
 class QemuBackend(SavingMixin):

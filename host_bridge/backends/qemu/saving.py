@@ -47,7 +47,7 @@ class SavingMixin:
     last_save: dict[str, float]
 
     if TYPE_CHECKING:
-        from host_bridge.backends.qemu.backend import _Config
+        from host_bridge.backends.qemu.vmconfig import VMConfig as _Config
 
         @property
         def cfg(self) -> _Config: ...
