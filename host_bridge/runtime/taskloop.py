@@ -276,8 +276,7 @@ class TaskLoop:
             st.task_started = True
             if not s.store.save("task started"):
                 return core.cannot_save(s.cfg.policy)
-            if self.compat is not None:
-                self._report_console()
+            self._report_console()
         elif isinstance(action, core.PauseTask):
             b.pause()
             s.pause_daemons(True)
@@ -398,12 +397,17 @@ class TaskLoop:
         return None
 
     def _report_console(self) -> None:
-        """vboxwrapper's web console / remote desktop address, told to the client once at the start."""
-        assert self.compat is not None
+        """The task's web console / remote desktop address, told to the client once at the start: as
+        vboxwrapper does with a vbox_job.xml (its pf_guest_port / remote desktop), else as docker_wrapper
+        does (the host port a backend forwards to the task's web graphics port, as http://localhost:P)."""
         endpoints = self.backend.console()
-        url, addr = self.compat.console(
-            host_port=endpoints.host_port, rd_port=endpoints.remote_desktop_port, direct=endpoints.direct
-        )
+        if self.compat is not None:
+            url, addr = self.compat.console(
+                host_port=endpoints.host_port, rd_port=endpoints.remote_desktop_port, direct=endpoints.direct
+            )
+        else:
+            port = endpoints.host_port
+            url, addr = (f"http://localhost:{port}" if port and not endpoints.direct else None), None
         s = self.s
         try:
             if url and not (s.store.slot / "graphics_app").exists():

@@ -6,6 +6,7 @@ and kill -9 of the bridge + restart. Images are made offline (busybox-static roo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import textwrap
 import time
@@ -146,12 +147,15 @@ def test_theory_job_toml_script_completes_with_its_exit_code(podman, tmp_path):
     try:
         b = _bridge(slot, podman)
         try:
-            fractions = []
+            fractions, graphics = [], []
             deadline = time.monotonic() + 90
             while b.proc.poll() is None and time.monotonic() < deadline:
                 st = c.read_app_status()
                 if st is not None:
                     fractions.append(float(st["fraction_done"]))
+                g = c.read_graphics_reply()
+                if g is not None:
+                    graphics.append(g)
                 time.sleep(0.05)
             rc = b.wait(30)
         finally:
@@ -161,6 +165,9 @@ def test_theory_job_toml_script_completes_with_its_exit_code(podman, tmp_path):
         assert (slot / "shared" / "shutdown").exists()
         assert (slot / "shared" / "result.txt").read_text() == "the run's output\n"
         assert fractions and max(fractions) >= 0.5, fractions
+        # web_graphics_guest_port = 80: the host port forwarded to it, told to the client as docker_wrapper
+        urls = [g.get("web_graphics_url", "") for g in graphics]
+        assert any(re.fullmatch(r"http://localhost:[1-9][0-9]*", u) for u in urls), (graphics, log)
         assert not _owned(podman), "the container outlived its task"
         built = [i for i in podman.images() if any("boinc-host-bridge" in n for n in i.get("Names") or [])]
         assert built, "the image built from the Dockerfile is kept for the next task"
