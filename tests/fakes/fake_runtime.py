@@ -236,12 +236,13 @@ class World:
         policy: Policy = DEFAULT_POLICY,
         trickle_period: float = 0.0,
         extra_args: tuple[str, ...] = (),
+        job_name: str = "job.xml",
     ) -> None:
         self.extra_args = extra_args
         self.plans: list[Any] = []  # the plan of each backend made, in order
         self.slot = slot
         slot.mkdir(parents=True, exist_ok=True)
-        (slot / "job.xml").write_text(job_xml)
+        (slot / job_name).write_text(job_xml)
         self.clock = FakeClock()
         self.start = self.clock.now
         self.script = script or BackendScript()

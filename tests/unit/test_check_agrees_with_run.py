@@ -18,13 +18,12 @@ from host_bridge.jobfile.vbox import parse_vbox_job
 from tests.fakes.fake_runtime import BackendScript, FakeBackend, World
 from tests.support.paths import DATA
 
-DATA = DATA
 VBOX_JOB = DATA / "jobs-real" / "lhcathome_Theory_vbox_job.xml"
 
 
 def _job_files() -> list[Path]:
     out = []
-    for p in sorted(DATA.rglob("*.xml")):
+    for p in sorted([*DATA.rglob("*.xml"), *DATA.rglob("*.toml")]):
         try:
             parse_job_file(p)
         except JobFileError:
@@ -40,6 +39,7 @@ def test_the_agreement_covers_the_job_files() -> None:
     names = {p.name for p in JOBS}
     assert len(JOBS) >= 7, names
     assert {"icrar_magphys_client_job.xml", "boinc_samples_vm_wrapper_job.xml", "qemu_task.xml"} <= names
+    assert "lhcathome_Theory_docker_job.toml" in names  # docker_wrapper's job.toml: a container task
 
 
 def _checked_kinds(job: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -76,25 +76,26 @@ def test_check_and_run_choose_the_same_backends(
 ) -> None:
     slot = tmp_path / "slot"
     slot.mkdir()
-    shutil.copy(job, slot / "job.xml")
+    name = "job.toml" if job.suffix == ".toml" else "job.xml"  # the run reads job.toml without a job.xml
+    shutil.copy(job, slot / name)
     if with_kernel:
         (slot / "vm_kernel").write_bytes(b"\x7fELF")
     if with_vbox_job:
         shutil.copy(VBOX_JOB, slot / "vbox_job.xml")
-        for name in parse_vbox_job(VBOX_JOB).copy_to_shared:  # the files it copies into the share
-            (slot / name).write_text("<app_init_data/>")
-    parsed = parse_job_file(slot / "job.xml")
+        for copied in parse_vbox_job(VBOX_JOB).copy_to_shared:  # the files it copies into the share
+            (slot / copied).write_text("<app_init_data/>")
+    parsed = parse_job_file(slot / name)
     for t in parsed.run_order:  # every file a task names exists, as in a real slot
-        for name in (t.application, *t.copy_files_to_vm, t.stdin_filename):
-            if name and "/" not in name.removeprefix("./") and "$" not in name:
-                (slot / name.removeprefix("./")).write_text("x")
-    for name in parsed.unzip_input:
-        with zipfile.ZipFile(slot / name, "w") as zf:
+        for f in (t.application, *t.copy_files_to_vm, t.stdin_filename):
+            if f and "/" not in f.removeprefix("./") and "$" not in f:
+                (slot / f.removeprefix("./")).write_text("x")
+    for z in parsed.unzip_input:
+        with zipfile.ZipFile(slot / z, "w") as zf:
             zf.writestr("unzipped", "x")
-    checked = _checked_kinds(slot / "job.xml", capsys)
+    checked = _checked_kinds(slot / name, capsys)
     assert len(checked) == len(parsed.daemons) + len(parsed.run_order)
 
-    world = World(slot, (slot / "job.xml").read_text())
+    world = World(slot, (slot / name).read_text(), job_name=name)
     factory = _RecordingFactory(world)
     world.backend_factory = factory  # type: ignore[method-assign]
     out = world.run()
