@@ -81,7 +81,8 @@ def test_quit_exports_a_criu_checkpoint_and_the_restart_continues_in_memory_stat
         log1 = b.log()
         assert rc == 0, log1
         at_quit = _count(slot)
-        ckpt = slot / "task0_container_checkpoint.tar.zst"
+        # kept beside the slot, where the container (it sees only the slot) cannot write
+        (ckpt,) = tmp_path.glob(f".hb-ckpt-{slot.name}-*.tar.zst")
         assert ckpt.is_file() and ckpt.stat().st_size > 0, log1
         assert "checkpointed" in log1, log1
         assert not podman.containers(OWNER_LABEL), "the container outlived the quit"
@@ -107,7 +108,7 @@ def test_quit_exports_a_criu_checkpoint_and_the_restart_continues_in_memory_stat
         assert (slot / "done.txt").read_text() == "counted to 60\n"
         # the restored shell went on from its in-memory count: never back to a fresh run's 1, 2, ...
         assert seen and min(seen) >= at_quit, (at_quit, seen)
-        assert not ckpt.exists(), "the checkpoint stayed in the slot after its restore"
+        assert not ckpt.exists(), "the checkpoint stayed after its restore"
         assert not podman.containers(OWNER_LABEL)
         path = criu.restore_config_path("x")
         assert path is None or not list(path.parent.glob("hb-*.criu.conf")), "CRIU restore options left"
@@ -116,13 +117,13 @@ def test_quit_exports_a_criu_checkpoint_and_the_restart_continues_in_memory_stat
 
 
 def test_a_planted_checkpoint_is_never_restored(podman, tmp_path):
-    """A file the guest wrote at the checkpoint's name while it ran is removed when the task stops
-    without an export; a restart then starts afresh."""
+    """The guest writes only its own folder (the slot, mounted at workdir); the bridge keeps its export
+    beside the slot. Files the guest plants in the slot under checkpoint-like names are never imported:
+    after a stop without export the restart starts the app afresh."""
     c = _counter_slot(tmp_path, podman, n=10000, code=0)
     slot = c.slot_dir
-    (slot / "count.sh").write_text(
-        "echo planted > task0_container_checkpoint.tar.zst\n" + COUNTER.format(n=10000, code=0)
-    )
+    plant = "echo planted > task0_container_checkpoint.tar.zst; echo planted > .hb-ckpt-slot-x.tar.zst\n"
+    (slot / "count.sh").write_text(plant + COUNTER.format(n=10000, code=0))
     c.start_heartbeats()
     try:
         b = Bridge(slot)
@@ -133,13 +134,19 @@ def test_a_planted_checkpoint_is_never_restored(podman, tmp_path):
             b.wait(60)
         finally:
             b.close()
-        assert not (slot / "task0_container_checkpoint.tar.zst").exists(), b.log()
+        assert not list(tmp_path.glob(".hb-ckpt-*")), b.log()
         assert not podman.containers(OWNER_LABEL)
+        (slot / "count").unlink()
+        b2 = Bridge(slot)
+        try:
+            wait_for(lambda: _count(slot) >= 1, 60, "the restarted container to count")
+            assert "restored" not in b2.log(), b2.log()
+            c.quit()
+            b2.wait(60)
+        finally:
+            b2.close()
     finally:
         c.close()
-
-
-# ------------------------------------------------------------------------------------------ orphans
 
 
 def _fake_task_container(pm: PrivatePodman, image: str, owner: str, slot: Path, result: str) -> str:

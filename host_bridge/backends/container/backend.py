@@ -448,13 +448,13 @@ class ContainerBackend:
                 sys.stderr.flush()
 
     def checkpoint(self) -> bool:
-        """A CRIU checkpoint exported into the slot (then the container is removed); False where CRIU
-        does not work here: the app's own checkpoint files are then what survives.
+        """A CRIU checkpoint exported beside the slot (``_checkpoint_path``; then the container is
+        removed); False where CRIU does not work here: the app's own checkpoint files are then what
+        survives.
 
         The dump stops the container's processes before the archive is written, so the share's files
         are those the checkpoint expects at its restore. The archive is written into a fresh folder
-        beside the slot (never a path the guest could have prepared: podman follows links) and renamed
-        into the slot."""
+        (never a path the guest could have prepared: podman follows links) and renamed into place."""
         if (
             self._id is None
             or self._exit_code is not None
@@ -467,7 +467,7 @@ class ContainerBackend:
         self.resume()  # a paused container cannot be checkpointed
         t0 = time.monotonic()
         try:
-            tmpdir = Path(tempfile.mkdtemp(prefix=".hb-checkpoint-", dir=target.parent.parent))
+            tmpdir = Path(tempfile.mkdtemp(prefix=".hb-checkpoint-", dir=target.parent))
         except OSError as e:
             log.warning("task %s: no room for a container checkpoint beside %s: %s", task.name, target, e)
             return False
@@ -497,19 +497,29 @@ class ContainerBackend:
         )
         return True
 
-    def _checkpoint_path(self) -> Path:
+    def _slot(self) -> Path:
         task = self._spec()
         slot = self.settings.slot_dir or Path(task.share).resolve()
         if self.settings.slot_dir is None and slot.name == "shared":
             slot = slot.parent
-        return slot / f"{task.name}_{self.settings.checkpoint_file}"
+        return slot
+
+    def _checkpoint_path(self) -> Path:
+        """Where this task's CRIU export is kept: beside the slot, never in it. The slot is the
+        container's own folder for docker_wrapper apps (mounted at workdir), so a file there may be the
+        guest's; the folder of the slots is the bridge's alone (BOINC mounts no container there). One
+        name per slot, result and task (the owner tag)."""
+        slot = self._slot()
+        return slot.parent / f".hb-ckpt-{slot.name}-{self._spec().owner_tag}.tar.zst"
 
     def _drop_checkpoint(self) -> None:
-        """Remove a container checkpoint of this task from the slot: called once no export of ours can
-        be in it (a fresh start, a stop without export), so that a file a guest put there is never
-        restored."""
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            self._checkpoint_path().unlink()
+        """Remove this task's container checkpoint (after its restore, on a fresh start, on a stop
+        without export) and any an earlier result left for this slot."""
+        slot = self._slot()
+        with contextlib.suppress(OSError):
+            for f in slot.parent.glob(f".hb-ckpt-{slot.name}-*.tar.zst"):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    f.unlink()
 
     def _collect_orphans(self) -> None:
         """Once per bridge: remove containers of finished slots (orphans.py); never this task's."""

@@ -47,7 +47,6 @@ class ContainerSettings:
     engine: str = ""  # "podman" / "docker" / a path; "" = podman, else docker
     allow_pull: bool = False
     stop_grace: float = 10.0  # s between SIGTERM and SIGKILL when the task is stopped (quit)
-    checkpoint_file: str = "container_checkpoint.tar.zst"  # in the slot (CRIU export)
     slot_dir: Path | None = None  # the task's slot (labels: orphan containers of finished slots)
     result_name: str = ""  # the result the slot runs (labels)
 
