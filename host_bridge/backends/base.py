@@ -126,3 +126,9 @@ class Backend(Protocol):
     def cleanup(self) -> None:
         """Remove everything this task created (processes, VM, overlays), leaving the share's outputs."""
         ...
+
+    def discard(self) -> None:
+        """The task is given up (the client aborted it): what ``cleanup`` removes, and also what was kept
+        for a later run or task (a saved VM or container checkpoint, an image made on this host for
+        the app version when no other task uses it)."""
+        ...

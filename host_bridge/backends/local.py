@@ -600,6 +600,10 @@ class LocalBackend:
         if self._swept:  # a Python task of the single-file bundle killed before it removed its unpacking
             _frozen.remove_unpacked_of(self._proc.pid)
 
+    def discard(self) -> None:
+        """Nothing is kept for later runs: as ``cleanup``."""
+        self.cleanup()
+
     def cleanup(self) -> None:
         self.poweroff()
         self._stat.close()

@@ -99,6 +99,14 @@ def stop_quietly(backend: Backend) -> None:
         log.warning("cleaning up the task failed too: %s", e)
 
 
+def discard_quietly(backend: Backend) -> None:
+    """``discard``, logging (not raising) what fails: the run is ending anyway (an abort)."""
+    try:
+        backend.discard()
+    except Exception as e:
+        log.warning("removing the aborted task's environment failed: %s", e)
+
+
 class TaskLoop:
     def __init__(
         self,
@@ -343,7 +351,9 @@ class TaskLoop:
         elif isinstance(action, core.EndTask):
             return self.end_task(action)
         elif isinstance(action, core.ExitBridge):
-            if action.kind == "abort" or self.failing:
+            if action.kind == "abort":
+                discard_quietly(b)  # the client gave the task up: nothing is kept for a later run
+            elif self.failing:
                 stop_quietly(b)
             return action
         return None

@@ -287,6 +287,9 @@ def test_suspend_freezes_resume_continues_abort_leaves_nothing(podman, tmp_path)
         finally:
             b.close()
         assert not _owned(podman), "abort left the container"
+        (image,) = set(re.findall(r"\(image (\S+)\)", b.log()))
+        names = [n for i in podman.images() for n in i.get("Names") or []]
+        assert image not in names, f"abort left the task's image {image}"
     finally:
         c.close()
 

@@ -116,6 +116,10 @@ class FakeBackend:
     def cleanup(self) -> None:
         self.calls.append("cleanup")
 
+    def discard(self) -> None:
+        self.calls.append("discard")
+        self.cleanup()
+
     def console(self) -> ConsoleEndpoints:
         return ConsoleEndpoints()
 

@@ -91,7 +91,8 @@ def test_abort(tmp_path: Path) -> None:
     w = World(tmp_path, JOB, script=BackendScript(exits_at=50.0), requests=[(2.0, "abort_request", True)])
     out = w.run()
     assert (out.kind, out.status) == ("abort", int(ExitCode.EXIT_ABORTED_BY_CLIENT))
-    assert "poweroff" in w.backend.calls and w.backend.calls[-1] == "cleanup"
+    # the client gave the task up: its environment is discarded, nothing kept for a later run
+    assert "poweroff" in w.backend.calls and w.backend.calls[-2:] == ["discard", "cleanup"]
 
 
 def test_environment_failure_three_times_fails_the_task(tmp_path: Path) -> None:

@@ -614,6 +614,16 @@ class ContainerBackend:
         """The host port forwarded to the job's web_graphics_guest_port (docker_wrapper's web graphics)."""
         return ConsoleEndpoints(host_port=self._host_port)
 
+    def discard(self) -> None:
+        """``cleanup``, the checkpoint, and the image this backend made for the task's app version
+        (built from its Dockerfile or loaded from its archive) unless another container uses it."""
+        image = self.image_ref
+        self.cleanup()
+        if self._task is not None:
+            self._drop_checkpoint()
+        if image and image.startswith(IMAGE_PREFIX):
+            self.engine.remove_image_if_unused(image)
+
     def cleanup(self) -> None:
         self.poweroff()
         if self._task is not None:

@@ -230,6 +230,10 @@ class Engine:
         cmd += [*args, str(context)]
         self.run(cmd, what=f"building the image from {dockerfile or context / 'Dockerfile'}", timeout=1800)
 
+    def remove_image_if_unused(self, image: str) -> None:
+        """Remove ``image`` unless a container (another task's) uses it: no ``--force``."""
+        self.run(["rmi", image], what=f"removing the image {image}", check=False)
+
     def remove_image(self, image: str) -> None:
         self.run(["rmi", "--force", image], what=f"removing the image {image}", check=False)
 

@@ -757,6 +757,10 @@ class QemuBackend(SavingMixin):
         """None: the app's end is the agent's exit file in the share (the watcher's hint wakes the loop)."""
         return None
 
+    def discard(self) -> None:
+        """``cleanup`` removes the state folder, saves included."""
+        self.cleanup()
+
     def cleanup(self) -> None:
         """Power off, then remove the overlay, socket, pidfile, logs, state folder and the agent's files in
         the share. The share's other files (the app's outputs) stay."""

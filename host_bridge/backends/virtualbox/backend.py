@@ -609,6 +609,10 @@ class VirtualBoxBackend:
         """None: a VirtualBox VM's end is seen at the next poll."""
         return None
 
+    def discard(self) -> None:
+        """The VM and its snapshots go with ``cleanup``."""
+        self.cleanup()
+
     def cleanup(self) -> None:
         if self.vm is None:
             return
