@@ -257,6 +257,13 @@ def _counter_slot(tmp_path: Path, podman: PrivatePodman, *, n: int, code: int) -
     return c
 
 
+def _cgroups_of(container_id: str) -> list[str]:
+    """The cgroup folders (any controller, v1 or v2) named after a container."""
+    import glob
+
+    return glob.glob(f"/sys/fs/cgroup/**/*{container_id}*", recursive=True)
+
+
 def _count(slot: Path) -> int:
     try:
         return int((slot / "count").read_text())
@@ -273,6 +280,8 @@ def test_suspend_freezes_resume_continues_abort_leaves_nothing(podman, tmp_path)
         try:
             wait_for(lambda: _count(slot) >= 3, 60, "the container to count")
             assert len(_owned(podman)) == 1
+            cid = _owned(podman)[0]["Id"]
+            assert _cgroups_of(cid), "the running container's cgroup was not found (the check below)"
             for _ in range(3):
                 c.suspend()
                 wait_for(lambda: podman.containers(OWNER_LABEL)[0]["State"] == "paused", 10, "pause")
@@ -287,6 +296,7 @@ def test_suspend_freezes_resume_continues_abort_leaves_nothing(podman, tmp_path)
         finally:
             b.close()
         assert not _owned(podman), "abort left the container"
+        assert not _cgroups_of(cid), f"abort left the container's cgroups: {_cgroups_of(cid)}"
         (image,) = set(re.findall(r"\(image (\S+)\)", b.log()))
         names = [n for i in podman.images() for n in i.get("Names") or []]
         assert image not in names, f"abort left the task's image {image}"
