@@ -11,8 +11,6 @@ Where a task runs is not decided here: ``host_bridge.runtime.plan`` does that, f
 ``check`` alike.
 """
 
-from .description import describe
-from .docker import DockerJob, parse_docker_job, parse_docker_text
 from .model import CmdArg, JobSpec, TaskDesc, TaskKind, ZipOutput
 from .safexml import (
     MAX_JOB_FILE_BYTES,
@@ -46,3 +44,21 @@ __all__ = [
     "read_bounded",
     "split_command_line",
 ]
+
+# check's text and the job.toml reader are loaded on first use: a run of a job.xml needs neither (every
+# module imported costs the bridge's start-up time and memory: docs/benchmarks.md)
+_LAZY = {
+    "describe": ".description",
+    "DockerJob": ".docker",
+    "parse_docker_job": ".docker",
+    "parse_docker_text": ".docker",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
