@@ -16,6 +16,14 @@ import subprocess  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    """An empty folder to use as a task's shared folder."""
+    d = tmp_path / "share"
+    d.mkdir()
+    return d
+
+
 @pytest.fixture(scope="session")
 def vm_files(tmp_path_factory) -> dict[str, Path]:
     """The static C worker (examples/c/worker.c + the C guest SDK) and the test VM image (kernel +

@@ -41,13 +41,6 @@ def tag() -> str:
 
 
 @pytest.fixture
-def share(tmp_path: Path) -> Path:
-    d = tmp_path / "share"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def backends() -> Iterator[Made[LocalBackend]]:
     made: Made[LocalBackend] = Made()
     yield made

@@ -23,7 +23,7 @@ from host_bridge.runtime.plan import PlanContext, plan_job
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
 from tests.support.paths import ROOT
-from tests.support.podman import PrivatePodman, private_podman
+from tests.support.podman import PrivatePodman, counted, private_podman
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -264,13 +264,6 @@ def _cgroups_of(container_id: str) -> list[str]:
     return glob.glob(f"/sys/fs/cgroup/**/*{container_id}*", recursive=True)
 
 
-def _count(slot: Path) -> int:
-    try:
-        return int((slot / "count").read_text())
-    except (OSError, ValueError):
-        return 0
-
-
 def test_suspend_freezes_resume_continues_abort_leaves_nothing(podman, tmp_path):
     c = _counter_slot(tmp_path, podman, n=100000, code=0)
     slot = c.slot_dir
@@ -278,18 +271,18 @@ def test_suspend_freezes_resume_continues_abort_leaves_nothing(podman, tmp_path)
     try:
         b = _bridge(slot, podman)
         try:
-            wait_for(lambda: _count(slot) >= 3, 60, "the container to count")
+            wait_for(lambda: counted(slot) >= 3, 60, "the container to count")
             assert len(_owned(podman)) == 1
             cid = _owned(podman)[0]["Id"]
             assert _cgroups_of(cid), "the running container's cgroup was not found (the check below)"
             for _ in range(3):
                 c.suspend()
                 wait_for(lambda: podman.containers(OWNER_LABEL)[0]["State"] == "paused", 10, "pause")
-                frozen = _count(slot)
+                frozen = counted(slot)
                 time.sleep(0.6)
-                assert _count(slot) == frozen, "the container ran while suspended"
+                assert counted(slot) == frozen, "the container ran while suspended"
                 c.resume()
-                wait_for(lambda f=frozen: _count(slot) > f, 10, "counting again after resume")
+                wait_for(lambda f=frozen: counted(slot) > f, 10, "counting again after resume")
             c.abort()
             rc = b.wait(60)
             assert rc != 0, b.log()
@@ -311,13 +304,13 @@ def test_kill_9_of_the_bridge_then_restart_reattaches(podman, tmp_path):
     try:
         b = _bridge(slot, podman)
         try:
-            wait_for(lambda: _count(slot) >= 3, 60, "the container to count")
+            wait_for(lambda: counted(slot) >= 3, 60, "the container to count")
             b.kill()
         finally:
             b.close()
         before = _owned(podman)
         assert len(before) == 1 and before[0]["State"] == "running", "the container dies with the bridge"
-        at_kill = _count(slot)
+        at_kill = counted(slot)
         b2 = _bridge(slot, podman)
         try:
             rc = b2.wait(90)
@@ -326,7 +319,7 @@ def test_kill_9_of_the_bridge_then_restart_reattaches(podman, tmp_path):
         log = b2.log()
         assert "reattached" in log, log
         assert rc == 5, log
-        assert _count(slot) == 40 and at_kill < 40  # the same run went on, not a fresh one
+        assert counted(slot) == 40 and at_kill < 40  # the same run went on, not a fresh one
         assert not _owned(podman)
     finally:
         c.close()

@@ -16,7 +16,7 @@ from host_bridge.backends.container import criu
 from host_bridge.backends.container.orphans import OWNER_LABEL, RESULT_LABEL, SLOT_LABEL, slot_is_stale
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
-from tests.support.podman import PrivatePodman, private_podman
+from tests.support.podman import PrivatePodman, counted, private_podman
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -54,13 +54,6 @@ def _counter_slot(tmp_path: Path, pm: PrivatePodman, *, n: int, code: int) -> Sl
     return c
 
 
-def _count(slot: Path) -> int:
-    try:
-        return int((slot / "count").read_text())
-    except (OSError, ValueError):
-        return 0
-
-
 def test_quit_exports_a_criu_checkpoint_and_the_restart_continues_in_memory_state(podman, tmp_path):
     if not criu.criu_works():
         pytest.fail(
@@ -73,14 +66,14 @@ def test_quit_exports_a_criu_checkpoint_and_the_restart_continues_in_memory_stat
     try:
         b = Bridge(slot)
         try:
-            wait_for(lambda: _count(slot) >= 15, 60, "the container to count to 15")
+            wait_for(lambda: counted(slot) >= 15, 60, "the container to count to 15")
             c.quit()
             rc = b.wait(60)
         finally:
             b.close()
         log1 = b.log()
         assert rc == 0, log1
-        at_quit = _count(slot)
+        at_quit = counted(slot)
         # kept beside the slot, where the container (it sees only the slot) cannot write
         (ckpt,) = tmp_path.glob(f".hb-ckpt-{slot.name}-*.tar.zst")
         assert ckpt.is_file() and ckpt.stat().st_size > 0, log1
@@ -88,14 +81,14 @@ def test_quit_exports_a_criu_checkpoint_and_the_restart_continues_in_memory_stat
         assert not podman.containers(OWNER_LABEL), "the container outlived the quit"
         assert not list(tmp_path.glob(".hb-checkpoint-*")), "the export's temporary folder was left"
         time.sleep(0.5)
-        assert _count(slot) == at_quit, "the app ran on after the quit"
+        assert counted(slot) == at_quit, "the app ran on after the quit"
 
         seen: list[int] = []
         b2 = Bridge(slot)
         try:
             deadline = time.monotonic() + 90
             while b2.proc.poll() is None and time.monotonic() < deadline:
-                n = _count(slot)
+                n = counted(slot)
                 if n and (not seen or seen[-1] != n):
                     seen.append(n)
                 time.sleep(0.03)
@@ -128,7 +121,7 @@ def test_a_planted_checkpoint_is_never_restored(podman, tmp_path):
     try:
         b = Bridge(slot)
         try:
-            wait_for(lambda: _count(slot) >= 2, 60, "the container to count")
+            wait_for(lambda: counted(slot) >= 2, 60, "the container to count")
             assert (slot / "task0_container_checkpoint.tar.zst").exists()
             c.abort()
             b.wait(60)
@@ -139,7 +132,7 @@ def test_a_planted_checkpoint_is_never_restored(podman, tmp_path):
         (slot / "count").unlink()
         b2 = Bridge(slot)
         try:
-            wait_for(lambda: _count(slot) >= 1, 60, "the restarted container to count")
+            wait_for(lambda: counted(slot) >= 1, 60, "the restarted container to count")
             assert "restored" not in b2.log(), b2.log()
             c.quit()
             b2.wait(60)

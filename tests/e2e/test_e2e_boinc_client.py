@@ -7,26 +7,15 @@ watches it through ``boinccmd --unix_domain --get_tasks`` and reads its final cl
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.boinc_client import BoincClientRun, ExtraFile, fraction_done
+from tests.support.boinc_client import BoincClientRun, ExtraFile, bridge_main_program, fraction_done
 from tests.support.jobs import C_WORKER_VM_JOB_NO_STDIO, WORKER_JOB
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _main_program(tmp_path: Path) -> Path:
-    p = tmp_path / "host_bridge.sh"
-    p.write_text(
-        "#!/bin/sh\n"
-        f'PYTHONPATH={ROOT}:{ROOT / "guest_sdk" / "python"} exec {sys.executable} -m host_bridge "$@"\n'
-    )
-    p.chmod(0o755)
-    return p
 
 
 def _files(tmp_path: Path, seconds: float) -> tuple[list[ExtraFile], ExtraFile]:
@@ -50,7 +39,7 @@ def _task(tasks: list[dict[str, str]]) -> dict[str, str]:
 
 def test_worker_through_bridge_under_real_client(tmp_path):
     files, out = _files(tmp_path, seconds=8)
-    with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
+    with BoincClientRun(tmp_path, bridge_main_program(tmp_path), extra_files=files) as run:
         run.wait(lambda t: _task(t).get("active_task_state") == "EXECUTING", timeout=60)
         seen = [fraction_done(run.boinccmd_tasks())]
         run.wait(lambda t: fraction_done(t) > 0.1, timeout=60)
@@ -77,7 +66,7 @@ def test_worker_through_bridge_under_real_client(tmp_path):
 
 def test_abort_through_boinccmd_leaves_nothing(tmp_path):
     files, _ = _files(tmp_path, seconds=120)
-    with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
+    with BoincClientRun(tmp_path, bridge_main_program(tmp_path), extra_files=files) as run:
         run.wait(lambda t: fraction_done(t) > 0.0, timeout=60)
         pids = run.app_pids()
         assert len(pids) >= 2  # the bridge and the worker
@@ -101,7 +90,7 @@ def test_c_worker_in_a_real_vm_under_the_real_client(tmp_path, vm_files):
         ExtraFile(tmp_path / "in", "in"),
         out,
     ]
-    with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files) as run:
+    with BoincClientRun(tmp_path, bridge_main_program(tmp_path), extra_files=files) as run:
         run.wait(lambda t: fraction_done(t) > 0.05, timeout=180)
         seen = [fraction_done(run.boinccmd_tasks())]
         assert any("qemu-system" in " ".join(p.cmdline()) for p in _app_procs(run)), "no VM was started"

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from host_bridge.backends.container.orphans import OWNER_LABEL
-from tests.support.boinc_client import BoincClientRun, ExtraFile, fraction_done
+from tests.support.boinc_client import BoincClientRun, ExtraFile, bridge_main_program, fraction_done
 from tests.support.jobs import worker_job
 from tests.support.paths import ROOT
 from tests.support.podman import private_podman
@@ -27,16 +26,6 @@ CONTAINER_WORKER_JOB = worker_job(
     "        <container_args>-v /usr:/usr:ro</container_args>\n"
     "        <setenv>PYTHONPATH=/opt/py</setenv>",
 )
-
-
-def _main_program(tmp_path: Path) -> Path:
-    p = tmp_path / "host_bridge.sh"
-    p.write_text(
-        "#!/bin/sh\n"
-        f'PYTHONPATH={ROOT}:{ROOT / "guest_sdk" / "python"} exec {sys.executable} -m host_bridge "$@"\n'
-    )
-    p.chmod(0o755)
-    return p
 
 
 def test_worker_in_a_container_under_the_real_client(tmp_path):
@@ -56,7 +45,7 @@ def test_worker_in_a_container_under_the_real_client(tmp_path):
         ]
         env = dict(os.environ)
         env.update(pm.env)
-        with BoincClientRun(tmp_path, _main_program(tmp_path), extra_files=files, env=env) as run:
+        with BoincClientRun(tmp_path, bridge_main_program(tmp_path), extra_files=files, env=env) as run:
             run.wait(lambda t: fraction_done(t) > 0.05, timeout=90)
             seen = [fraction_done(run.boinccmd_tasks())]
             running = pm.containers(OWNER_LABEL)

@@ -450,3 +450,19 @@ def fraction_done(tasks: list[dict[str, str]]) -> float:
         return float((tasks[0] if tasks else {}).get("fraction done", "0"))
     except ValueError:
         return 0.0
+
+
+def bridge_main_program(folder: Path) -> Path:
+    """The app version's main program for a test under the real client: a script that runs this
+    checkout's bridge with the test's Python."""
+    import sys
+
+    from tests.support.paths import ROOT
+
+    p = folder / "host_bridge.sh"
+    p.write_text(
+        "#!/bin/sh\n"
+        f'PYTHONPATH={ROOT}:{ROOT / "guest_sdk" / "python"} exec {sys.executable} -m host_bridge "$@"\n'
+    )
+    p.chmod(0o755)
+    return p

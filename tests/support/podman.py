@@ -201,3 +201,11 @@ def _unmount_under(root: Path) -> None:
         return
     for p in sorted((p for p in points if p.startswith(str(root))), key=len, reverse=True):
         subprocess.run(["umount", "-l", p], capture_output=True, timeout=30)
+
+
+def counted(slot: Path) -> int:
+    """The counter the container tests' guest script writes into ``slot/count`` (0: none yet)."""
+    try:
+        return int((slot / "count").read_text())
+    except (OSError, ValueError):
+        return 0

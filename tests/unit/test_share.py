@@ -17,13 +17,6 @@ STATUS = "boinc_status.msgpack"
 
 
 @pytest.fixture
-def share(tmp_path: Path) -> Path:
-    d = tmp_path / "share"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def host_secret(tmp_path: Path) -> Path:
     p = tmp_path / "host_secret.txt"
     p.write_bytes(b"host secret\n")
