@@ -63,12 +63,18 @@ def _load_accel_file() -> dict[str, str]:
 
 def remember_accel(qemu: str, accel: str) -> None:
     """Record the accelerator for this QEMU binary and host kernel (in memory and in the image cache)."""
+    import fcntl
+
     key = _accel_key(qemu)
     _accel_cache[key] = accel
-    entries = _load_accel_file()
-    entries[key] = accel
-    with contextlib.suppress(OSError):  # a cache: not worth an fsync
-        atomic_write(_accel_file(), json.dumps(dict(list(entries.items())[-16:])).encode(), sync=False)
+    path = _accel_file()
+    with contextlib.suppress(OSError), open(path.with_name(".accel-probe.lock"), "w") as lock:
+        # bridges of several slots (and test runs) update the file at once: read, change and write it
+        # under a lock, or one's entry is lost (and its probe runs again)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = _load_accel_file()
+        entries[key] = accel
+        atomic_write(path, json.dumps(dict(list(entries.items())[-16:])).encode(), sync=False)  # a cache
 
 
 def choose_accel(qemu: str, requested: str = "auto") -> str:
