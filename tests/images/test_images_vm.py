@@ -204,3 +204,29 @@ def test_image_from_a_podman_export(tmp_path: Path, run_in_image) -> None:
     out, fractions = run_in_image(img.out, "/app/run")
     assert out.read_text() == "static app ran\n"
     assert fractions and fractions[-1] == pytest.approx(1.0)
+
+
+def test_image_from_a_dockerfile(tmp_path: Path, run_in_image) -> None:
+    """--dockerfile: podman builds it (FROM an image already on the build machine, no registry),
+    the builder exports it, removes what podman made, and the app runs in the VM."""
+    subprocess.run(["make", "-s", "-C", str(CSDK)], check=True, timeout=300)
+    (tmp_path / "app.c").write_text(STATIC_C)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    subprocess.run(
+        ["gcc", "-static", "-O2", "-I", str(CSDK / "include"), "-o", str(ctx / "app"),
+         str(tmp_path / "app.c"), str(CSDK / "build" / "libboinc_guest.a"), "-lpthread"],
+        check=True, timeout=300, capture_output=True,
+    )  # fmt: skip
+    (ctx / "Dockerfile").write_text("FROM localhost/hbdf-base\nCOPY app /app/run\n")
+    with private_podman() as pm:
+        pm.import_image(pm.rootfs_tar(tmp_path / "base.tar", {}), "localhost/hbdf-base")
+        images_before = {i.get("Id") for i in pm.images()}
+        with pm.activate():
+            img = build_image(BuildSpec(out=tmp_path / "image", dockerfile=ctx / "Dockerfile"))
+        assert {i.get("Id") for i in pm.images()} == images_before, "the build's image was left"
+        assert not pm.containers(), "the export's container was left"
+    assert img.manifest["root"]["kind"] == "dockerfile"  # type: ignore[index]
+    out, fractions = run_in_image(img.out, "/app/run")
+    assert out.read_text() == "static app ran\n"
+    assert fractions and fractions[-1] == pytest.approx(1.0)
