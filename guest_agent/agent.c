@@ -37,6 +37,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +57,12 @@ static const char *const AGENT_NAMES[] = {TASK_FILE, EXIT_FILE, STARTED_FILE, RE
 static const char *share = "/boinc/shared"; /* the app's folder (a tmpfs in relay mode) */
 static const char *hostdir = "/boinc/shared"; /* the 9p share: the agent's files (/boinc/.host in relay mode) */
 static int relay = 0;
+
+#define V9FS_MAGIC 0x01021997
+static int on_9p(const char *path) { /* whether path is on a 9p (virtfs) mount */
+    struct statfs st;
+    return statfs(path, &st) == 0 && (unsigned long)st.f_type == V9FS_MAGIC;
+}
 static const char *root = NULL; /* optional: the app runs chrooted here (the Python root, docs/qemu.md) */
 
 static void logmsg(const char *fmt, ...) {
@@ -503,9 +510,18 @@ int main(int argc, char **argv) {
                  root, root, share);
     }
 
-    if (!root && relay_setup(share, RELAY_HOSTDIR, AGENT_NAMES) == 0) {
+    /* The relay (the agent alone holds the share, so that a VM save can let go of it): without a root,
+     * and with an image's root disk (squashfs + overlay); not with the Python root, itself a 9p export
+     * that pins the VM (no save). In a root, the share's bind is replaced by the relayed folder's. */
+    if ((!root || !on_9p(root)) && relay_setup(share, RELAY_HOSTDIR, AGENT_NAMES) == 0) {
         relay = 1;
         hostdir = RELAY_HOSTDIR;
+        if (root) {
+            char inner[4200];
+            snprintf(inner, sizeof inner, "%s%s", root, share);
+            if (umount2(inner, MNT_DETACH) != 0 || mount(share, inner, NULL, MS_BIND, NULL) != 0)
+                fail("cannot bind the relayed share into the guest root at %s: %s", inner, strerror(errno));
+        }
     }
 
     pid_t pid = fork();

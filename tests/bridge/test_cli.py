@@ -104,7 +104,8 @@ def test_demo_runs_the_worker_standalone():
 @pytest.mark.timeout(900)
 def test_vm_demo_quits_half_way_and_resumes_from_the_checkpoint():
     """The default demo: the worker in a real VM (the image built by the image builder on first use,
-    then cached), a quit at half-way, a restart that resumes from the worker's checkpoint."""
+    then cached), a quit at half-way that saves the whole VM, a restart that restores it (the image's
+    root disk does not pin the VM: the agent relays the share in it too)."""
     r = subprocess.run(
         [sys.executable, "-m", "host_bridge", "demo", "8"],
         capture_output=True, text=True, timeout=800, env=ENV,
@@ -116,6 +117,7 @@ def test_vm_demo_quits_half_way_and_resumes_from_the_checkpoint():
     assert "starting VM" in r.stderr  # a real VM, twice
     assert r.stderr.count("starting VM") == 2, r.stderr
     assert "worker: resuming from checkpoint" in r.stderr or "resuming job at task 1" in r.stderr
+    assert "saved for the quit" in r.stderr and "restored from its save" in r.stderr, r.stderr
     first, second = out.split("-- run 2")
     assert "100.0%" not in first and "100.0%" in second
     assert "output file: " in out and "HELLO FROM THE INPUT FILE" in out and "exit status 0" in out
