@@ -331,46 +331,44 @@ def cannot_save(policy: Policy) -> ExitBridge:
     return retry_later("cannot save the bridge's state (is the disk full?)", policy.disk_delay)
 
 
-def failure_actions(
-    failure: Failure, *, before_app: bool, task: TaskContext
-) -> tuple[list[Action], ExitBridge]:
+def _end_with_failure(
+    state: CoreState, actions: list[Action], failure: Failure, task: TaskContext
+) -> tuple[CoreState, list[Action]]:
     """How a backend failure ends the run: a permanent one fails the task (EXIT_CHILD_FAILED); a
     temporary one is a temporary exit, except that failures before the task's app started are counted
     over restarts and the ``max_env_failures``-th in a row fails the task (the VM image or the job's
     settings are then most likely wrong, not the host's moment)."""
     policy = task.policy
     msg = f"task {task.number}: {failure.message}"
+    end: list[Action] = [*actions, StopTask(save=False)]
     if not failure.temporary:
-        return [], fail(ExitCode.EXIT_CHILD_FAILED, msg)
-    if not before_app:
-        return [], retry_later(msg, policy.failed_delay)
-    n = task.env_failures + 1
-    limit = policy.max_env_failures
-    save = SaveState("environment failure", -1, env_failures=n)
-    if n < limit:
-        return [save], retry_later(
-            f"{msg} (failure {n} of {limit} before the task's app started; the task is retried later)",
-            policy.failed_delay,
-        )
-    return [save], fail(
-        ExitCode.EXIT_CHILD_FAILED,
-        f"{msg} -- the task's environment failed {n} times in a row before the task's app started: the "
-        "VM image or the job file's vm_* settings are most likely wrong (the VM's console lines, if any, "
-        "are above in stderr.txt); the task is given up",
-    )
-
-
-def _end_with_failure(
-    state: CoreState, actions: list[Action], failure: Failure, task: TaskContext
-) -> tuple[CoreState, list[Action]]:
-    saves, exit_ = failure_actions(failure, before_app=not state.app_seen, task=task)
-    saves = [replace(a, last_event_id=state.last_event_id) for a in saves if isinstance(a, SaveState)]
-    return _evolve(state, ending=True), [*actions, StopTask(save=False), *saves, exit_]
+        exit_ = fail(ExitCode.EXIT_CHILD_FAILED, msg)
+    elif state.app_seen:
+        exit_ = retry_later(msg, policy.failed_delay)
+    else:
+        n = task.env_failures + 1
+        limit = policy.max_env_failures
+        end.append(SaveState("environment failure", state.last_event_id, env_failures=n))
+        if n < limit:
+            exit_ = retry_later(
+                f"{msg} (failure {n} of {limit} before the task's app started; the task is retried later)",
+                policy.failed_delay,
+            )
+        else:
+            exit_ = fail(
+                ExitCode.EXIT_CHILD_FAILED,
+                f"{msg} -- the task's environment failed {n} times in a row before the task's app "
+                "started: the VM image or the job file's vm_* settings are most likely wrong (the VM's "
+                "console lines, if any, are above in stderr.txt); the task is given up",
+            )
+    return _evolve(state, ending=True), [*end, exit_]
 
 
 def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
     if state.ending:
-        return state, []
+        # nothing more to decide, unless a backend verb failed while the run was ending (a quit's
+        # power-off): that failure is then the outcome
+        return _end_with_failure(state, [], inp.failure, inp.task) if inp.failure else (state, [])
     actions: list[Action] = []
     now = inp.now
     b = inp.boinc
@@ -404,7 +402,7 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
             ExitBridge("quit", 0, "quit requested by the BOINC client; the task will resume later"),
         ]
 
-    # 2. A backend verb that failed ends the run (how: failure_actions).
+    # 2. A backend verb that failed ends the run (how: _end_with_failure).
     if inp.failure is not None:
         return _end_with_failure(state, actions, inp.failure, task)
 

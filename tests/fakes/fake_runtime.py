@@ -48,6 +48,7 @@ class BackendScript:
     fails_at: float | None = None  # the environment dies (FAILED)
     error: str = "the VM stopped unexpectedly"
     create_error: tuple[str, bool] | None = None  # (message, temporary) raised by create()
+    poweroff_error: tuple[str, bool] | None = None  # (message, temporary) raised by poweroff()
     cpu_per_second: float = 1.0
 
 
@@ -108,8 +109,13 @@ class FakeBackend:
         return False
 
     def poweroff(self) -> None:
+        from host_bridge.backends.base import BackendError
+
         self.calls.append("poweroff")
         self._accrue()
+        if self.script.poweroff_error is not None:
+            msg, temporary = self.script.poweroff_error
+            raise BackendError(msg, temporary=temporary)
         if self.state in (VMState.RUNNING, VMState.PAUSED, VMState.CREATED):
             self.state = VMState.ABSENT
 
@@ -215,6 +221,8 @@ class FakeWatcher:
     def wait(self, timeout: float) -> bool:
         w = self.world
         w.waits += 1
+        if w.waits > w.max_waits:  # a loop that never ends: fail, do not spin for ever
+            raise AssertionError(f"the task loop slept {w.waits} times without ending")
         deadline = w.clock.now + max(timeout, 0.0)
         pending = w.guest_writes
         if pending and w.start + pending[0].at <= deadline:
@@ -258,6 +266,7 @@ class World:
         self.backends: list[FakeBackend] = []
         self.api: RecordingApi | None = None
         self.waits = 0
+        self.max_waits = 100_000
 
     def backend_factory(self, plan: object, ctx: object) -> FakeBackend:
         self.plans.append(plan)

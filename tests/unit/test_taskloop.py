@@ -95,6 +95,20 @@ def test_abort(tmp_path: Path) -> None:
     assert "poweroff" in w.backend.calls and w.backend.calls[-2:] == ["discard", "cleanup"]
 
 
+def test_a_power_off_that_fails_during_a_quit_ends_the_run(tmp_path: Path) -> None:
+    """The quit's power-off raises: that failure is the outcome (a temporary exit naming it), and the
+    loop ends; it went on sleeping for ever, the run already ending, before."""
+    w = World(
+        tmp_path,
+        JOB,
+        script=BackendScript(exits_at=None, poweroff_error=("QEMU did not stop", True)),
+        requests=[(2.0, "quit_request", True)],
+    )
+    out = w.run()
+    assert out.kind == "temporary_exit" and "task 1: QEMU did not stop" in out.message
+    assert w.backend.calls[-1] == "cleanup"
+
+
 def test_environment_failure_three_times_fails_the_task(tmp_path: Path) -> None:
     w = World(tmp_path, JOB, script=BackendScript(app_starts=math.inf, fails_at=1.0))
     outs = [w.run() for _ in range(3)]
