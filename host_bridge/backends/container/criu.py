@@ -24,6 +24,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from host_bridge.osutil import atomic_write
+
 from .podman import explain
 
 log = logging.getLogger(__name__)
@@ -106,15 +108,7 @@ def restore_config(owner_tag: str) -> Iterator[None]:
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             log.warning("%s is not a private folder of this user: restoring without it", path.parent)
         else:
-            tmp = path.with_name(path.name + ".tmp")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, RESTORE_OPTIONS.encode())
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            atomic_write(path, RESTORE_OPTIONS.encode(), mode=0o600, sync=False)
             made = True
     except OSError as e:
         log.warning("cannot write the CRIU restore options %s (%s): restoring without them", path, e)
