@@ -19,6 +19,7 @@ APT_PACKAGES=(
   debootstrap          # Debian roots of VM images and <vm_python/> (host_bridge/images/debian.py)
   squashfs-tools       # mksquashfs: the read-only root disk of a VM image (host_bridge/images/build.py)
   gcc g++ gfortran make pkg-config   # the C SDK and the C / C++ / Fortran test programs
+  libgmp-dev           # the C++ test app linked against Debian's libgmpxx (tests/images/test_images_vm.py)
   python3-venv
   libpython3.11        # the shared Python runtime PyInstaller puts in the single-file app version
   binutils             # objcopy / strings: PyInstaller, the bundle's API_VERSION_ section (packaging/api_version.py)
