@@ -48,22 +48,37 @@ def load_uri(stream: Path) -> str:
     return f"exec:{shlex.quote(compressor())} -q -d -c {shlex.quote(str(stream))}"
 
 
-def start_save(qmp: Qmp, out: Path, accept_within: float) -> float:
-    """Set the migration's parameters and start it into ``out``; a 9p share the guest has not yet
-    unmounted makes QEMU refuse it (a migration blocker): retried until ``accept_within`` s. Returns the
-    monotonic time it started."""
+def blocked(qmp: Qmp) -> list[str]:
+    """QEMU's reasons to refuse a migration now (``query-migrate``'s ``blocked-reasons``, QEMU >= 6.0;
+    here: the guest still has the 9p share mounted). Empty when it would start."""
+    return [str(r) for r in (qmp("query-migrate") or {}).get("blocked-reasons") or []]
+
+
+def start_save(qmp: Qmp, out: Path, accept_within: float, *, stop: bool = False) -> float:
+    """Set the migration's parameters and start it into ``out``. A 9p share the guest has not yet
+    unmounted makes QEMU refuse it (a migration blocker): the VM runs on until the blocker is gone (the
+    guest unmounts the share just after its answer), then, with ``stop`` (a quit), it is stopped and the
+    migration starts; given up after ``accept_within`` s (the VM left running). Returns the monotonic
+    time it started."""
     qmp("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH, "downtime-limit": DOWNTIME_LIMIT_MS})
     deadline = time.monotonic() + accept_within
     uri = save_uri(out)
     while True:
-        try:
-            t0 = time.monotonic()
-            qmp("migrate", {"uri": uri})
-            return t0
-        except BackendError as e:
-            if time.monotonic() > deadline:
-                raise BackendError(f"QEMU refused to save the VM: {e}", temporary=True) from e
-            time.sleep(0.005)
+        reasons = blocked(qmp)
+        if not reasons:
+            if stop:
+                qmp("stop")
+            try:
+                t0 = time.monotonic()
+                qmp("migrate", {"uri": uri})
+                return t0
+            except BackendError as e:
+                reasons = [str(e)]
+                if stop:
+                    qmp("cont")  # a stopped guest cannot finish its unmount
+        if time.monotonic() > deadline:
+            raise BackendError(f"QEMU refused to save the VM: {'; '.join(reasons)}", temporary=True)
+        time.sleep(0.003)
 
 
 def wait_done(

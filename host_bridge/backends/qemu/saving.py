@@ -141,16 +141,12 @@ class SavingMixin:
         try:
             for attempt in range(3):  # the agent mounts the share again 150 ms after its answer
                 self._handshake(f"{nonce}.{attempt}")
-                if not keep_running:
-                    self._qmp("stop")
                 try:
-                    started = migrate.start_save(self._qmp, out, accept_within=0.1)
+                    started = migrate.start_save(self._qmp, out, accept_within=0.1, stop=not keep_running)
                     break
                 except BackendError:
                     if attempt == 2:
                         raise
-                    if not keep_running:
-                        self._qmp("cont")
             limit = c.memory_mb * 1024 * 1024 + (64 << 20)
             if self.save_limit is not None:
                 limit = min(limit, self.save_limit)
