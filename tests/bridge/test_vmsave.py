@@ -206,20 +206,20 @@ def saved_state(image: VMImage) -> Path:
 
 
 def spoil_truncate(state: Path) -> None:
-    stream = next((state / "vmsave").glob("ram-*.zst"))
+    stream = next((state / "vmsave").glob("ram-*"))
     data = stream.read_bytes()
     stream.write_bytes(data[: len(data) // 2])
 
 
 def spoil_flip(state: Path) -> None:
-    stream = next((state / "vmsave").glob("ram-*.zst"))
+    stream = next((state / "vmsave").glob("ram-*"))
     data = bytearray(stream.read_bytes())
     data[len(data) // 2] ^= 0xFF
     stream.write_bytes(bytes(data))
 
 
 def spoil_missing(state: Path) -> None:
-    next((state / "vmsave").glob("ram-*.zst")).unlink()
+    next((state / "vmsave").glob("ram-*")).unlink()
 
 
 def spoil_manifest(state: Path) -> None:

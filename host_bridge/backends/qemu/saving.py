@@ -101,8 +101,12 @@ class SavingMixin:
             )
             return False
         self._stopping = True
+        self._alive()  # its CPU time, the save's included
         with contextlib.suppress(BackendError):
             self._qmp("quit", timeout=3.0)
+        if self._proc is not None:  # our child: waited for at once (QEMU ends within milliseconds)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5.0)
         self._wait_exit(5.0)
         if self._alive() and self._ps is not None:
             with contextlib.suppress(psutil.Error):
@@ -132,7 +136,7 @@ class SavingMixin:
         d = vmsave.save_dir(c.state_dir)
         d.mkdir(mode=0o700, exist_ok=True)
         nonce = str(time.time_ns())
-        out = d / f"ram-{nonce}.zst"
+        out = d / f"ram-{nonce}{migrate.save_codec().suffix}"
         identity = self.identity()
         identity["machine"] = migrate.default_machine(self._qmp)
         t0 = time.monotonic()
@@ -170,7 +174,7 @@ class SavingMixin:
             if isinstance(e, BackendError):
                 raise
             raise BackendError(f"cannot write the VM save in {d}: {e}", temporary=True) from e
-        size = vmsave.commit(c.state_dir, nonce, identity, overlay)
+        size = vmsave.commit(c.state_dir, out, identity, overlay)
         total = time.monotonic() - t0
         self.last_save = {
             "seconds": total,

@@ -1,10 +1,11 @@
 """VM saves of the QEMU backend: the files, their identity, their validation (docs/qemu.md, "Saving VMs").
 
 A save lives in the VM's private state folder (never the share): ``vmsave/save.json`` (the manifest)
-names ``vmsave/ram-NONCE.zst`` (QEMU's migration stream, zero pages skipped by QEMU, compressed with
-zstd) and, for a disk image, ``vmsave/overlay-NONCE.qcow2`` (the overlay as it was when the stream
-ended). A new save is written beside the old one and becomes current with one rename of the manifest;
-then the old files go. A bridge killed mid-save leaves the previous manifest and its files intact.
+names ``vmsave/ram-NONCE.lz4`` (QEMU's migration stream, zero pages skipped by QEMU, compressed with
+lz4; ``.zst``: with zstd, on hosts without lz4 and from earlier versions) and, for a disk image,
+``vmsave/overlay-NONCE.qcow2`` (the overlay as it was when the stream ended). A new save is written
+beside the old one and becomes current with one rename of the manifest; then the old files go. A bridge
+killed mid-save leaves the previous manifest and its files intact.
 
 ``load`` accepts a save only when the manifest parses, its identity (QEMU's version, the machine type,
 the VM's configuration and the image files' sizes and times) is this VM's, and the stream has the
@@ -20,6 +21,7 @@ import logging
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 SAVE_DIR = "vmsave"
 MANIFEST = "save.json"
 FORMAT = 1
+SUFFIXES = (".lz4", ".zst")  # the streams' compressors (migrate.CODECS)
 _VERSIONS: dict[tuple[str, int], str] = {}
 
 
@@ -86,29 +89,36 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def commit(state_dir: Path, nonce: str, identity: dict[str, str], overlay: Path | None) -> int:
-    """Make the stream ``ram-NONCE.zst`` (already written and complete) the current save: fsync it,
-    write the manifest atomically, remove older saves. Returns the save's size in bytes."""
+def commit(state_dir: Path, stream: Path, identity: dict[str, str], overlay: Path | None) -> int:
+    """Make ``stream`` (``ram-NONCE.SUFFIX`` in the save folder, already written and complete) the current
+    save: fsync it (beside its SHA-256, in a thread: the two take about as long), write the manifest
+    atomically, remove older saves. Returns the save's size in bytes."""
     d = save_dir(state_dir)
-    stream = d / f"ram-{nonce}.zst"
-    with open(stream, "rb") as f:
-        os.fsync(f.fileno())
+    with ThreadPoolExecutor(1) as pool:
+        synced = pool.submit(_fsync, stream)
+        digest = sha256_of(stream)
+        synced.result()
     size = stream.stat().st_size
     doc = {
         "format": FORMAT,
         "stream": stream.name,
         "size": size,
-        "sha256": sha256_of(stream),
+        "sha256": digest,
         "overlay": overlay.name if overlay is not None else None,
         "identity": identity,
     }
     atomic_write(d / MANIFEST, json.dumps(doc, indent=1).encode() + b"\n")
     keep = {MANIFEST, stream.name, *([overlay.name] if overlay is not None else [])}
     for p in d.iterdir():
-        if p.name not in keep and not p.name.startswith(f"ram-{nonce}"):
+        if p.name not in keep:
             with contextlib.suppress(OSError):
                 p.unlink()
     return size
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def load(state_dir: Path, identity: dict[str, str]) -> Save | None:
@@ -128,6 +138,8 @@ def load(state_dir: Path, identity: dict[str, str]) -> Save | None:
         saved_id = doc["identity"]
         if stream.parent != d or (overlay is not None and overlay.parent != d):
             raise ValueError("a file outside the save folder")
+        if not stream.name.endswith(SUFFIXES):
+            raise ValueError(f"a stream of unknown compression ({stream.name})")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SaveRefused(f"{man} is not a valid save manifest ({e})") from None
     if not isinstance(saved_id, dict):
