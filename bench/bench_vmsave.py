@@ -65,9 +65,16 @@ def bare(img: VMImage, work: Path) -> dict[str, float]:
     def migrated() -> bool:
         return (q("query-migrate") or {}).get("status") == "completed"
 
+    def answers() -> bool:  # the socket file exists a moment before QEMU listens on it
+        try:
+            q("query-status")
+            return True
+        except Exception:  # qemu.qmp's ConnectError, OSError
+            return False
+
     p = subprocess.Popen(base, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait(sock.exists, 15)
+        wait(answers, 15)
         time.sleep(6.0)  # booted, init sleeping
         t0 = time.monotonic()
         q("stop")
@@ -90,7 +97,7 @@ def bare(img: VMImage, work: Path) -> dict[str, float]:
                          stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         t0 = time.monotonic()
-        wait(sock.exists, 15)
+        wait(answers, 15)
         q("migrate-incoming", {"uri": f"exec:cat {stream}"})
         wait(migrated, 60)
         q("cont")

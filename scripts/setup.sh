@@ -12,7 +12,8 @@ APT_PACKAGES=(
   boinc-client         # a real BOINC client for the end-to-end tests
   qemu-system-x86      # real VMs (QEMU backend)
   qemu-utils           # qemu-img (overlays)
-  zstd                 # compresses VM saves (QEMU backend: save on quit, periodic VM checkpoints)
+  lz4                  # compresses VM saves (QEMU backend: save on quit, periodic VM checkpoints)
+  zstd                 # VM saves where lz4 is missing, and older ones
   busybox-static       # the test VM's userland
   cpio                 # initramfs
   xz-utils             # unpacking the kernel

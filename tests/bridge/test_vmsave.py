@@ -9,6 +9,7 @@ Time: ~2-3 minutes in all under TCG (the 20-cycle run of the issue is bench/benc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -184,6 +185,7 @@ def test_quit_restore_cycles_keep_the_memory_state(vm: VM):
         assert b.poll().state is VMState.RUNNING
     manifest = json.loads((vm.state / "vmsave" / "save.json").read_text())
     assert manifest["size"] < 64 * 2**20, "zero pages skipped and compressed: far below the guest's 256 MiB"
+    assert manifest["stream"].endswith(".lz4")
     assert len(list((vm.state / "vmsave").iterdir())) == 2, "only the newest save is kept"
 
 
@@ -274,6 +276,34 @@ def test_unusable_save_falls_back_to_a_fresh_boot(saved_state: Path, image: VMIm
         assert not (v.state / "vmsave").exists(), "the unusable save is gone: no second try, no crash loop"
         assert not own_qemu_processes(f"process=bridge-{tag_prefix()}vmsaved")
         assert b.restore() is False  # a second start finds nothing and boots afresh
+    finally:
+        v.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_zstd_save_restores(saved_state: Path, image: VMImage):
+    """Saves are lz4 streams; a zstd one (an earlier version's, or a host's without lz4) still restores:
+    the decompressor follows the stream's suffix."""
+    root = Path(tempfile_short())
+    shutil.copytree(saved_state / "state", root / "state")
+    v = VM(image, root, "vmsaved")
+    try:
+        d = v.state / "vmsave"
+        (lz4,) = d.glob("ram-*.lz4")
+        raw, zst = lz4.with_suffix(".raw"), lz4.with_suffix(".zst")
+        subprocess.run(["lz4", "-q", "-d", str(lz4), str(raw)], check=True, timeout=60)
+        subprocess.run(["zstd", "-q", "-1", str(raw), "-o", str(zst)], check=True, timeout=60)
+        lz4.unlink()
+        raw.unlink()
+        man = d / "save.json"
+        doc = json.loads(man.read_text())
+        digest = hashlib.sha256(zst.read_bytes()).hexdigest()
+        doc.update(stream=zst.name, size=zst.stat().st_size, sha256=digest)
+        man.write_text(json.dumps(doc))
+        b = v.backend()
+        assert b.restore() is True
+        wait_count(v.share_dir, lambda n: n > 0, 30, "the restored app counting on")
+        assert b.poll().state is VMState.RUNNING
     finally:
         v.close()
         shutil.rmtree(root, ignore_errors=True)
