@@ -167,7 +167,7 @@ def ours(img: VMImage, work: Path, cycles: int, checkpoints: int) -> dict[str, o
             "failures": failures, "went_back": went_back, "cycles": cycles,
         }  # fmt: skip
     finally:
-        for b in made:
+        for b in reversed(made):  # the live VM first: an older backend's cleanup would kill it as a leftover
             b.cleanup()
         share.close()
 

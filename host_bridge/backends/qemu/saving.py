@@ -221,12 +221,9 @@ class SavingMixin:
         self._accel = choose_accel(c.qemu, c.accel_req)
         identity = self.identity()
         try:
-            save = vmsave.load(c.state_dir, identity)  # the machine type: checked once QEMU runs
+            save = vmsave.load(c.state_dir, identity, checksum=False)  # the checksum: while QEMU starts
         except vmsave.SaveRefused as e:
-            logger.warning(
-                "VM %s: no VM restore: %s; booting afresh (the app resumes from its own checkpoint)", c.tag, e
-            )
-            vmsave.discard(c.state_dir)
+            self._refused(e)
             return False
         if save is None:
             return False
@@ -238,7 +235,8 @@ class SavingMixin:
                 )
             self._kvm_may_fall_back = False
             self._launch(incoming=True)
-            machine = migrate.default_machine(self._qmp)
+            vmsave.verify(save)
+            machine = migrate.default_machine(self._qmp_once_up)
             if save.identity.get("machine") != machine:
                 raise BackendError(
                     f"the save was written for machine type {save.identity.get('machine')}, "
@@ -247,7 +245,16 @@ class SavingMixin:
             self._qmp("migrate-incoming", {"uri": migrate.load_uri(save.stream)})
             migrate.wait_done(self._qmp, t0, timeout=120.0)
             self._qmp("cont")
-        except (BackendError, OSError, subprocess.SubprocessError) as e:
+        except (vmsave.SaveRefused, BackendError, OSError, subprocess.SubprocessError) as e:
+            if self._ps is not None:
+                with contextlib.suppress(psutil.Error):
+                    self._ps.kill()
+            self._reap()
+            self._ps = None
+            self._proc = None
+            if isinstance(e, vmsave.SaveRefused):
+                self._refused(e)
+                return False
             logger.warning(
                 "VM %s: restoring the save %s failed (%s); booting afresh (the app resumes from "
                 "its own checkpoint)",
@@ -255,12 +262,6 @@ class SavingMixin:
                 save.stream,
                 e,
             )
-            if self._ps is not None:
-                with contextlib.suppress(psutil.Error):
-                    self._ps.kill()
-            self._reap()
-            self._ps = None
-            self._proc = None
             vmsave.discard(c.state_dir)
             return False
         self._started = True
@@ -272,3 +273,23 @@ class SavingMixin:
             time.monotonic() - t0,
         )
         return True
+
+    def _refused(self, e: vmsave.SaveRefused) -> None:
+        logger.warning(
+            "VM %s: no VM restore: %s; booting afresh (the app resumes from its own checkpoint)",
+            self.cfg.tag,
+            e,
+        )
+        vmsave.discard(self.cfg.state_dir)
+
+    def _qmp_once_up(self, cmd: str, args: Any = None, timeout: float = 10.0) -> Any:
+        """A QMP call to a QEMU just started: its socket file exists a moment before it accepts
+        connections (refused meanwhile; seen under load, and a refused restore loses the VM's memory)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._qmp(cmd, args, timeout)
+            except BackendError:
+                if time.monotonic() > deadline or not self._alive():
+                    raise
+                time.sleep(0.005)

@@ -70,6 +70,7 @@ class Save:
     stream: Path
     overlay: Path | None
     size: int
+    sha256: str
     identity: dict[str, str]
 
 
@@ -121,9 +122,10 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def load(state_dir: Path, identity: dict[str, str]) -> Save | None:
+def load(state_dir: Path, identity: dict[str, str], *, checksum: bool = True) -> Save | None:
     """The current save if there is one and it is valid for ``identity``; None if there is none at all.
-    Raises SaveRefused (with the reason) for a save that is there but unusable."""
+    Raises SaveRefused (with the reason) for a save that is there but unusable. ``checksum=False``: the
+    stream's checksum is left to ``verify`` (the restore starts QEMU meanwhile)."""
     d = save_dir(state_dir)
     man = d / MANIFEST
     if not man.exists():
@@ -156,11 +158,18 @@ def load(state_dir: Path, identity: dict[str, str]) -> Save | None:
         raise SaveRefused(f"the save's stream {stream} is missing") from None
     if real != size:
         raise SaveRefused(f"the save's stream {stream} is truncated or grown ({real} bytes, {size} recorded)")
-    if sha256_of(stream) != digest:
-        raise SaveRefused(f"the save's stream {stream} does not match its checksum (corrupt)")
     if overlay is not None and not overlay.is_file():
         raise SaveRefused(f"the save's disk overlay {overlay} is missing")
-    return Save(stream, overlay, size, dict(saved_id))
+    save = Save(stream, overlay, size, digest, dict(saved_id))
+    if checksum:
+        verify(save)
+    return save
+
+
+def verify(save: Save) -> None:
+    """Raise SaveRefused unless the stream has the SHA-256 its manifest recorded."""
+    if sha256_of(save.stream) != save.sha256:
+        raise SaveRefused(f"the save's stream {save.stream} does not match its checksum (corrupt)")
 
 
 def discard(state_dir: Path) -> None:
