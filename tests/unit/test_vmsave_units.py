@@ -69,6 +69,26 @@ def test_live_save_never_stops_the_guest(tmp_path: Path):
     assert "stop" not in q.calls and q.calls.count("migrate") == 2
 
 
+def test_waiting_for_the_migration_survives_a_failed_poll():
+    answers: list[Any] = [BackendError("garbled greeting"), {"status": "active"}, BackendError("again")]
+    answers.append({"status": "completed", "ram": {"total": 100, "normal-bytes": 40}})
+
+    def qmp(cmd: str, args: Any = None, timeout: float = 10.0) -> Any:
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    res = migrate.wait_done(qmp, 0.0, timeout=5.0)
+    assert (res.total_bytes, res.normal_bytes) == (100, 40) and not answers
+
+    def dead(cmd: str, args: Any = None, timeout: float = 10.0) -> Any:
+        raise BackendError("connection refused")
+
+    with pytest.raises(BackendError, match="refused"):
+        migrate.wait_done(dead, 0.0, timeout=5.0)
+
+
 def test_the_compressor_is_lz4_else_zstd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     assert migrate.save_codec().program == "lz4"
     assert "lz4" in migrate.save_uri(tmp_path / "ram-1.lz4", migrate.save_codec())

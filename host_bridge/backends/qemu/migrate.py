@@ -22,6 +22,7 @@ Qmp = Callable[..., Any]
 # seconds): a file on the local disk takes what it gets.
 MAX_BANDWIDTH = 8 << 30
 DOWNTIME_LIMIT_MS = 100  # the live save's target for the final stop-and-copy
+MAX_MISSES = 5  # failed query-migrate polls in a row that end the wait
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,19 @@ def wait_done(
     ``limit``: a stream that grows past ``limit`` bytes is cancelled (a guest cannot make a save larger
     than the VM's configured size)."""
     deadline = time.monotonic() + timeout
+    misses = 0
     while True:
-        info = qmp("query-migrate") or {}
+        try:
+            info = qmp("query-migrate") or {}
+            misses = 0
+        except BackendError:
+            # One connection's hiccup is no failed save (seen under load: a garbled greeting); a QEMU
+            # that died fails every poll.
+            misses += 1
+            if misses >= MAX_MISSES or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
         status = info.get("status")
         if status == "completed":
             ram = info.get("ram") or {}
