@@ -295,7 +295,7 @@ class QemuBackend(SavingMixin):
         return kpath, check("vm_initrd", initrd), check("vm_disk_image", disk)
 
     # -- start ------------------------------------------------------------------------------------------
-    def _command(self, *, incoming: bool = False) -> list[str]:
+    def _command(self, *, incoming: str | None = None) -> list[str]:
         c = self.cfg
         cmd = [
             c.qemu, "-name", name_arg(c.tag), "-accel", self._accel,
@@ -327,8 +327,8 @@ class QemuBackend(SavingMixin):
         if c.disk is not None:
             cmd += ["-drive", f"file={self.overlay},if=virtio,format=qcow2"]
         cmd += ["-nic", "user,model=virtio-net-pci"] if c.network else ["-nic", "none"]
-        if incoming:
-            cmd += ["-incoming", "defer"]
+        if incoming is not None:  # a restore (saving.py): loads the stream, paused until a cont
+            cmd += ["-S", "-incoming", incoming]
         return cmd
 
     def _make_overlay(self) -> None:
@@ -416,7 +416,7 @@ class QemuBackend(SavingMixin):
             st = os.stat(self.share.fd)
             (self.cfg.state_dir / SHARE_ID_FILE).write_text(f"{st.st_dev} {st.st_ino} {self.share.path}\n")
 
-    def _launch(self, *, incoming: bool = False) -> None:
+    def _launch(self, *, incoming: str | None = None) -> None:
         """Start the QEMU process (``self._accel``) and wait for its control socket."""
         c = self.cfg
         for p in (self.qmp_socket, self.pidfile):

@@ -1,4 +1,4 @@
-"""Driving QEMU's migration for VM saves (to a compressed file) and restores (``-incoming defer``).
+"""Driving QEMU's migration for VM saves (to a compressed file) and restores (``-S -incoming exec:...``).
 
 The functions take the backend's QMP call (``qmp(cmd, args=None, timeout=...)``) so that they stay free
 of the backend's state; ``backend.py`` decides when to save and what to do with the result.

@@ -61,7 +61,7 @@ class SavingMixin:
         def _qmp(self, cmd: str, args: Any = None, timeout: float = ...) -> Any: ...
         def _wait_exit(self, timeout: float) -> None: ...
         def _reap(self) -> None: ...
-        def _launch(self, *, incoming: bool = False) -> None: ...
+        def _launch(self, *, incoming: str | None = None) -> None: ...
 
     def identity(self) -> dict[str, str]:
         """What a save must have been written for: QEMU, the VM's configuration, the image files."""
@@ -234,7 +234,9 @@ class SavingMixin:
                     ["cp", "--reflink=auto", str(save.overlay), str(self.overlay)], check=True, timeout=600
                 )
             self._kvm_may_fall_back = False
-            self._launch(incoming=True)
+            # QEMU loads the stream as it starts (-S: the guest stays stopped) while the stream's
+            # checksum and the machine type are checked; only then does the guest run.
+            self._launch(incoming=migrate.load_uri(save.stream))
             vmsave.verify(save)
             machine = migrate.default_machine(self._qmp_once_up)
             if save.identity.get("machine") != machine:
@@ -242,7 +244,6 @@ class SavingMixin:
                     f"the save was written for machine type {save.identity.get('machine')}, "
                     f"this QEMU's is {machine}"
                 )
-            self._qmp("migrate-incoming", {"uri": migrate.load_uri(save.stream)})
             migrate.wait_done(self._qmp, t0, timeout=120.0)
             self._qmp("cont")
         except (vmsave.SaveRefused, BackendError, OSError, subprocess.SubprocessError) as e:
