@@ -1,22 +1,29 @@
 """Benchmark of whole-VM saves (QEMU backend, TCG here, a 256 MiB guest). Prints figures; asserts nothing.
 
-    .venv/bin/python bench/bench_vmsave.py [--cycles 20] [--checkpoints 5]
+    .venv/bin/python bench/bench_vmsave.py [--cycles 20] [--checkpoints 5] [--phases]
 
 Each figure beside the bare-QEMU floor measured in the same run (plain qemu-system-x86_64, the same kernel
 and initrd, no share, init = ``busybox sleep``, driven over QMP with no backend, an uncompressed stream):
-- quit: ``checkpoint()`` (agent handshake, stop, migration into a zstd stream, manifest, QEMU ended) vs the
-  bare stop + migrate to a file + quit;
-- restore -> running: ``restore()`` until the in-memory counter app's next count reaches the host vs the
-  bare ``-incoming`` + ``cont`` until QMP says running;
+- quit: ``checkpoint()`` (agent handshake, wait for the guest's unmount, stop, migration into an lz4
+  stream, fsync + SHA-256 + manifest, QEMU ended) vs the bare stop + migrate to a file + quit;
+- restore -> running: ``restore()`` (QEMU started with ``-S -incoming exec:lz4 -d ...``, checksum and
+  machine type checked meanwhile, ``cont``) until the in-memory counter app's next count reaches the host
+  (the agent mounts the share again and relays the count) vs the bare ``-incoming`` + ``cont`` until QMP
+  says running;
 - guest pause per periodic checkpoint: ``vm_checkpoint()`` (live migration: QEMU's downtime plus our
   ``cont``) vs a bare QMP stop + cont;
 - save size vs the guest's RAM (its size and the non-zero pages QEMU sent), and vs the bare stream;
 - N quit-restore cycles on one task (the issue's 20): failures and whether the count ever went back.
+
+``--phases`` also prints where the quit and the restore spend their time (medians per cycle), timed by
+wrapping the backend's steps (saving.py, migrate.py, vmsave.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import shutil
 import statistics
 import subprocess
@@ -29,7 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "guest_sdk" / "python")]
 
 from host_bridge.backends.base import TaskSpec  # noqa: E402
-from host_bridge.backends.qemu import QemuBackend, QemuSettings, qemu_binary  # noqa: E402
+from host_bridge.backends.qemu import (  # noqa: E402
+    QemuBackend,
+    QemuSettings,
+    migrate,
+    qemu_binary,
+    saving,
+    vmsave,
+)
 from host_bridge.backends.qemu.qmp import qmp_call  # noqa: E402
 from host_bridge.images.parts import VMImage  # noqa: E402
 from host_bridge.images.testimage import ensure_test_image  # noqa: E402
@@ -37,6 +51,56 @@ from host_bridge.share import Share  # noqa: E402
 from tests.bridge.test_vmsave import build_memcounter, count  # noqa: E402
 
 MEM = 256
+
+
+class Phases:
+    """Time spent in the backend's steps, per quit and per restore (the steps' functions wrapped)."""
+
+    QUIT = (
+        ("agent handshake (request -> answer)", saving.SavingMixin, "_handshake"),
+        ("unmount seen, stop, migrate command", migrate, "start_save"),
+        ("stream written (migration)", migrate, "wait_done"),
+        ("fsync + SHA-256, manifest", vmsave, "commit"),
+    )
+    RESTORE = (
+        ("QEMU started (socket there)", QemuBackend, "_launch"),
+        ("stream checksum", vmsave, "verify"),
+        ("machine type (first QMP answer)", migrate, "default_machine"),
+        ("stream loaded (migration)", migrate, "wait_done"),
+    )
+
+    def __init__(self) -> None:
+        self.now: dict[str, float] = collections.defaultdict(float)
+        self.per: dict[str, list[float]] = collections.defaultdict(list)
+        for label, owner, name in {(lb, o, n) for lb, o, n in self.QUIT + self.RESTORE if n != "wait_done"}:
+            self._wrap(owner, name, label)
+        self._wrap(migrate, "wait_done", "")
+
+    def _wrap(self, owner: object, name: str, label: str) -> None:
+        f = getattr(owner, name)
+
+        @functools.wraps(f)
+        def timed(*a, **k):
+            t0 = time.monotonic()
+            try:
+                return f(*a, **k)
+            finally:
+                written = "out" in k  # the quit's wait_done is given the stream being written
+                key = label or ("stream written (migration)" if written else "stream loaded (migration)")
+                self.now[key] += time.monotonic() - t0
+
+        setattr(owner, name, timed)
+
+    def record(self, what: str, total: float) -> None:
+        steps = self.QUIT if what == "quit" else self.RESTORE
+        for label, _, _ in steps:
+            self.per[f"{what}: {label}"].append(self.now.get(label, 0.0))
+        self.per[f"{what}: the rest"].append(total - sum(self.now.get(lb, 0.0) for lb, _, _ in steps))
+        self.now.clear()
+
+    def report(self) -> None:
+        for key, v in self.per.items():
+            print(f"  {key:50s} median {statistics.median(v) * 1000:6.1f} ms   max {max(v) * 1000:6.1f} ms")
 
 
 def wait(cond, timeout: float, interval: float = 0.002) -> float:
@@ -118,7 +182,9 @@ def bare(img: VMImage, work: Path) -> dict[str, float]:
     }
 
 
-def ours(img: VMImage, work: Path, cycles: int, checkpoints: int) -> dict[str, object]:
+def ours(
+    img: VMImage, work: Path, cycles: int, checkpoints: int, phases: Phases | None = None
+) -> dict[str, object]:
     share_dir, state = work / "share", work / "state"
     share_dir.mkdir(parents=True)
     spec = TaskSpec(name="bench", argv=("/bin/memcounter", "50"), share=share_dir, owner_tag="bench-vmsave")
@@ -144,14 +210,21 @@ def ours(img: VMImage, work: Path, cycles: int, checkpoints: int) -> dict[str, o
             in_use.append(b.last_save["in_use"])
             time.sleep(0.5)
         quits, restores, failures, went_back = [], [], 0, 0
+        if phases is not None:
+            phases.now.clear()
         for _ in range(cycles):
             t0 = time.monotonic()
             ok = b.checkpoint()
             quits.append(time.monotonic() - t0)
+            if phases is not None:
+                phases.record("quit", quits[-1])
             at_quit = count(share_dir)
             b = backend()
             t0 = time.monotonic()
-            if not ok or not b.restore():
+            restored = ok and b.restore()
+            if phases is not None:
+                phases.record("restore", time.monotonic() - t0)
+            if not restored:
                 failures += 1
                 b.start()
                 continue
@@ -176,12 +249,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cycles", type=int, default=20)
     ap.add_argument("--checkpoints", type=int, default=5)
+    ap.add_argument("--phases", action="store_true", help="where the quit and the restore spend their time")
     a = ap.parse_args()
+    phases = Phases() if a.phases else None
     work = Path(tempfile.mkdtemp(prefix="bvs-", dir="/tmp"))
     try:
         img = ensure_test_image({"/bin/memcounter": build_memcounter(work)})
         floor = bare(img, work / "bare")
-        r = ours(img, work / "ours", a.cycles, a.checkpoints)
+        r = ours(img, work / "ours", a.cycles, a.checkpoints, phases)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
@@ -202,6 +277,9 @@ def main() -> None:
           f"{size / med(r['in_use']):.2f} of its RAM in use ({med(r['in_use']) / 2**20:.1f} MiB); "
           f"bare stream {floor['size'] / 2**20:.1f} MiB (ratio {size / floor['size']:.2f})")  # fmt: skip
     print(f"cycles: {r['failures']} failures, count went back {r['went_back']} times")
+    if phases is not None:
+        print("where the time goes (restore: its rest is QEMU's exit and our process scans, then cont):")
+        phases.report()
 
 
 if __name__ == "__main__":
