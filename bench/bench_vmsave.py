@@ -222,8 +222,9 @@ def ours(
             b = backend()
             t0 = time.monotonic()
             restored = ok and b.restore()
+            in_restore = time.monotonic() - t0
             if phases is not None:
-                phases.record("restore", time.monotonic() - t0)
+                phases.record("restore", in_restore)
             if not restored:
                 failures += 1
                 b.start()
@@ -234,6 +235,10 @@ def ours(
                 failures += 1
                 continue
             restores.append(time.monotonic() - t0)
+            if phases is not None:
+                phases.per["after restore(): the agent remounts the share, relays the count"].append(
+                    restores[-1] - in_restore
+                )
             went_back += count(share_dir) < at_quit
         return {
             "quit": quits, "restore": restores, "pause": pauses, "size": sizes, "in_use": in_use,
@@ -278,7 +283,8 @@ def main() -> None:
           f"bare stream {floor['size'] / 2**20:.1f} MiB (ratio {size / floor['size']:.2f})")  # fmt: skip
     print(f"cycles: {r['failures']} failures, count went back {r['went_back']} times")
     if phases is not None:
-        print("where the time goes (restore: its rest is QEMU's exit and our process scans, then cont):")
+        print("where the time goes (the quit's rest: machine type, QEMU's exit; the restore's: scans for")
+        print("leftover VMs, cont):")
         phases.report()
 
 
