@@ -55,6 +55,7 @@ def test_numpy_image_under_the_real_client(tmp_path: Path, numpy_image: Path) ->
     out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
     fractions: list[float] = []
     cmdline: list[str] = []
+    working_set = 0.0  # MB: what the client counts against rsc_memory_bound (the bridge + QEMU)
     t0 = time.monotonic()
     with BoincClientRun(
         tmp_path,
@@ -69,7 +70,10 @@ def test_numpy_image_under_the_real_client(tmp_path: Path, numpy_image: Path) ->
         while run.proc is not None and run.proc.poll() is None and time.monotonic() < deadline:
             # (the GUI RPC socket is not up yet, or the client is exiting)
             with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
-                fractions.append(fraction_done(run.boinccmd_tasks()))
+                tasks = run.boinccmd_tasks()
+                fractions.append(fraction_done(tasks))
+                ws = (tasks[0] if tasks else {}).get("working set size", "0 MB").split()[0]
+                working_set = max(working_set, float(ws))
             cmdline = cmdline or _qemu_cmdline(run)
             time.sleep(0.2)
         rc = run.wait_exit(max(1.0, deadline - time.monotonic()))
@@ -79,7 +83,10 @@ def test_numpy_image_under_the_real_client(tmp_path: Path, numpy_image: Path) ->
         assert not qemu_of(run.slot_dir()), "the VM outlived its task"
         res = run.final_result()
         got = json.loads(run.output_text(out))
-    print(f"client start -> exit: {elapsed:.1f} s; fractions seen by boinccmd: {sorted(set(fractions))}")
+    print(
+        f"client start -> exit: {elapsed:.1f} s; fractions seen by boinccmd: {sorted(set(fractions))}; "
+        f"largest working set the client saw: {working_set:.0f} MB"
+    )
     assert res["exit_status"] == 0, res
     assert [x for row in got["c"] for x in row] == pytest.approx(matrix_expected())
     assert got["numpy"].startswith("1.")
