@@ -22,6 +22,7 @@ when a python3 package is asked for), a ``--rootfs`` tarball (host_bridge.images
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -40,11 +41,13 @@ from host_bridge.images import sdk
 from host_bridge.images.boot import boot_files
 from host_bridge.images.debian import MOUNT_POINTS, base_key, debian_base
 from host_bridge.images.parts import ImageError, cache_dir, debian_mirror
+from host_bridge.images.pyc import freeze_bytecode
 from host_bridge.images.rootfs import import_rootfs
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 1  # image.json's format
+ROOT_LAYOUT = 2  # what the builder does to a root before packing (2: bytecode made mtime-independent)
 MKSQUASHFS_TIMEOUT = 1800.0
 PODMAN_TIMEOUT = 1800.0
 DEFAULT_MEMORY_MB = 256  # the backend's default vm_memory_mb
@@ -205,7 +208,8 @@ def _add_files(tree: Path, add: tuple[tuple[Path, str], ...]) -> None:
 
 
 def _disk_key(spec: BuildSpec, base_id: str) -> str:
-    h = hashlib.sha256(f"format{FORMAT}|{base_id}|sdk{sdk.sdk_digest()}|{' '.join(_SQUASHFS_OPTS)}".encode())
+    opts = " ".join(_SQUASHFS_OPTS)
+    h = hashlib.sha256(f"format{FORMAT}.{ROOT_LAYOUT}|{base_id}|sdk{sdk.sdk_digest()}|{opts}".encode())
     for host, guest in sorted(spec.add, key=lambda a: a[1]):
         h.update(f"|{guest}|{os.access(host, os.X_OK)}|{_hash_file(host)}".encode())
     return h.hexdigest()[:24]
@@ -265,6 +269,7 @@ def build_image(spec: BuildSpec, *, note: Callable[[str], None] | None = None) -
             made["c_sdk"] = f"/usr/local/lib/{sdk.C_LIB}"
             _add_files(tree, spec.add)
             made["added"] = sorted(guest for _h, guest in spec.add)
+            made["bytecode"] = dataclasses.asdict(freeze_bytecode(tree))
             size = _tree_size(tree)
             made["root_bytes"] = size
             squash = work / "root.squashfs"
