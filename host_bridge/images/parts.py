@@ -53,7 +53,7 @@ _KERNEL_LAYOUT = "m3"  # bump when the set of cached modules changes
 # Mount point of the share in the guest (docs/protocol.md, "Finding the share").
 GUEST_SHARE = "/boinc/shared"
 MOUNT_TAG = "shared"
-# The Python root (ensure_python_root): 9p tag and mount point in the guest.
+# A host root file system tree (QemuSettings.pyroot): 9p tag and mount point in the guest.
 PYROOT_TAG = "pyroot"
 PYROOT_GUEST = "/pyroot"
 
@@ -426,18 +426,8 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- Python root
 
-# A Debian minbase tree with python3 and the guest SDK, exported read-only to the guest as a second 9p
-# share (tag "pyroot"); the agent runs the app chrooted into it (docs/qemu.md, "Python in the guest").
+# <vm_python/>'s image (host_bridge.images.testimage.ensure_python_image): Debian minbase + these.
 PYROOT_PACKAGES = ("python3", "python3-msgpack")  # python3-msgpack: the guest SDK's only dependency
-
-
-@dataclass(frozen=True)
-class PyRoot:
-    """The guest Python root (Debian python3 + msgpack + the guest SDK), shared read-only with the VM."""
-
-    path: Path  # the tree (read-only for the guest)
-    key: str  # cache key: debootstrap inputs + guest SDK content
-    python: str  # the interpreter inside the tree
 
 
 def _host_codename() -> str:
