@@ -23,6 +23,7 @@ import pytest
 
 from host_bridge.images.build import BuildSpec, build_image
 from tests.support.bridge import Bridge
+from tests.support.images import STATIC_C, matrix_expected
 from tests.support.podman import private_podman
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
@@ -30,56 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CSDK = ROOT / "guest_sdk" / "c"
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
-
-MATRIX_PY = """\
-import json, time
-import numpy as np
-from boinc_guest import boinc_init, boinc_fraction_done, boinc_finish, boinc_resolve_filename
-boinc_init()
-a = np.arange(1.0, 10.0).reshape(3, 3)
-for i in range(5):
-    boinc_fraction_done(i / 5)
-    time.sleep(0.3)
-c = a @ a.T + np.linalg.inv(np.diag([2.0, 4.0, 8.0])).sum()
-with open(boinc_resolve_filename("out"), "w") as f:
-    json.dump({"c": c.tolist(), "numpy": np.__version__}, f)
-boinc_finish(0)
-"""
-
-FACT_CPP = r"""
-#include <gmpxx.h>
-#include <fstream>
-#include <unistd.h>
-#include "boinc_api.h"
-int main() {
-    boinc_init();
-    mpz_class f = 1;
-    for (int i = 1; i <= 30; i++) {
-        f *= i;
-        boinc_fraction_done(i / 30.0);
-        usleep(50000);
-    }
-    char path[512];
-    boinc_resolve_filename("out", path, sizeof path);
-    std::ofstream(path) << f.get_str() << "\n";
-    boinc_finish(0);
-}
-"""
-
-STATIC_C = r"""
-#include <stdio.h>
-#include <unistd.h>
-#include "boinc_api.h"
-int main(void) {
-    boinc_init();
-    for (int i = 1; i <= 10; i++) { boinc_fraction_done(i / 10.0); usleep(50000); }
-    FILE *f = fopen("out", "w");
-    fprintf(f, "static app ran\n");
-    fclose(f);
-    boinc_finish(0);
-    return 0;
-}
-"""
 
 JOB = """<job_desc>
     <task>
@@ -90,29 +41,6 @@ JOB = """<job_desc>
     </task>
 </job_desc>
 """
-
-
-@pytest.fixture(scope="session")
-def debian_image(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("debimg")
-    (work / "matrix.py").write_text(MATRIX_PY)
-    (work / "fact.cpp").write_text(FACT_CPP)
-    subprocess.run(["make", "-s", "-C", str(CSDK)], check=True, timeout=300)
-    subprocess.run(
-        ["g++", "-O2", "-I", str(CSDK / "include"), "-o", str(work / "fact"), str(work / "fact.cpp"),
-         "-L", str(CSDK / "build"), "-lboinc_guest", "-lgmpxx", "-lgmp"],
-        check=True, timeout=300, capture_output=True,
-    )  # fmt: skip
-    t0 = time.monotonic()
-    img = build_image(
-        BuildSpec(
-            out=work / "image",
-            debian=("python3-numpy", "libgmpxx4ldbl"),
-            add=((work / "matrix.py", "/app/matrix.py"), (work / "fact", "/app/fact")),
-        )
-    )
-    print(f"Debian image built in {time.monotonic() - t0:.1f} s (root disk cached: {img.disk_cached})")
-    return img.out
 
 
 @pytest.fixture
@@ -151,26 +79,24 @@ def run_in_image(tmp_path):
     close_vm_slots(made)
 
 
-def test_python_numpy_app_from_debian_packages(debian_image: Path, run_in_image) -> None:
-    out, fractions = run_in_image(debian_image, "python3", "/app/matrix.py")
+def test_python_numpy_app_from_debian_packages(numpy_image: Path, run_in_image) -> None:
+    out, fractions = run_in_image(numpy_image, "python3", "/app/matrix.py")
     got = json.loads(out.read_text())
-    a = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
-    want = [[sum(a[i][k] * a[j][k] for k in range(3)) + 0.875 for j in range(3)] for i in range(3)]
-    assert [x for row in got["c"] for x in row] == pytest.approx([x for row in want for x in row])
+    assert [x for row in got["c"] for x in row] == pytest.approx(matrix_expected())
     assert got["numpy"].startswith("1.")
     assert fractions == sorted(fractions) and any(0.0 < f < 1.0 for f in fractions), fractions
 
 
-def test_cxx_app_linked_to_a_debian_library(debian_image: Path, run_in_image) -> None:
-    out, fractions = run_in_image(debian_image, "/app/fact")
+def test_cxx_app_linked_to_a_debian_library(numpy_image: Path, run_in_image) -> None:
+    out, fractions = run_in_image(numpy_image, "/app/fact")
     assert out.read_text() == "265252859812191058636308480000000\n"  # 30!
     assert fractions and fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0), fractions
 
 
-def test_image_check_reports_boot_sdks_python_size_memory(debian_image: Path) -> None:
+def test_image_check_reports_boot_sdks_python_size_memory(numpy_image: Path) -> None:
     exe = ROOT / ".venv" / "bin" / "host-bridge"
     r = subprocess.run(
-        [str(exe), "image", "check", str(debian_image)], capture_output=True, text=True, timeout=300
+        [str(exe), "image", "check", str(numpy_image)], capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0, r.stderr
     print(r.stdout)
