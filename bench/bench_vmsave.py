@@ -236,7 +236,7 @@ def ours(
                 continue
             restores.append(time.monotonic() - t0)
             if phases is not None:
-                phases.per["after restore(): the agent remounts the share, relays the count"].append(
+                phases.per["after restore(): agent's remount, count relayed"].append(
                     restores[-1] - in_restore
                 )
             went_back += count(share_dir) < at_quit
