@@ -10,7 +10,8 @@ volunteer's client does:
 3. a suspend with "leave applications in memory" off (``leave_apps_in_memory`` 0 in the global prefs
    override, read with ``boinccmd --read_global_prefs_override``): the client asks the task to quit (it
    does so only for a task that has checkpointed: the bridge's periodic VM checkpoint counts), the
-   resume starts the bridge again and it restores the VM.
+   resume starts the bridge again and it restores the VM;
+4. the client gets SIGTERM (as at a system shutdown) and is started again: the same as 1.
 
 Each time the count goes on from where it was (a fresh boot would start it at 1 again), the bridge says so
 in the slot's stderr.txt, and no QEMU is left behind; in the end the app reaches its target, the task
@@ -42,6 +43,11 @@ pytestmark = pytest.mark.timeout(240)
 STEP_MS = 50
 TARGET = 400  # 20-30 s of counting under TCG: enough for the three take-aways and their restores
 RELEASE_AFTER = 2  # s of suspend before the bridge saves the paused VM and ends QEMU
+# what the bridge says in the slot's stderr.txt
+SAVED_QUIT = "saved for the quit"  # a save that ends QEMU (a quit or a release)
+QUIT_ASKED = "quit requested by the BOINC client"
+RELEASED = "suspended for long: its VM was saved and ended"
+RESTORED = "restored from its save"
 MAX_AHEAD = 40  # counts (2 s) the app may have gone on between our read after a save and the restore's
 
 JOB = f"""<job_desc>
@@ -140,43 +146,60 @@ def test_vm_task_keeps_its_memory_over_client_quit_release_and_preemption(tmp_pa
         prefs={"disk_interval": 3, "leave_apps_in_memory": 1},
         exit_after_finish=False,  # the client would exit when the preempted task's app exits (step 3)
     )
+    marks: list[tuple[str, int, float]] = []  # (step, count at its save, s since the start)
     with run:
         slot = Slot(run)
         wait_count(slot.share, lambda n: n >= 20, 120, "the app counting in the VM")
         assert qemu_of(run.dir), "the task runs in QEMU"
-        boot = time.monotonic() - t0
+        marks.append(("counting", count(slot.share), time.monotonic() - t0))
 
-        # 1. the volunteer quits BOINC and starts it again
+        # 1. the volunteer quits BOINC (boinccmd --quit) and starts it again
         assert run.quit_client(60) == 0, run.log_tail()
         assert slot.no_vm(), "no QEMU outlives the client's quit"
-        assert slot.said("saved for the quit") == 1, slot.log()
+        assert slot.said(SAVED_QUIT) == 1 and slot.said(QUIT_ASKED) == 1, slot.log()
         saved = count(slot.share)
+        marks.append(("client quit", saved, time.monotonic() - t0))
         run.start()
         slot.going_on_from(saved, "the client's restart")
-        assert slot.said("restored from its save") == 1, slot.log()
+        assert slot.said(RESTORED) == 1, slot.log()
 
-        # 2. a long suspend, leaving the task in memory: after vm_release_after the VM is saved, QEMU ends
+        # 2. a long suspend, leaving the task in memory: after vm_release_after the paused VM is saved and
+        # QEMU ends, the bridge stays
         run.task_op("suspend")
         run.wait(lambda t: _task(t).get("active_task_state") == "SUSPENDED", timeout=20)
-        _wait(lambda: "suspended for long: its VM was saved" in slot.log(), 30, "the release", run)
+        _wait(lambda: RELEASED in slot.log(), 30, "the release", run)
         _wait(slot.no_vm, 10, "QEMU ending after the release", run)
+        assert slot.said(SAVED_QUIT) == 2 and slot.said(QUIT_ASKED) == 1, slot.log()
         assert run.app_pids(), "the bridge itself stays (the task is still in memory for the client)"
         saved = count(slot.share)
+        marks.append(("released", saved, time.monotonic() - t0))
         run.task_op("resume")
         slot.going_on_from(saved, "the resume of the released VM")
-        assert slot.said("restored from its save") == 2, slot.log()
+        assert slot.said(RESTORED) == 2, slot.log()
 
         # 3. "leave applications in memory" off: a suspend makes the client quit the task, which it does
         # only for a task that has checkpointed (the bridge reports its periodic VM checkpoints)
         run.wait(lambda t: _ckpt_cpu(t) > 0, timeout=60)
         run.set_prefs(leave_apps_in_memory=0)
         run.task_op("suspend")
-        _wait(lambda: slot.said("saved for the quit") == 2, 30, "the save for the preemption", run)
+        _wait(lambda: slot.said(QUIT_ASKED) == 2, 30, "the bridge's quit on the preemption", run)
         _wait(lambda: slot.no_vm() and not run.app_pids(), 30, "the bridge and QEMU ending", run)
+        assert slot.said(SAVED_QUIT) == 3, slot.log()
         saved = count(slot.share)
+        marks.append(("preempted", saved, time.monotonic() - t0))
         run.task_op("resume")
         slot.going_on_from(saved, "the restart of the preempted task")
-        assert slot.said("restored from its save") == 3, slot.log()
+        assert slot.said(RESTORED) == 3, slot.log()
+
+        # 4. the client gets SIGTERM (a system shutdown) and is started again
+        assert run.quit_client(60, signal_term=True) == 0, run.log_tail()
+        assert slot.no_vm(), "no QEMU outlives the client's SIGTERM"
+        assert slot.said(SAVED_QUIT) == 4 and slot.said(QUIT_ASKED) == 3, slot.log()
+        saved = count(slot.share)
+        marks.append(("client SIGTERM", saved, time.monotonic() - t0))
+        run.start()
+        slot.going_on_from(saved, "the client's restart after SIGTERM")
+        assert slot.said(RESTORED) == 4, slot.log()
 
         # the app reaches its target in the restored VM: exit 0, its output back
         done = run.wait(lambda t: _task(t).get("state") not in (None, "downloaded"), timeout=120)
@@ -191,4 +214,4 @@ def test_vm_task_keeps_its_memory_over_client_quit_release_and_preemption(tmp_pa
     assert not run.app_pids()
     log = slot.log()
     assert "booting afresh" not in log and "could not save" not in log, log
-    print(f"boot to counting {boot:.1f} s, whole test {elapsed:.1f} s")
+    print(f"count at each save / s since the start: {marks}; whole test {elapsed:.1f} s")
