@@ -2,7 +2,8 @@
 size, and boot -> the app's first status write (boinc_status.msgpack in the share) for a Python app
 (Debian python3 image) and a static C app (a --rootfs image), each with its ratio to the bare QEMU floor
 measured in the same run (the same kernel + the builder's initramfs, the agent running a static program
-that writes one file, no root disk).
+that writes one file, no root disk). ``py-nosdk``: the Python image's interpreter writing the file itself
+(no SDK, no msgpack), i.e. Python's own start in the image, the floor of any Python app.
 
     .venv/bin/python bench/bench_images.py [--cold]    (--cold: a fresh BOINC_VM_CACHE, downloads)
 """
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PY_APP = "from boinc_guest import boinc_init, boinc_fraction_done\nboinc_init()\nboinc_fraction_done(0.5)\n"
+PY_BARE = "open('boinc_status.msgpack', 'w').write('x')"
 C_APP = '#include "boinc_api.h"\nint main(void){boinc_init();boinc_fraction_done(0.5);boinc_finish(0);}\n'
 BARE_C = (
     '#include <stdio.h>\nint main(void){FILE*f=fopen("boinc_status.msgpack","w");fputs("x",f);return 0;}\n'
@@ -90,16 +92,19 @@ def main() -> int:
         subprocess.run(["tar", "-C", str(tmp / "r"), "-cf", str(tmp / "c.tar"), "."], check=True, timeout=60)
         c = build_image(BuildSpec(out=tmp / "c", rootfs=tmp / "c.tar"))
         bare = ensure_test_image({"/bin/bare": tmp / "bare"})
-        rows: dict[str, list[float]] = {"bare": [], "python": [], "c": []}
+        rows: dict[str, list[float]] = {"bare": [], "py-nosdk": [], "python": [], "c": []}
         for _ in range(ns.runs):
             rows["bare"].append(first_write(bare.kernel, bare.initrd, None, ("/bin/bare",)))
+            # the interpreter alone (no SDK, no msgpack): Python's own start, the floor of any Python app
+            rows["py-nosdk"].append(first_write(py.out / py.kernel, py.out / py.initrd, py.out / py.disk,
+                                                ("python3", "-c", PY_BARE)))  # fmt: skip
             rows["python"].append(first_write(py.out / py.kernel, py.out / py.initrd, py.out / py.disk,
                                               ("python3", "/app/a.py")))  # fmt: skip
             rows["c"].append(first_write(c.out / c.kernel, c.out / c.initrd, c.out / c.disk, ("/app/c",)))
         floor = sorted(rows["bare"])[len(rows["bare"]) // 2]
         for k, v in rows.items():
             med = sorted(v)[len(v) // 2]
-            print(f"boot -> first status write, {k:6}: median {med:.2f} s of {v} (x{med / floor:.2f} bare)")
+            print(f"boot -> first status write, {k:8}: median {med:.2f} s of {v} (x{med / floor:.2f} bare)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

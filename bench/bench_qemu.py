@@ -247,14 +247,14 @@ def main() -> None:
         print(f"quit (poweroff via agent, app SIGTERM): median {off:.2f} s; "
               f"fresh VM -> app progressing again: median {on:.2f} s; cycle {off + on:.2f} s")  # fmt: skip
 
-        # 5. a Python app (guest SDK imported) in the VM, from the guest Python root
+        # 5. a Python app (guest SDK imported) in the VM, from the guest Python image (<vm_python/>)
         py = None
         if not args.no_python:
-            from host_bridge.images.testimage import ensure_python_root
+            from host_bridge.images.testimage import ensure_python_image
 
             t0 = time.monotonic()
-            ensure_python_root()
-            print(f"guest Python root ready in {time.monotonic() - t0:.2f} s (cached after the first build)")
+            ensure_python_image()
+            print(f"guest Python image ready in {time.monotonic() - t0:.2f} s (cached after the first build)")
             pys = []
             for i in range(args.runs):
                 share = work / f"py{i}"

@@ -38,7 +38,7 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from boinc_guest import protocol as P
@@ -336,7 +336,7 @@ class VboxCompat:
         """Queue ``ev`` with the next id; False (nothing queued) when MAX_PENDING are unacknowledged."""
         if len(self._pending) >= MAX_PENDING:
             return False
-        ev = replace(ev, id=self._next_id)
+        ev = P.replace(ev, id=self._next_id)
         self._next_id += 1
         self._pending.append(ev)
         return True

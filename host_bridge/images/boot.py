@@ -38,15 +38,17 @@ def boot_files(extra_files: dict[str, Path] | None = None, *, rootdisk: bool) ->
     busybox = parts._busybox(cache)
     agent = parts.agent_binary(cache)
     roots = parts.MODULE_ROOTS + (parts.DISK_MODULE_ROOTS if rootdisk else ())
-    order = parts.module_order({n: p.read_bytes() for n, p in kernel.modules.items()}, roots)
-    init = parts.init_script(order, rootdisk=rootdisk).encode()
+    ko = {n: p.read_bytes() for n, p in kernel.modules.items()}
+    order = parts.module_order(ko, roots)
+    net = tuple(m for m in parts.module_order(ko, parts.NET_MODULE_ROOTS) if m not in order)
+    init = parts.init_script(order, rootdisk=rootdisk, net_modules=net).encode()
 
     entries: list[tuple[str, int, bytes]] = [(d, 0o040755, b"") for d in _DIRS]
     entries.append(("init", 0o100755, init))
     entries.append(("bin/busybox", 0o100755, busybox.read_bytes()))
     entries.append(("bin/sh", 0o120777, b"busybox"))
     entries.append(("sbin/boinc-agent", 0o100755, agent.read_bytes()))
-    for name in order:
+    for name in (*order, *net):
         entries.append((f"lib/modules/{name}.ko", 0o100644, kernel.modules[name].read_bytes()))
     have_dirs = {e[0] for e in entries}
     for gpath, host in sorted(extra_files.items()):

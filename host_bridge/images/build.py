@@ -22,6 +22,7 @@ when a python3 package is asked for), a ``--rootfs`` tarball (host_bridge.images
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -40,11 +41,13 @@ from host_bridge.images import sdk
 from host_bridge.images.boot import boot_files
 from host_bridge.images.debian import MOUNT_POINTS, base_key, debian_base
 from host_bridge.images.parts import ImageError, cache_dir, debian_mirror
+from host_bridge.images.pyc import freeze_bytecode
 from host_bridge.images.rootfs import import_rootfs
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 1  # image.json's format
+ROOT_LAYOUT = 2  # what the builder does to a root before packing (2: bytecode made mtime-independent)
 MKSQUASHFS_TIMEOUT = 1800.0
 PODMAN_TIMEOUT = 1800.0
 DEFAULT_MEMORY_MB = 256  # the backend's default vm_memory_mb
@@ -205,7 +208,8 @@ def _add_files(tree: Path, add: tuple[tuple[Path, str], ...]) -> None:
 
 
 def _disk_key(spec: BuildSpec, base_id: str) -> str:
-    h = hashlib.sha256(f"format{FORMAT}|{base_id}|sdk{sdk.sdk_digest()}|{' '.join(_SQUASHFS_OPTS)}".encode())
+    opts = " ".join(_SQUASHFS_OPTS)
+    h = hashlib.sha256(f"format{FORMAT}.{ROOT_LAYOUT}|{base_id}|sdk{sdk.sdk_digest()}|{opts}".encode())
     for host, guest in sorted(spec.add, key=lambda a: a[1]):
         h.update(f"|{guest}|{os.access(host, os.X_OK)}|{_hash_file(host)}".encode())
     return h.hexdigest()[:24]
@@ -244,39 +248,7 @@ def build_image(spec: BuildSpec, *, note: Callable[[str], None] | None = None) -
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     work = Path(tempfile.mkdtemp(dir=cache / "build", prefix="work-"))
     try:
-        # the root disk: cached by its inputs (for a tarball or a Dockerfile: never, they change freely)
-        base_id = ""
-        if spec.rootfs is None and spec.dockerfile is None:
-            _mirror, suite = debian_mirror()
-            base_id = base_key(suite, _packages(spec))
-        cached = cache / "disks" / f"{_disk_key(spec, base_id)}.squashfs" if base_id else None
-        made: dict[str, object]
-        if cached is not None and cached.is_file() and cached.with_suffix(".json").is_file():
-            say("root disk: cached")
-            made = json.loads(cached.with_suffix(".json").read_text())
-            squash = cached
-        else:
-            tree = work / "root"
-            made = _make_root(spec, tree, work, say)
-            for d in MOUNT_POINTS:
-                (tree / d).mkdir(parents=True, exist_ok=True)
-            made["python_sdk"] = sdk.install_python_sdk(tree)
-            sdk.install_c_sdk(tree)
-            made["c_sdk"] = f"/usr/local/lib/{sdk.C_LIB}"
-            _add_files(tree, spec.add)
-            made["added"] = sorted(guest for _h, guest in spec.add)
-            size = _tree_size(tree)
-            made["root_bytes"] = size
-            squash = work / "root.squashfs"
-            _need_space(work, size // 2 + (50 << 20), "the root disk image")
-            say(f"packing the root ({size / 1e6:.0f} MB) with mksquashfs")
-            _mksquashfs(tree, squash)
-            shutil.rmtree(tree, ignore_errors=True)
-            if cached is not None:
-                tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-                shutil.copyfile(squash, tmp)
-                os.replace(tmp, cached)
-                cached.with_suffix(".json").write_text(json.dumps(made, sort_keys=True))
+        squash, made, from_cache = _root_disk(spec, work, say)
         boot = boot_files(rootdisk=True)
         disk_hash = _hash_file(squash)
         names = {
@@ -307,9 +279,64 @@ def build_image(spec: BuildSpec, *, note: Callable[[str], None] | None = None) -
         _publish(staging, out)
         say(f"image ready in {out}")
         return BuiltImage(out, names["kernel"], names["initrd"], names["disk"], manifest,
-                          time.monotonic() - t0, cached is not None and squash == cached)  # fmt: skip
+                          time.monotonic() - t0, from_cache)  # fmt: skip
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _root_disk(
+    spec: BuildSpec, work: Path, say: Callable[[str], None]
+) -> tuple[Path, dict[str, object], bool]:
+    """The squashfs root disk of ``spec``: (its file, what it is made of, taken from the cache). A Debian
+    root is cached by its inputs (``CACHE/disks``); a tarball's or a Dockerfile's never (they change
+    freely), it is made in ``work``."""
+    cache = cache_dir()
+    (cache / "disks").mkdir(exist_ok=True)
+    base_id = ""
+    if spec.rootfs is None and spec.dockerfile is None:
+        _mirror, suite = debian_mirror()
+        base_id = base_key(suite, _packages(spec))
+    cached = cache / "disks" / f"{_disk_key(spec, base_id)}.squashfs" if base_id else None
+    if cached is not None and cached.is_file() and cached.with_suffix(".json").is_file():
+        say("root disk: cached")
+        return cached, json.loads(cached.with_suffix(".json").read_text()), True
+    tree = work / "root"
+    made = _make_root(spec, tree, work, say)
+    for d in MOUNT_POINTS:
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    made["python_sdk"] = sdk.install_python_sdk(tree)
+    sdk.install_c_sdk(tree)
+    made["c_sdk"] = f"/usr/local/lib/{sdk.C_LIB}"
+    _add_files(tree, spec.add)
+    made["added"] = sorted(guest for _h, guest in spec.add)
+    made["bytecode"] = dataclasses.asdict(freeze_bytecode(tree))
+    size = _tree_size(tree)
+    made["root_bytes"] = size
+    squash = work / "root.squashfs"
+    _need_space(work, size // 2 + (50 << 20), "the root disk image")
+    say(f"packing the root ({size / 1e6:.0f} MB) with mksquashfs")
+    _mksquashfs(tree, squash)
+    shutil.rmtree(tree, ignore_errors=True)
+    if cached is None:
+        return squash, made, False
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    shutil.copyfile(squash, tmp)
+    cached.with_suffix(".json").write_text(json.dumps(made, sort_keys=True))
+    os.replace(tmp, cached)  # last: the disk is found only with its description
+    return cached, made, False
+
+
+def debian_root_disk(packages: tuple[str, ...], *, note: Callable[[str], None] | None = None) -> Path:
+    """The cached root disk of a Debian root with ``packages`` (+ the guest SDKs), made on first use
+    (debootstrap: root): ``<vm_python/>``'s image (host_bridge.images.testimage)."""
+    say = note or (lambda text: logger.info("%s", text))
+    (cache_dir() / "build").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=cache_dir() / "build", prefix="work-"))
+    try:
+        disk, _made, _cached = _root_disk(BuildSpec(out=work / "unused", debian=packages), work, say)
+        return disk
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 

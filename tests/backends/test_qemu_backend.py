@@ -199,6 +199,26 @@ def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, 
     assert b.share.read("hello_out.txt", 100).startswith(b"hi ")  # cleanup leaves the share open
 
 
+@pytest.mark.parametrize("network", [False, True])
+def test_guest_devices_entropy_and_network_only_when_asked(
+    tmp_path: Path, image: VMImage, backends: Made, network: bool
+):
+    """The guest's random pool is fed by the host (virtio-rng: no boot-time wait for entropy); the network
+    driver is loaded and eth0 exists only for a task with network access."""
+    share = tmp_path / "share"
+    share.mkdir()
+    script = "cat /sys/class/misc/hw_random/rng_current > rng.txt; ls /sys/class/net > nets.txt"
+    task = make_task(image, share, ("/bin/sh", "-c", script), f"dev{int(network)}", network=network)
+    b = new_backend(backends, task)
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == 0, s
+    assert (share / "rng.txt").read_text().startswith("virtio_rng")
+    nets = (share / "nets.txt").read_text().split()
+    assert "lo" in nets
+    assert ("eth0" in nets) is network
+
+
 def console_records(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "[VM console]" in r.getMessage()]
 

@@ -47,8 +47,11 @@ def test_image_contents(base_image: vmimage.VMImage):
         capture_output=True,
         timeout=60,
     ).stdout.decode()
-    load = init.split("for m in ", 1)[1].split(";", 1)[0].split()
-    assert sorted(load) == sorted(mods)
+    loops = [part.split(";", 1)[0].split() for part in init.split("for m in ")[1:]]
+    load, net = loops  # every boot, then only with boinc.network=1
+    assert sorted(load + net) == sorted(mods)
+    assert "virtio_rng" in load and "virtio_net" in net and "virtio_net" not in load
+    assert init.index("boinc.network=1") < init.index(f"for m in {' '.join(net)}")
     for before, after in [
         ("virtio_ring", "virtio_pci"),
         ("9pnet", "9pnet_virtio"),

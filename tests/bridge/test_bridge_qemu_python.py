@@ -1,25 +1,27 @@
 """A Python worker on the Python guest SDK, inside a real VM, through the whole chain.
 
 examples/worker.py (the seed's worker ported to ``boinc_guest``) runs in a QEMU VM with Debian's python3
-from the guest Python root (``host_bridge.images.testimage.ensure_python_root``: debootstrap minbase +
-python3 + python3-msgpack + the guest SDK, exported read-only as the 9p tag ``pyroot``; the agent runs the app
-chrooted into it with the share bound at /boinc/shared). The bridge is a subprocess on the real
-libboinc_api; SlotClient plays the client through the real shared memory. The job is the seed's
-<virtualmachine> dialect plus ``<vm_python/>``; the VM image is the app version's vm_kernel / vm_initrd.
+from the guest Python image (``host_bridge.images.testimage.ensure_python_image``: the image builder's
+root disk of debootstrap minbase + python3 + python3-msgpack + the guest SDKs, read-only squashfs with a
+per-task overlay; the agent runs the app chrooted into it, the share relayed at /boinc/shared). The
+bridge is a subprocess on the real libboinc_api; SlotClient plays the client through the real shared
+memory. The job is the seed's <virtualmachine> dialect plus ``<vm_python/>`` (whose image replaces the app
+version's vm_kernel / vm_initrd).
 
-Slow: the first run builds the Python root (debootstrap, about 1-1.5 minutes, needs root and the Debian
-mirror from the apt sources), then it is cached; a warm run boots a TCG VM (~5 s) and Python (~2 s).
+Slow: the first run builds the Python image (debootstrap, about 1-1.5 minutes, needs root and the Debian
+mirror from the apt sources), then it is cached; a warm run boots a TCG VM and Python in ~5 s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 import pytest
 
-from host_bridge.images import testimage as vmimage
-from host_bridge.images.testimage import ensure_python_root, ensure_test_image
+from host_bridge.images import parts as vmimage
+from host_bridge.images.testimage import ensure_python_image, ensure_test_image, pyroot_base_key
 from host_bridge.jobfile import parse_job_text
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
@@ -33,10 +35,10 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def vm_parts() -> dict[str, Path]:
     t0 = time.monotonic()
-    pyroot = ensure_python_root()
-    print(f"python root ready in {time.monotonic() - t0:.1f} s: {pyroot.path}")
+    py = ensure_python_image()
+    print(f"python image ready in {time.monotonic() - t0:.1f} s: {py.disk}")
     img = ensure_test_image()
-    return {"vm_kernel": img.kernel, "vm_initrd": img.initrd, "pyroot": pyroot.path}
+    return {"vm_kernel": img.kernel, "vm_initrd": img.initrd, "disk": py.disk}
 
 
 @pytest.fixture
@@ -89,15 +91,14 @@ def test_debian_mirror_from_apt_sources(tmp_path):
     with pytest.raises(vmimage.ImageError, match=r"sources\.list"):
         vmimage.debian_mirror(apt, codename="bookworm")
     # the key depends on what goes into the tree, never on the mirror or the time
-    assert vmimage.pyroot_base_key("bookworm") == vmimage.pyroot_base_key("bookworm")
-    assert vmimage.pyroot_base_key("bookworm") != vmimage.pyroot_base_key("trixie")
+    assert pyroot_base_key("bookworm") == pyroot_base_key("bookworm")
+    assert pyroot_base_key("bookworm") != pyroot_base_key("trixie")
 
 
 @pytest.mark.slow
 def test_python_worker_in_vm_progress_finish_and_outputs(slot, vm_parts):
-    root = vm_parts["pyroot"]
-    assert (root / "usr" / "bin" / "python3").exists()
-    assert (root / "usr" / "lib" / "python3" / "dist-packages" / "boinc_guest" / "__init__.py").exists()
+    disk = vm_parts["disk"]
+    disk_before = hashlib.sha256(disk.read_bytes()).hexdigest()
     c = slot(seconds=3)
     t0 = time.monotonic()
     b = Bridge(c.slot_dir)
@@ -107,7 +108,8 @@ def test_python_worker_in_vm_progress_finish_and_outputs(slot, vm_parts):
         vms = qemu_of(c.slot_dir)
         assert vms, "the task runs in a QEMU VM"
         cl = vms[0].cmdline()
-        assert any("mount_tag=pyroot" in a and "readonly=on" in a for a in cl), cl
+        assert not any("mount_tag=pyroot" in a for a in cl), cl  # one 9p export: the share
+        assert any(a.startswith("file=") and "if=virtio" in a for a in cl), cl  # the root disk's overlay
         fractions = [float(first["fraction_done"])]
         deadline = time.monotonic() + 180
         while b.proc.poll() is None and time.monotonic() < deadline:
@@ -134,8 +136,8 @@ def test_python_worker_in_vm_progress_finish_and_outputs(slot, vm_parts):
     assert proj_out.read_text() == "INPUT FOR THE PYTHON WORKER\n"
     assert (share / "stdout_worker").read_text() == "STDIN FOR THE PYTHON WORKER\n"
     assert not qemu_of(c.slot_dir)
-    # the guest could not write into the read-only Python root
-    assert not list(root.glob("boinc/shared/*"))
+    # the task's writes went to its overlay: the shared root disk is unchanged
+    assert hashlib.sha256(disk.read_bytes()).hexdigest() == disk_before
 
 
 def test_vm_pyroot_validation(tmp_path):
@@ -167,3 +169,32 @@ def test_vm_pyroot_validation(tmp_path):
     cmd = b._command()
     assert f"local,path={tree},mount_tag=pyroot,security_model=none,readonly=on,id=fs1" in cmd
     assert "boinc.pyroot=1" in cmd[cmd.index("-append") + 1]
+
+
+@pytest.mark.slow
+def test_python_worker_vm_is_saved_on_quit_and_restored(slot):
+    """A <vm_python/> VM runs from a root disk, so the agent can relay the share and the VM is saved on
+    a quit and restored by the next start (the 9p Python root it replaced could not be saved)."""
+    c = slot(seconds=20)
+    b = Bridge(c.slot_dir)
+    try:
+        before_quit = c.wait_status(lambda s: float(s["fraction_done"]) > 0.15, timeout=180)
+        c.quit()
+        assert b.wait(60) == 0, b.log()
+    finally:
+        b.close()
+    assert not qemu_of(c.slot_dir), "no VM outlives a quit"
+    assert "saved for the quit" in b.log(), b.log()
+    at_quit = float(before_quit["fraction_done"])
+    b = Bridge(c.slot_dir)
+    try:
+        first = c.wait_status(lambda s: float(s["fraction_done"]) > 0, timeout=120)
+        assert "restored from its save" in b.log(), b.log()
+        assert float(first["fraction_done"]) >= at_quit - 0.05, (first, at_quit)  # the VM went on
+        assert b.wait(180) == 0, b.log()
+    finally:
+        b.close()
+    out = Path(c.slot_dir / "out").read_text()
+    proj_out = Path(out.split("<soft_link>")[1].split("</soft_link>")[0])
+    assert proj_out.read_text() == "INPUT FOR THE PYTHON WORKER\n"
+    assert not qemu_of(c.slot_dir)

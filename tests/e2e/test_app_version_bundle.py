@@ -6,11 +6,13 @@ client. The bundle carries the real libboinc_api.so.7; the tests check it is the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,8 +21,10 @@ import pytest
 from PyInstaller.archive.readers import CArchiveReader
 
 from tests.support.boinc_client import BoincClientRun, ExtraFile, fraction_done
+from tests.support.images import busybox_rootfs_tar, image_job, image_version_files, static_c_app
 from tests.support.jobs import C_WORKER_VM_JOB_NO_STDIO
 from tests.support.paths import ROOT
+from tests.support.vm import qemu_of
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -401,4 +405,67 @@ def test_a_python_task_gets_one_sigterm_when_the_bridge_stops_it(bundle: Path, t
             boot.wait(10)
     assert boot.returncode == 0, err[-3000:]
     assert (slot / "terms.txt").read_text() == "1", err[-3000:]
+    assert _unpacked(tmp_path) == []
+
+
+@pytest.mark.timeout(900)
+def test_bundle_runs_a_built_image_under_the_real_client(bundle: Path, tmp_path: Path) -> None:
+    """The admin's path with an image: ``host-bridge image build --rootfs`` (a busybox root as ``podman
+    export`` writes one, with a static C app), then the app version = the bundle as the main program, the
+    job file with the image's job tags, and the image's files with the physical and logical names of its
+    version.xml. Under the real client, the bundle finds QEMU on the host's PATH and the image's files by
+    their logical names, boots the root disk, the app's progress reaches the client, the output comes
+    back and the result ends with status 0; nothing is left running or unpacked."""
+    app = static_c_app(tmp_path / "app")
+    tar = busybox_rootfs_tar(tmp_path / "exported.tar", {"/app/run": app})
+    image = tmp_path / "image"
+    builder = ROOT / ".venv" / "bin" / "host-bridge"  # the admin's install, on the build machine
+    r = subprocess.run(
+        [str(builder), "image", "build", "--out", str(image), "--rootfs", str(tar)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    (tmp_path / "job.xml").write_text(image_job(image, "/app/run"))
+    version_files = image_version_files(image)  # the <file> entries of the app version's version.xml
+    app_files = [(tmp_path / "job.xml", "job.xml"), *version_files]
+    out = ExtraFile(Path("test_wu_0_r0_out"), "out", is_input=False)
+    fractions: list[float] = []
+    cmdline: list[str] = []
+    # a VM's control socket goes to SLOT/vm_state, else XDG_RUNTIME_DIR, else TMPDIR (docs/qemu.md): this
+    # test's slot and TMPDIR are too deep for a Unix socket path (108 bytes); a volunteer's are short
+    runtime = Path(tempfile.mkdtemp(prefix="hbrt-", dir="/tmp"))
+    env = _host_env(tmp_path, XDG_RUNTIME_DIR=str(runtime))
+    t0 = time.monotonic()
+    try:
+        with BoincClientRun(
+            tmp_path, bundle, extra_files=[out], app_files=app_files, env=env,
+            rsc_memory_bound=2e9, rsc_disk_bound=2e9,
+        ) as run:  # fmt: skip
+            deadline = t0 + 120  # s (10-17 s measured here under TCG)
+            while run.proc is not None and run.proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+                    fractions.append(fraction_done(run.boinccmd_tasks()))
+                for p in [] if cmdline else qemu_of(run.slot_dir()):
+                    with contextlib.suppress(psutil.Error):
+                        cmdline = p.cmdline()
+                time.sleep(0.2)
+            assert run.wait_exit(max(1.0, deadline - time.monotonic())) == 0, run.log_tail()
+            print(f"client start -> exit {time.monotonic() - t0:.1f} s; fractions {sorted(set(fractions))}")
+            assert not run.app_pids()
+            assert not qemu_of(run.slot_dir()), "the VM outlived its task"
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    res = run.final_result()
+    stderr = (run.slot_dir() / "stderr.txt").read_text(errors="replace")
+    assert res["exit_status"] == 0, (res, stderr[-3000:])
+    assert run.output_text(out) == "static app ran\n"
+    assert max(fractions, default=0.0) > 0.0, fractions
+    # QEMU is the host's, and it booted the app version's files, found through the slot by logical name
+    assert cmdline and cmdline[0] == shutil.which("qemu-system-x86_64", path="/usr/bin:/bin"), cmdline
+    files = {logical: run.project_dir / p.name for p, logical in version_files}
+    names = json.loads((image / "image.json").read_text())["files"]
+    assert cmdline[cmdline.index("-kernel") + 1] == str(files[names["kernel"]]), cmdline
+    assert cmdline[cmdline.index("-initrd") + 1] == str(files[names["initrd"]]), cmdline
+    assert any(a.startswith("file=") and "qcow2" in a for a in cmdline), cmdline
+    assert "starting VM" in stderr and "job done" in stderr, stderr[-3000:]
     assert _unpacked(tmp_path) == []

@@ -23,6 +23,7 @@ import pytest
 
 from host_bridge.images.build import BuildSpec, build_image
 from tests.support.bridge import Bridge
+from tests.support.images import STATIC_C, build_numpy_image, matrix_expected
 from tests.support.podman import private_podman
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
@@ -30,56 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CSDK = ROOT / "guest_sdk" / "c"
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
-
-MATRIX_PY = """\
-import json, time
-import numpy as np
-from boinc_guest import boinc_init, boinc_fraction_done, boinc_finish, boinc_resolve_filename
-boinc_init()
-a = np.arange(1.0, 10.0).reshape(3, 3)
-for i in range(5):
-    boinc_fraction_done(i / 5)
-    time.sleep(0.3)
-c = a @ a.T + np.linalg.inv(np.diag([2.0, 4.0, 8.0])).sum()
-with open(boinc_resolve_filename("out"), "w") as f:
-    json.dump({"c": c.tolist(), "numpy": np.__version__}, f)
-boinc_finish(0)
-"""
-
-FACT_CPP = r"""
-#include <gmpxx.h>
-#include <fstream>
-#include <unistd.h>
-#include "boinc_api.h"
-int main() {
-    boinc_init();
-    mpz_class f = 1;
-    for (int i = 1; i <= 30; i++) {
-        f *= i;
-        boinc_fraction_done(i / 30.0);
-        usleep(50000);
-    }
-    char path[512];
-    boinc_resolve_filename("out", path, sizeof path);
-    std::ofstream(path) << f.get_str() << "\n";
-    boinc_finish(0);
-}
-"""
-
-STATIC_C = r"""
-#include <stdio.h>
-#include <unistd.h>
-#include "boinc_api.h"
-int main(void) {
-    boinc_init();
-    for (int i = 1; i <= 10; i++) { boinc_fraction_done(i / 10.0); usleep(50000); }
-    FILE *f = fopen("out", "w");
-    fprintf(f, "static app ran\n");
-    fclose(f);
-    boinc_finish(0);
-    return 0;
-}
-"""
 
 JOB = """<job_desc>
     <task>
@@ -94,25 +45,10 @@ JOB = """<job_desc>
 
 @pytest.fixture(scope="session")
 def debian_image(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("debimg")
-    (work / "matrix.py").write_text(MATRIX_PY)
-    (work / "fact.cpp").write_text(FACT_CPP)
-    subprocess.run(["make", "-s", "-C", str(CSDK)], check=True, timeout=300)
-    subprocess.run(
-        ["g++", "-O2", "-I", str(CSDK / "include"), "-o", str(work / "fact"), str(work / "fact.cpp"),
-         "-L", str(CSDK / "build"), "-lboinc_guest", "-lgmpxx", "-lgmp"],
-        check=True, timeout=300, capture_output=True,
-    )  # fmt: skip
     t0 = time.monotonic()
-    img = build_image(
-        BuildSpec(
-            out=work / "image",
-            debian=("python3-numpy", "libgmpxx4ldbl"),
-            add=((work / "matrix.py", "/app/matrix.py"), (work / "fact", "/app/fact")),
-        )
-    )
-    print(f"Debian image built in {time.monotonic() - t0:.1f} s (root disk cached: {img.disk_cached})")
-    return img.out
+    out, cached = build_numpy_image(tmp_path_factory.mktemp("debimg"))
+    print(f"Debian image built in {time.monotonic() - t0:.1f} s (root disk cached: {cached})")
+    return out
 
 
 @pytest.fixture
@@ -154,9 +90,7 @@ def run_in_image(tmp_path):
 def test_python_numpy_app_from_debian_packages(debian_image: Path, run_in_image) -> None:
     out, fractions = run_in_image(debian_image, "python3", "/app/matrix.py")
     got = json.loads(out.read_text())
-    a = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
-    want = [[sum(a[i][k] * a[j][k] for k in range(3)) + 0.875 for j in range(3)] for i in range(3)]
-    assert [x for row in got["c"] for x in row] == pytest.approx([x for row in want for x in row])
+    assert [x for row in got["c"] for x in row] == pytest.approx(matrix_expected())
     assert got["numpy"].startswith("1.")
     assert fractions == sorted(fractions) and any(0.0 < f < 1.0 for f in fractions), fractions
 

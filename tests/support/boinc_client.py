@@ -87,6 +87,7 @@ class BoincClientRun:
         main_program: Path,
         *,
         extra_files: Iterable[ExtraFile | tuple[Path, str, bool]] = (),
+        app_files: Iterable[tuple[Path, str]] = (),
         command_line: str = "",
         rsc_fpops_est: float = 1e9,
         rsc_fpops_bound: float = 1e13,
@@ -105,6 +106,9 @@ class BoincClientRun:
         self.project_dir = self.dir / "projects" / PROJECT_DIR_NAME
         self.main_program = Path(main_program)
         self.extra_files = [f if isinstance(f, ExtraFile) else ExtraFile(*f) for f in extra_files]
+        # files of the app version beside its main program (a job file, VM image files): (the file,
+        # its logical name); the physical name is the file's name, as in the project's version folder
+        self.app_files = [(Path(p), str(name)) for p, name in app_files]
         self.command_line = command_line
         self.rsc = (rsc_fpops_est, rsc_fpops_bound, rsc_memory_bound, rsc_disk_bound)
         self.app_name = app_name
@@ -138,6 +142,21 @@ class BoincClientRun:
                 "    <status>1</status>\n    <executable/>\n",
             )
         ]
+        app_refs = []
+        for path, logical in self.app_files:
+            dst = self.project_dir / path.name
+            _link_or_copy(path, dst)
+            files.append(
+                _fi(
+                    path.name,
+                    f"    <nbytes>{dst.stat().st_size}</nbytes>\n    <max_nbytes>0</max_nbytes>\n"
+                    "    <status>1</status>\n",
+                )
+            )
+            app_refs.append(
+                f"    <file_ref>\n        <file_name>{escape(path.name)}</file_name>\n"
+                f"        <open_name>{escape(logical)}</open_name>\n    </file_ref>\n"
+            )
         wu_refs, result_refs = [], []
         for i, ef in enumerate(self.extra_files):
             if ef.is_input:
@@ -195,8 +214,7 @@ class BoincClientRun:
             "    <file_ref>\n"
             f"        <file_name>{escape(prog_name)}</file_name>\n"
             "        <main_program/>\n"
-            "    </file_ref>\n"
-            "</app_version>\n"
+            "    </file_ref>\n" + "".join(app_refs) + "</app_version>\n"
             "<workunit>\n"
             f"    <name>{escape(self.wu_name)}</name>\n"
             f"    <app_name>{escape(self.app_name)}</app_name>\n"
@@ -472,6 +490,15 @@ class BoincClientRun:
 
     def slot_dir(self, n: int = 0) -> Path:
         return self.dir / "slots" / str(n)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (an image's files are large and never written by the client or the bridge), a copy
+    across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def parse_get_tasks(text: str) -> list[dict[str, str]]:

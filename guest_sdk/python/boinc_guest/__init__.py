@@ -9,7 +9,9 @@ it runs standalone, like a BOINC app started by hand. Depends on msgpack only.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # an app's start does not import typing
+    from typing import Any
 
 # ``from boinc_guest import *`` gives BOINC's names (what a port needs), the option / status types
 # and the error codes; the Pythonic names are imported explicitly (``from boinc_guest import init``).

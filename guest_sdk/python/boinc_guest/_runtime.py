@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import logging
 import math
 import os
 import resource
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import IO, Any
 
 from . import protocol as P
 from .protocol import (
@@ -38,7 +34,6 @@ from .protocol import (
     MAX_TEXT,
     STATUS_FILE,
     Control,
-    Event,
     Finish,
     InitData,
     ProtocolError,
@@ -46,9 +41,24 @@ from .protocol import (
     TemporaryExit,
     TrickleUp,
     UploadRequest,
+    _record,
 )
 
-logger = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers only: an app's start imports neither typing nor logging
+    from collections.abc import Callable, Iterator
+    from logging import Logger
+    from typing import IO, Any
+
+    from .protocol import Event
+
+
+def _logger() -> Logger:
+    """The SDK's logger, imported when there is something to log (not at every app's start)."""
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 ENV_SHARE = "BOINC_GUEST_DIR"
 MOUNT_POINTS = ("/boinc/shared", "/shared")
@@ -64,7 +74,7 @@ FINISH_WAIT = 30.0  # s: how long boinc_finish waits for room in a full event qu
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
-@dataclass
+@_record
 class BoincOptions:
     """BOINC's ``BOINC_OPTIONS`` (7.20). Only ``direct_process_action`` changes what this SDK does:
     with 0, a quit / abort request only shows in :func:`boinc_get_status` and the app decides."""
@@ -79,7 +89,7 @@ class BoincOptions:
     multi_process: int = 0
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class BoincStatus:
     """BOINC's ``BOINC_STATUS``: what the host asked for (from the control file)."""
 
@@ -192,7 +202,7 @@ class _Runtime:
             except (OSError, ProtocolError) as exc:
                 self.seq -= 1
                 self.dirty, self.progress = True, progress
-                logger.warning("cannot write %s in %s: %s", STATUS_FILE, self.share, exc)
+                _logger().warning("cannot write %s in %s: %s", STATUS_FILE, self.share, exc)
                 return ERR_WRITE
             if progress:
                 self.last_progress_write = time.monotonic()
@@ -238,7 +248,7 @@ class _Runtime:
         except FileNotFoundError:
             return False
         except OSError as exc:
-            logger.warning("cannot read %s: %s", path, exc)
+            _logger().warning("cannot read %s: %s", path, exc)
             return False
         if data == self.control_bytes:
             return False
@@ -246,7 +256,7 @@ class _Runtime:
         try:
             control = P.decode_control(data)
         except ProtocolError as exc:
-            logger.warning(
+            _logger().warning(
                 "ignoring %s: %s (the host bridge wrote a bad file; keeping the last good one)", path, exc
             )
             return False
@@ -287,7 +297,7 @@ class _Runtime:
                 elif self.dirty or (self.progress and now - self.last_progress_write >= PROGRESS_INTERVAL):
                     self.write()
             except Exception:  # never let the reporter die; the app keeps running
-                logger.exception("boinc_guest background thread")
+                _logger().exception("boinc_guest background thread")
 
     def start_thread(self) -> None:
         self.thread = threading.Thread(target=self.run, name="boinc_guest", daemon=True)
@@ -371,7 +381,7 @@ def boinc_init_options(options: BoincOptions | None = None) -> int:
         except FileNotFoundError:
             pass
         except (OSError, ProtocolError) as exc:
-            logger.warning("ignoring the old %s: %s", path, exc)
+            _logger().warning("ignoring the old %s: %s", path, exc)
         rt.seq = last_seq
         rt.next_id = max(rt.control.ack, last_id) + 1
         rc = rt.write()

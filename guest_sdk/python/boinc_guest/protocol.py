@@ -12,12 +12,18 @@ This module is shared by the guest SDK and the host bridge. It depends on msgpac
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Union
+
+# The typing names are for type checkers only: an app's start pays neither ``typing`` nor
+# ``dataclasses`` nor ``logging`` (under TCG in a VM, ~0.5 s of a Python app's first status write).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass as _record
+    from dataclasses import field, replace
+    from typing import Any, Union
+else:
+    from ._records import _record, field, replace
 
 try:
     import msgpack
@@ -26,8 +32,6 @@ except ImportError as _e:  # a host or guest Python without it: say what to inst
         "boinc_guest needs the msgpack package: pip install msgpack (Debian / Ubuntu: apt-get install "
         "python3-msgpack)"
     ) from _e
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "CATEGORIES",
@@ -65,6 +69,7 @@ __all__ = [
     "encode_control",
     "encode_status",
     "read_file_bounded",
+    "replace",
     "status_from_meaning",
     "to_meaning",
     "truncate_utf8",
@@ -117,7 +122,7 @@ class ProtocolError(ValueError):
 # Data model
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class TrickleUp:
     """Event: a trickle-up message for the project (``boinc_send_trickle_up``)."""
 
@@ -126,7 +131,7 @@ class TrickleUp:
     text: str
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class UploadRequest:
     """Event: upload this file now (``boinc_upload_file``)."""
 
@@ -134,7 +139,7 @@ class UploadRequest:
     name: str
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class Finish:
     """Event: the app finished with this status (``boinc_finish`` / ``boinc_finish_message``)."""
 
@@ -144,7 +149,7 @@ class Finish:
     is_notice: bool = False
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class TemporaryExit:
     """Event: stop now and restart after ``delay`` seconds (``boinc_temporary_exit``)."""
 
@@ -154,10 +159,13 @@ class TemporaryExit:
     is_notice: bool = False
 
 
-Event = Union[TrickleUp, UploadRequest, Finish, TemporaryExit]  # noqa: UP007 (Python 3.8 runtime)
+if TYPE_CHECKING:
+    Event = Union[TrickleUp, UploadRequest, Finish, TemporaryExit]  # noqa: UP007 (Python 3.8 runtime)
+else:
+    Event = (TrickleUp, UploadRequest, Finish, TemporaryExit)  # the event classes (for isinstance)
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class Status:
     """The guest's status file: progress, CPU, checkpoints, heartbeat and the events not yet acked."""
 
@@ -178,7 +186,7 @@ class Status:
     events: tuple[Event, ...] = ()
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class InitData:
     """The part of BOINC's init data the host passes to the guest (``boinc_get_init_data``)."""
 
@@ -206,7 +214,7 @@ class InitData:
     computation_deadline: float = 0.0
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class TrickleDown:
     """A trickle-down message from the project, for ``boinc_receive_trickle_down``."""
 
@@ -214,7 +222,7 @@ class TrickleDown:
     text: str
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class UploadResult:
     """The outcome of an upload request, for ``boinc_upload_status``."""
 
@@ -222,7 +230,7 @@ class UploadResult:
     status: int
 
 
-@dataclass(frozen=True)
+@_record(frozen=True)
 class Control:
     """The host's control file: suspend / quit / abort, the events acknowledged, init data, trickle-
     downs, upload results."""
@@ -734,8 +742,9 @@ def _fsync_dir(folder: str) -> None:
     except OSError:
         return
     try:
-        with contextlib.suppress(OSError):  # some shared-folder file systems refuse fsync on a dir
-            os.fsync(fd)
+        os.fsync(fd)
+    except OSError:  # some shared-folder file systems refuse fsync on a dir
+        pass
     finally:
         os.close(fd)
 
