@@ -130,15 +130,16 @@ def test_vm_task_keeps_its_memory_over_client_quit_release_and_preemption(tmp_pa
     files = [
         ExtraFile(short_tmp / "job.xml", "job.xml"),
         ExtraFile(memcounter, "worker"),
-        ExtraFile(vm_files["vm_kernel"], "vm_kernel"),
-        ExtraFile(vm_files["vm_initrd"], "vm_initrd"),
         out,
     ]
+    # the VM image ships with the app version (hard links to the cached test image, no copies)
+    app_files = [(vm_files["vm_kernel"], "vm_kernel"), (vm_files["vm_initrd"], "vm_initrd")]
     t0 = time.monotonic()
     run = BoincClientRun(
         short_tmp,
         bridge_main_program(tmp_path),
         extra_files=files,
+        app_files=app_files,
         wu_name=f"vmc{os.getpid()}",
         result_name=result,
         # BOINC's checkpoint period (a periodic VM checkpoint every 3 s); BOINC's default is not to leave
