@@ -5,8 +5,9 @@ volunteer's client does:
 
 1. the client quits (``boinccmd --quit``) and is started again on the same data directory: the bridge
    saves the VM on the ``<quit/>``, the new bridge restores it;
-2. a long suspend with "leave applications in memory" on (the default): after the job's
-   ``<vm_release_after>`` the bridge saves the paused VM and ends QEMU, the resume restores it;
+2. a long suspend with "leave applications in memory" on (set in the prefs override; BOINC's default is
+   off): after the job's ``<vm_release_after>`` the bridge saves the paused VM and ends QEMU, the resume
+   restores it;
 3. a suspend with "leave applications in memory" off (``leave_apps_in_memory`` 0 in the global prefs
    override, read with ``boinccmd --read_global_prefs_override``): the client asks the task to quit (it
    does so only for a task that has checkpointed: the bridge's periodic VM checkpoint counts), the
@@ -41,7 +42,7 @@ from tests.support.vm import qemu_of
 pytestmark = pytest.mark.timeout(240)
 
 STEP_MS = 50
-TARGET = 400  # 20-30 s of counting under TCG: enough for the three take-aways and their restores
+TARGET = 400  # 20-30 s of counting under TCG: enough for the four take-aways and their restores
 RELEASE_AFTER = 2  # s of suspend before the bridge saves the paused VM and ends QEMU
 # what the bridge says in the slot's stderr.txt
 SAVED_QUIT = "saved for the quit"  # a save that ends QEMU (a quit or a release)
@@ -87,7 +88,9 @@ def _wait(pred, timeout: float, what: str, run: BoincClientRun) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{run.log_tail(10)}")
+            bridge = Slot(run).log()[-3000:]
+            client = run.log_tail(10)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{client}\n{bridge}")
         time.sleep(0.05)
 
 
