@@ -55,6 +55,20 @@ def vm_files(tmp_path_factory) -> dict[str, Path]:
     return {"worker": worker, "vm_kernel": Path(img.kernel), "vm_initrd": Path(img.initrd)}
 
 
+@pytest.fixture(scope="session")
+def numpy_image(tmp_path_factory) -> Path:
+    """The image of the numpy and C++ apps (tests/support/images.py: --debian python3-numpy
+    libgmpxx4ldbl + the apps), built once per session; its root disk is cached across sessions."""
+    import time
+
+    from tests.support.images import build_numpy_image
+
+    t0 = time.monotonic()
+    out, cached = build_numpy_image(tmp_path_factory.mktemp("numpyimg"))
+    print(f"numpy image in {time.monotonic() - t0:.1f} s (root disk from the cache: {cached})")
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _floats_are_ieee():
     """Debian's libboinc_api.so.7 turns on flush-to-zero for the whole process when it is loaded:

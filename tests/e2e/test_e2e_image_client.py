@@ -20,20 +20,12 @@ import psutil
 import pytest
 
 from tests.support.boinc_client import BoincClientRun, ExtraFile, bridge_main_program, fraction_done
-from tests.support.images import build_numpy_image, image_job, image_version_files, matrix_expected
+from tests.support.images import image_job, image_version_files, matrix_expected
 from tests.support.vm import qemu_of
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 RUN_BOUND = 120.0  # s, client start -> exit (17-59 s measured here under TCG, busy machine)
-
-
-@pytest.fixture(scope="module")
-def numpy_image(tmp_path_factory) -> Path:
-    t0 = time.monotonic()
-    out, cached = build_numpy_image(tmp_path_factory.mktemp("numpyimg"))
-    print(f"numpy image in {time.monotonic() - t0:.1f} s (root disk from the cache: {cached})")
-    return out
 
 
 def _qemu_cmdline(run: BoincClientRun) -> list[str]:

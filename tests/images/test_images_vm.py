@@ -23,7 +23,7 @@ import pytest
 
 from host_bridge.images.build import BuildSpec, build_image
 from tests.support.bridge import Bridge
-from tests.support.images import STATIC_C, build_numpy_image, matrix_expected
+from tests.support.images import STATIC_C, matrix_expected
 from tests.support.podman import private_podman
 from tests.support.vm import close_vm_slots, qemu_of, vm_slot
 
@@ -41,14 +41,6 @@ JOB = """<job_desc>
     </task>
 </job_desc>
 """
-
-
-@pytest.fixture(scope="session")
-def debian_image(tmp_path_factory) -> Path:
-    t0 = time.monotonic()
-    out, cached = build_numpy_image(tmp_path_factory.mktemp("debimg"))
-    print(f"Debian image built in {time.monotonic() - t0:.1f} s (root disk cached: {cached})")
-    return out
 
 
 @pytest.fixture
@@ -87,24 +79,24 @@ def run_in_image(tmp_path):
     close_vm_slots(made)
 
 
-def test_python_numpy_app_from_debian_packages(debian_image: Path, run_in_image) -> None:
-    out, fractions = run_in_image(debian_image, "python3", "/app/matrix.py")
+def test_python_numpy_app_from_debian_packages(numpy_image: Path, run_in_image) -> None:
+    out, fractions = run_in_image(numpy_image, "python3", "/app/matrix.py")
     got = json.loads(out.read_text())
     assert [x for row in got["c"] for x in row] == pytest.approx(matrix_expected())
     assert got["numpy"].startswith("1.")
     assert fractions == sorted(fractions) and any(0.0 < f < 1.0 for f in fractions), fractions
 
 
-def test_cxx_app_linked_to_a_debian_library(debian_image: Path, run_in_image) -> None:
-    out, fractions = run_in_image(debian_image, "/app/fact")
+def test_cxx_app_linked_to_a_debian_library(numpy_image: Path, run_in_image) -> None:
+    out, fractions = run_in_image(numpy_image, "/app/fact")
     assert out.read_text() == "265252859812191058636308480000000\n"  # 30!
     assert fractions and fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0), fractions
 
 
-def test_image_check_reports_boot_sdks_python_size_memory(debian_image: Path) -> None:
+def test_image_check_reports_boot_sdks_python_size_memory(numpy_image: Path) -> None:
     exe = ROOT / ".venv" / "bin" / "host-bridge"
     r = subprocess.run(
-        [str(exe), "image", "check", str(debian_image)], capture_output=True, text=True, timeout=300
+        [str(exe), "image", "check", str(numpy_image)], capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0, r.stderr
     print(r.stdout)
