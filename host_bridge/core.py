@@ -492,6 +492,10 @@ def decide(state: CoreState, inp: Inputs) -> tuple[CoreState, list[Action]]:
     # 4. Suspend / resume (deferred while the guest is in a critical section, as BOINC's API does); a
     # long suspend saves the VM and ends it (its memory goes back to the host), the resume restores it.
     in_critical = g is not None and g.critical_section
+    if state.released and backend.state is VMState.PAUSED:
+        # the release did not take (the VM could not be saved: it is still paused in memory): a resume
+        # resumes it, a suspend that goes on tries again after another release_after
+        state = _evolve(state, released=False, paused_since=now)
     if b.suspended and not state.paused and not in_critical and backend.state is VMState.RUNNING:
         state = _evolve(state, paused=True, paused_since=now)
         actions.append(PauseTask())

@@ -32,6 +32,14 @@ class JobPlan(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
+def _setting(name: str, value: object) -> str:
+    """One QEMU setting as ``check`` shows it: seconds with their unit; a vm_release_after of 0 says that
+    the VM is never released."""
+    if name == "vm_release_after" and value == 0:
+        return f"{name}=0 (never: a suspended VM stays paused in memory)"
+    return f"{name}={value:g} s" if isinstance(value, float) else f"{name}={value}"
+
+
 def _task_lines(t: TaskDesc, n: int, total_weight: float, plan: TaskPlan | None) -> list[str]:
     title = {
         "task": f"task {n}",
@@ -72,11 +80,7 @@ def _task_lines(t: TaskDesc, n: int, total_weight: float, plan: TaskPlan | None)
         lines.append(f"    files into the VM: {', '.join(t.copy_files_to_vm)}")
     if t.copy_files_from_vm:
         lines.append(f"    files out of the VM: {', '.join(t.copy_files_from_vm)}")
-    settings = [
-        f"{k}={v:g} s" if isinstance(v, float) else f"{k}={v}"
-        for k in _QEMU_SETTINGS
-        if (v := getattr(t, k)) is not None
-    ]
+    settings = [_setting(k, v) for k in _QEMU_SETTINGS if (v := getattr(t, k)) is not None]
     if kind == "qemu":
         parts = [
             f"{k}={getattr(t, k)}"

@@ -69,6 +69,7 @@ class TaskDesc:
     vm_boot_timeout: float | None = None  # s (> 0) until the guest agent reports the app started
     vm_poweroff_grace: float | None = None  # s (>= 0) between SIGTERM and SIGKILL of the app on poweroff
     vm_share_security: str | None = None  # "mapped-xattr" | "mapped-file" | "none"
+    vm_release_after: float | None = None  # s (>= 0) suspended before the VM is saved and ended; 0 = never
     # container backend (docs/containers.md): an image name, or a logical file name of an image archive,
     # a root file system tarball (name with "rootfs") or a Dockerfile
     container_image: str | None = None

@@ -110,6 +110,7 @@ _TASK_TAGS: dict[str, tuple[str, str]] = {
     "vm_boot_timeout": ("vm_boot_timeout", "float>0"),
     "vm_poweroff_grace": ("vm_poweroff_grace", "float+"),
     "vm_share_security": ("vm_share_security", "choice"),
+    "vm_release_after": ("vm_release_after", "float+"),
     # container backend
     "container_image": ("container_image", "str"),
     "container_workdir": ("container_workdir", "str"),
@@ -121,7 +122,13 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "vm_share_security": ("mapped-xattr", "mapped-file", "none"),
 }
 # QEMU settings that only a task run in a VM uses
-_QEMU_SETTINGS = ("vm_accel", "vm_boot_timeout", "vm_poweroff_grace", "vm_share_security")
+_QEMU_SETTINGS = (
+    "vm_accel",
+    "vm_boot_timeout",
+    "vm_poweroff_grace",
+    "vm_share_security",
+    "vm_release_after",
+)
 # files the QEMU backend boots; describe warns when one is not next to the job file
 _QEMU_FILES = ("vm_kernel", "vm_initrd", "vm_disk_image")
 MIN_GUEST_MEMORY_MB = 128  # below this a Linux guest hangs at boot, silently

@@ -47,6 +47,7 @@ _QEMU_TAGS = {
     "boot_timeout": "vm_boot_timeout",
     "poweroff_grace": "vm_poweroff_grace",
     "share_security": "vm_share_security",
+    "release_after": "vm_release_after",
 }
 
 

@@ -339,8 +339,10 @@ class TaskLoop:
                 )
             else:
                 log.info(
-                    "task %d: suspended for long, but its VM cannot be saved: it stays paused",
+                    "task %d: suspended for long, but its VM was not saved: it stays paused (tried again "
+                    "after another %.0f s)",
                     self.plan.number,
+                    self.ctx.release_after,
                 )
         elif isinstance(action, core.RestoreTask):
             if not b.restore():

@@ -1,8 +1,8 @@
 """Whole-VM saves of the QEMU backend with real VMs (TCG here): an app whose state is only in memory
-(``memcounter``: counts, writes the count to ``memcount.txt``, never checkpoints) keeps its count over a
-quit + restart through the real shared memory (SlotClient), over a kill -9 of the bridge and QEMU (from
-the last periodic VM checkpoint), and over quit-restore cycles; a corrupt, truncated or foreign save falls
-back to a fresh boot with a message. docs/qemu.md, "Saving VMs".
+(``memcounter``, tests/support/memcounter.py: counts, writes the count to ``memcount.txt``, never
+checkpoints) keeps its count over a quit + restart through the real shared memory (SlotClient), over a
+kill -9 of the bridge and QEMU (from the last periodic VM checkpoint), and over quit-restore cycles; a
+corrupt, truncated or foreign save falls back to a fresh boot with a message. docs/qemu.md, "Saving VMs".
 
 Time: ~2-3 minutes in all under TCG (the 20-cycle run of the issue is bench/bench_vmsave.py's).
 """
@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -26,34 +25,10 @@ from host_bridge.images.parts import VMImage
 from host_bridge.images.testimage import ensure_test_image
 from host_bridge.share import Share
 from tests.support.bridge import Bridge
+from tests.support.memcounter import build_memcounter, count, wait_count
 from tests.support.vm import close_vm_slots, kill_all, own_qemu_processes, qemu_of, tag_prefix, vm_slot
 
 pytestmark = pytest.mark.timeout(300)
-
-MEMCOUNTER_C = r"""
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-/* memcounter STEP_MS: state only in memory; writes the count to memcount.txt (atomically) each step */
-int main(int argc, char **argv) {
-    int ms = argc > 1 ? atoi(argv[1]) : 50;
-    long n = 0;
-    char buf[64];
-    for (;;) {
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        n++;
-        int fd = open(".memcount.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) return 101;
-        int len = snprintf(buf, sizeof buf, "%ld\n", n);
-        if (write(fd, buf, (size_t)len) < 0) return 102;
-        close(fd);
-        rename(".memcount.tmp", "memcount.txt");
-    }
-}
-"""
 
 JOB = """<job_desc>
     <task>
@@ -65,14 +40,6 @@ JOB = """<job_desc>
     </task>
 </job_desc>
 """
-
-
-def build_memcounter(out: Path) -> Path:
-    src = out / "memcounter.c"
-    src.write_text(MEMCOUNTER_C)
-    exe = out / "memcounter"
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), str(src)], check=True, timeout=120)
-    return exe
 
 
 @pytest.fixture(scope="module")
@@ -103,23 +70,6 @@ def no_leftover_vms():
     left = own_qemu_processes(marker)
     kill_all(marker)
     assert not left, f"QEMU processes left behind: {[p.pid for p in left]}"
-
-
-def count(folder: Path) -> int:
-    try:
-        return int((folder / "memcount.txt").read_text())
-    except (OSError, ValueError):
-        return -1
-
-
-def wait_count(folder: Path, pred, timeout: float, what: str) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        n = count(folder)
-        if pred(n):
-            return n
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (count {count(folder)})")
 
 
 # ------------------------------------------------------------------ the backend alone

@@ -12,8 +12,11 @@ program and the input files (``<nbytes>`` = real sizes). Then it starts
 
 (GUI RPC on the Unix socket ``D/boinc_socket`` only, never TCP). ``boinccmd --unix_domain`` is run
 with ``D`` as its working directory: it connects to ``boinc_socket`` there and reads the password
-from ``D/gui_rpc_auth.cfg``. The client exits by itself after the task; the harness always stops it
-(and the app processes it started) by PID at the end, bounded.
+from ``D/gui_rpc_auth.cfg``. The client exits by itself after the task (``exit_after_finish=False``
+leaves that out: a test that makes the client quit its task on the way); the harness always stops it
+(and the app processes it started) by PID at the end, bounded. ``quit_client()`` + ``start()`` stop and
+start the client on the same data directory as a volunteer does; ``set_prefs()`` changes global prefs
+through the override file.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ import psutil
 BOINC = shutil.which("boinc") or "/usr/bin/boinc"
 BOINCCMD = shutil.which("boinccmd") or "/usr/bin/boinccmd"
 MASTER_URL = "http://127.0.0.1:9/test/"
+# an output's upload address (never contacted: network use is "never"); the client takes a <url> for an
+# upload address only when it names file_upload_handler: otherwise, without the exit_after_finish that
+# stops it first, it would take the output for uploaded at once and never keep it in the project dir
+UPLOAD_URL = f"{MASTER_URL}cgi-bin/file_upload_handler"
 PROJECT_DIR_NAME = "127.0.0.1_9_test"
 ACCOUNT_FILE = "account_127.0.0.1_9_test.xml"
 PLATFORM = "x86_64-pc-linux-gnu"
@@ -92,6 +99,8 @@ class BoincClientRun:
         version_num: int = 100,
         extra_client_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        prefs: Mapping[str, object] | None = None,
+        exit_after_finish: bool = True,
     ) -> None:
         self.dir = Path(tmpdir) / "boinc"
         self.project_dir = self.dir / "projects" / PROJECT_DIR_NAME
@@ -108,6 +117,11 @@ class BoincClientRun:
         self.version_num = version_num
         self.extra_client_args = list(extra_client_args)
         self.env = dict(env) if env is not None else None  # the client's (and so the apps') environment
+        self.prefs: dict[str, object] = dict(prefs or {})  # more global prefs (e.g. disk_interval)
+        self._prepared = False
+        # --exit_after_finish: the client exits as soon as the task's app exits, for whatever reason (a
+        # preempted task's quit too); without it the test waits for the result's state and quits it
+        self.exit_after_finish = exit_after_finish
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "client.log"
         self._seen: dict[int, psutil.Process] = {}
@@ -116,17 +130,7 @@ class BoincClientRun:
     # -- data dir -----------------------------------------------------------------------------------
     def prepare(self) -> None:
         self.project_dir.mkdir(parents=True, exist_ok=True)
-        # the test machine is busy (other tests, VMs): the client must not suspend the task because
-        # of "non-BOINC CPU load" or user activity, or throttle it
-        (self.dir / "global_prefs_override.xml").write_text(
-            "<global_preferences>\n"
-            "    <run_if_user_active>1</run_if_user_active>\n"
-            "    <run_gpu_if_user_active>1</run_gpu_if_user_active>\n"
-            "    <suspend_cpu_usage>0</suspend_cpu_usage>\n"
-            "    <cpu_usage_limit>100</cpu_usage_limit>\n"
-            "    <max_ncpus_pct>100</max_ncpus_pct>\n"
-            "</global_preferences>\n"
-        )
+        self._write_prefs()
         prog_name = f"{self.app_name}_{self.version_num}_{self.main_program.name}"
         prog = self.project_dir / prog_name
         shutil.copyfile(self.main_program, prog)
@@ -177,7 +181,7 @@ class BoincClientRun:
                         phys,
                         "    <nbytes>0</nbytes>\n    <max_nbytes>100000000</max_nbytes>\n"
                         "    <status>0</status>\n    <upload_when_present/>\n"
-                        f"    <url>{MASTER_URL}upload</url>\n",
+                        f"    <url>{UPLOAD_URL}</url>\n",
                     )
                 )
                 result_refs.append(
@@ -242,11 +246,38 @@ class BoincClientRun:
             "</account>\n"
         )
 
+    def _write_prefs(self) -> None:
+        # the test machine is busy (other tests, VMs): the client must not suspend the task because
+        # of "non-BOINC CPU load" or user activity, or throttle it; then the test's own prefs
+        prefs: dict[str, object] = {
+            "run_if_user_active": 1,
+            "run_gpu_if_user_active": 1,
+            "suspend_cpu_usage": 0,
+            "cpu_usage_limit": 100,
+            "max_ncpus_pct": 100,
+        }
+        prefs.update(self.prefs)
+        body = "".join(f"    <{k}>{escape(str(v))}</{k}>\n" for k, v in prefs.items())
+        (self.dir / "global_prefs_override.xml").write_text(
+            f"<global_preferences>\n{body}</global_preferences>\n"
+        )
+
+    def set_prefs(self, **prefs: object) -> None:
+        """Change global prefs the way a volunteer's manager does: rewrite ``global_prefs_override.xml``
+        and ``boinccmd --read_global_prefs_override`` (e.g. ``leave_apps_in_memory=0``)."""
+        self.prefs.update(prefs)
+        self._write_prefs()
+        self.boinccmd("--read_global_prefs_override")
+
     # -- process ------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the client; the first time on a data directory written by ``prepare()``, later (after
+        ``quit_client``) on the same one as the client left it (its tasks resume in their slots)."""
         if self.proc is not None:
             raise RuntimeError("already started")
-        self.prepare()
+        if not self._prepared:
+            self.prepare()
+            self._prepared = True
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
@@ -258,7 +289,7 @@ class BoincClientRun:
                 "--no_gpus",
                 "--no_info_fetch",
                 "--skip_cpu_benchmarks",
-                "--exit_after_finish",
+                *(["--exit_after_finish"] if self.exit_after_finish else []),
                 *self.extra_client_args,
             ],
             cwd=self.dir,
@@ -309,6 +340,29 @@ class BoincClientRun:
                         self.proc.wait(timeout=5)
             rc = self.proc.returncode
         self._kill_apps()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return rc
+
+    def quit_client(self, timeout: float = 30.0, *, signal_term: bool = False) -> int:
+        """Stop the client the way a volunteer does (``boinccmd --quit``, or SIGTERM to the client as a
+        system shutdown does) and wait for it to exit, leaving its apps to end by themselves (the client
+        asks them to quit and waits up to 15 s). Returns its exit code; TimeoutError after ``timeout``
+        (``stop()`` then kills what is left). ``start()`` runs it again on the same data directory."""
+        assert self.proc is not None
+        self._track_children()
+        if signal_term:
+            self.proc.send_signal(signal.SIGTERM)
+        else:
+            self.boinccmd("--quit", timeout=10)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(
+                f"the BOINC client did not quit in {timeout} s; log: {self.log_tail()}"
+            ) from None
+        self.proc = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

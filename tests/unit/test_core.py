@@ -484,6 +484,18 @@ VM_SAVE_TABLE = [
         ["RestoreTask", "WriteControl", "ReportStatus"],
     ),
     (
+        "a release that did not take (the VM still paused) is tried again after another release_after",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0, released=True),
+        inp(now=100.0, boinc=BoincView(suspended=True), backend=PAUSED, task=VMCK),
+        ["ReportStatus"],
+    ),
+    (
+        "... and a resume then resumes the paused VM (nothing to restore)",
+        replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0, released=True),
+        inp(now=100.0, backend=PAUSED, task=VMCK),
+        ["ResumeTask", "WriteControl", "ReportStatus"],
+    ),
+    (
         "resume without a release resumes",
         replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0),
         inp(now=20.0, backend=PAUSED, task=VMCK),
@@ -526,3 +538,15 @@ def test_wake_in_covers_the_next_vm_checkpoint_and_the_release():
     paused = replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0)
     st, _ = decide(paused, inp(now=60.5, boinc=BoincView(suspended=True), backend=PAUSED, task=VMCK))
     assert st.wake_in == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_release_that_did_not_take_is_retried_after_another_release_after():
+    st = replace(APP, paused=True, control_sent=(True, False, 0), paused_since=1.0)
+    released_at = []
+    backend = PAUSED  # the VM could not be saved: it stays paused in memory
+    for t in range(2, 200):
+        st, actions = decide(
+            st, inp(now=float(t), boinc=BoincView(suspended=True), backend=backend, task=VMCK)
+        )
+        released_at += [t for a in actions if isinstance(a, core.ReleaseTask)]
+    assert released_at == [61, 122, 183]  # every release_after (60 s), counted from the failed try

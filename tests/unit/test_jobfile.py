@@ -839,6 +839,61 @@ def test_describe_shows_qemu_settings() -> None:
     assert "no warnings" in out
 
 
+RELEASE_TASK = (
+    "<job_desc>\n<task>\n<application>w</application>\n<virtualmachine>vm</virtualmachine>\n"
+    "<vm_release_after>{}</vm_release_after>\n</task>\n</job_desc>\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("600", 600.0), (" 2.5 ", 2.5), ("0", 0.0), ("1e4", 10000.0), ("", None)],
+)
+def test_vm_release_after_parsed(text: str, expected: float | None) -> None:
+    """<vm_release_after>: seconds of BOINC suspend before a paused VM is saved and QEMU ended; 0 = never;
+    an empty element leaves it unset (the policy's default)."""
+    job = parse_job_text(RELEASE_TASK.format(text))
+    assert job.tasks[0].vm_release_after == expected
+    assert job.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("-1", "-1 is below the minimum 0; write a number >= 0"),
+        ("soon", '"soon" is not a number'),
+        ("10m", '"10m" is not a number'),
+        ("nan", "not a number"),
+        ("1e999", "finite"),
+        ("{release}", "unrendered template placeholder"),
+    ],
+)
+def test_vm_release_after_invalid(text: str, needle: str) -> None:
+    e = err_of(RELEASE_TASK.format(text), "vm/job.xml")
+    assert (e.path, e.line, e.tag) == ("vm/job.xml", 5, "vm_release_after")
+    assert str(e).startswith("vm/job.xml:5: <vm_release_after>: ") and needle in str(e), str(e)
+
+
+def test_describe_shows_vm_release_after() -> None:
+    def with_release(value: str):
+        return parse_job_text(
+            _settings_xml().replace("</task>", f"<vm_release_after>{value}</vm_release_after></task>")
+        )
+
+    job = with_release("120")
+    assert "vm_share_security=none, vm_release_after=120 s" in _describe(job)
+    job = with_release("0")
+    assert "vm_release_after=0 (never: a suspended VM stays paused in memory)" in _describe(job)
+    # on a task that runs as a local process it has no effect: said
+    job = parse_job_text(
+        "<job_desc><task><application>a</application>\n<vm_release_after>5</vm_release_after></task></job_desc>"
+    )
+    assert job.warnings == (
+        "job.xml:2: <vm_release_after>: has no effect: the task runs as a local process (it has no "
+        "<vm_kernel>, <vm_disk_image> or <virtualmachine>)",
+    )
+
+
 def test_qemu_settings_on_a_local_task_warn() -> None:
     job = parse_job_text(
         "<job_desc><task><application>a</application>\n<vm_accel>tcg</vm_accel></task></job_desc>"
@@ -925,7 +980,8 @@ def test_check_cli_prints_vm_file_and_memory_warnings(tmp_path: Path) -> None:
         .replace("256", "16")
         .replace(
             "</task>",
-            "<vm_boot_timeout>60</vm_boot_timeout>\n<vm_share_security>none</vm_share_security>\n</task>",
+            "<vm_boot_timeout>60</vm_boot_timeout>\n<vm_share_security>none</vm_share_security>\n"
+            "<vm_release_after>300</vm_release_after>\n</task>",
         )
     )
     r = subprocess.run(
@@ -939,4 +995,4 @@ def test_check_cli_prints_vm_file_and_memory_warnings(tmp_path: Path) -> None:
     assert "no warnings" not in r.stdout and "unknown tag" not in r.stdout
     assert f"{job_path}:4: <vm_kernel>: " in r.stdout and f"{job_path}:5: <vm_initrd>: " in r.stdout
     assert f"{job_path}:6: <vm_memory_mb>: 16 MiB is very little" in r.stdout
-    assert "vm_boot_timeout=60 s, vm_share_security=none" in r.stdout
+    assert "vm_boot_timeout=60 s, vm_share_security=none, vm_release_after=300 s" in r.stdout

@@ -40,6 +40,7 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
         <vm_boot_timeout>300</vm_boot_timeout>
         <vm_poweroff_grace>1.5</vm_poweroff_grace>
         <vm_share_security>mapped-file</vm_share_security>
+        <vm_release_after>90</vm_release_after>
         </task></job_desc>""",
     )
     assert plan.kind == "qemu"
@@ -53,6 +54,7 @@ def test_vm_settings_and_image_files_reach_the_backend(tmp_path: Path) -> None:
     assert st.boot_timeout == 300.0
     assert st.poweroff_grace == 1.5
     assert st.share_security == "mapped-file"
+    assert st.release_after == 90.0
     assert st.state_dir == slot.resolve() / "vm_state" and not st.builtin_python
     assert plan.virtfs_mapped  # mapped-file: the share holds 9p metadata
 
@@ -69,9 +71,42 @@ def test_unset_vm_settings_are_left_to_the_backend(tmp_path: Path) -> None:
     assert isinstance(st, QemuSettings)
     assert st.kernel == slot / "vmlinux"
     defaults = QemuSettings()
-    for field in ("accel", "boot_timeout", "poweroff_grace", "share_security", "cmdline", "initrd"):
+    fields = ("accel", "boot_timeout", "poweroff_grace", "share_security", "cmdline", "initrd")
+    fields += ("release_after",)  # None: the task loop takes the policy's suspend_release_after
+    for field in fields:
         assert getattr(st, field) == getattr(defaults, field), field
     assert plan.virtfs_mapped  # the default model, mapped-xattr
+
+
+def test_vm_release_after_zero_reaches_the_settings_and_the_task_loop(tmp_path: Path) -> None:
+    """<vm_release_after>0</vm_release_after> (never release) is a value, not "unset": the settings carry
+    0 and the task loop's context gets 0 (core.decide then never releases), not the policy's default;
+    unset, the task loop gets the policy's suspend_release_after."""
+    from types import SimpleNamespace
+
+    from host_bridge import core
+    from host_bridge.policy import Policy
+    from host_bridge.runtime.job import Runtime
+
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    (slot / "vmlinux").write_bytes(b"\x7fELF")
+    job = "<job_desc><task><application>/bin/a</application><vm_kernel>vmlinux</vm_kernel>{}</task>"
+    job += "</job_desc>"
+
+    def release_after(tag: str, policy: Policy) -> float:
+        plan = _plan(slot, job.format(tag))
+        rt = SimpleNamespace(cfg=SimpleNamespace(policy=policy), vbox_job=None)
+        session = SimpleNamespace(init_data=SimpleNamespace(checkpoint_period=60.0))
+        backend = SimpleNamespace(vm_checkpoint=lambda: True)
+        ctx = Runtime._vm_save_context(rt, core.TaskContext(), backend, plan, session)  # type: ignore[arg-type]
+        return ctx.release_after
+
+    policy = Policy(suspend_release_after=600.0)
+    assert _plan(slot, job.format("<vm_release_after>0</vm_release_after>")).settings.release_after == 0.0
+    assert release_after("<vm_release_after>0</vm_release_after>", policy) == 0.0
+    assert release_after("<vm_release_after>45.5</vm_release_after>", policy) == 45.5
+    assert release_after("", policy) == 600.0
 
 
 def test_vm_python_and_the_seed_s_virtualmachine_task(tmp_path: Path) -> None:

@@ -95,9 +95,7 @@ class SavingMixin:
             self._save(keep_running=False)
         except BackendError as e:
             logger.warning(
-                "could not save VM %s (%s): powering it off; the app resumes from its own checkpoint",
-                self.cfg.tag,
-                e,
+                "could not save VM %s: %s (the caller powers it off or keeps it paused)", self.cfg.tag, e
             )
             return False
         self._stopping = True

@@ -38,7 +38,9 @@ class QemuSettings:
     state_dir: Path | None = None  # the VM's private folder (QMP socket, overlay); None: under /run/user
     pyroot: Path | None = None  # a host root file system tree the app runs in (read-only 9p)
     builtin_python: bool = False  # <vm_python/>: the cached Debian + python3 + guest SDK tree as pyroot
-    release_after: float | None = None  # vm_release_after: s suspended before the VM is saved and ended
+    # vm_release_after: s suspended before the paused VM is saved and QEMU ended; 0: never; None: the
+    # bridge policy's suspend_release_after
+    release_after: float | None = None
     qemu: str | None = None  # vm_qemu: the QEMU executable (None: $BOINC_QEMU, else qemu-system-x86_64)
 
 
