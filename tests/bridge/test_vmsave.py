@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
