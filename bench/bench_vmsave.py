@@ -48,7 +48,7 @@ from host_bridge.backends.qemu.qmp import qmp_call  # noqa: E402
 from host_bridge.images.parts import VMImage  # noqa: E402
 from host_bridge.images.testimage import ensure_test_image  # noqa: E402
 from host_bridge.share import Share  # noqa: E402
-from tests.bridge.test_vmsave import build_memcounter, count  # noqa: E402
+from tests.support.memcounter import build_memcounter, count  # noqa: E402
 
 MEM = 256
 
