@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from host_bridge.backends.base import BackendError
-from host_bridge.backends.qemu import migrate, vmsave
+from host_bridge.backends.qemu import migrate, saving, vmsave
 
 BLOCKER = "Migration is disabled when VirtFS export path '/x' is mounted in the guest (mount_tag 'shared')"
 
@@ -137,3 +138,40 @@ def test_a_stream_of_unknown_compression_is_refused(tmp_path: Path):
     man.write_text(man.read_text().replace("ram-1.lz4", "ram-1.gz"))
     with pytest.raises(vmsave.SaveRefused, match="unknown compression"):
         vmsave.load(tmp_path, {})
+
+
+class FakeVM(saving.SavingMixin):
+    """The save verbs over a fake QEMU and a guest agent that never answers (the handshake fails)."""
+
+    def __init__(self, state_dir: Path, paused: bool) -> None:
+        self.q = FakeQemu(blocked_polls=0)
+        self.q.running = not paused
+        self._paused_at = 1.0 if paused else None
+        self._state_dir = state_dir
+        self._relay = True
+        self.save_limit = None
+        self.last_save = {}
+
+    @property
+    def cfg(self) -> Any:
+        return SimpleNamespace(state_dir=self._state_dir, tag="t", memory_mb=256, disk=None)
+
+    def identity(self) -> dict[str, str]:
+        return {"qemu": "q"}
+
+    def _qmp(self, cmd: str, args: Any = None, timeout: float = 10.0) -> Any:
+        return self.q(cmd, args, timeout)
+
+    def _handshake(self, nonce: str) -> None:
+        raise BackendError("the guest's agent did not answer the save request within 10 s", temporary=True)
+
+
+@pytest.mark.parametrize("paused", [True, False])
+def test_a_failed_save_leaves_the_vm_as_it_was(tmp_path: Path, paused: bool):
+    """A long suspend's release whose save fails leaves the VM paused (the task loop says "it stays
+    paused"); a quit's leaves it running (the caller powers it off)."""
+    vm = FakeVM(tmp_path, paused)
+    with pytest.raises(BackendError, match="did not answer"):
+        vm._save(keep_running=False)
+    assert vm.q.running is not paused
+    assert not list(vmsave.save_dir(tmp_path).iterdir()), "nothing of the failed save is left"

@@ -165,14 +165,17 @@ class SavingMixin:
             pause = res.downtime_ms / 1000 + (time.monotonic() - stopped_at)
             if paused:
                 self._qmp("stop")
+            size = vmsave.commit(c.state_dir, out, identity, overlay)
         except (BackendError, OSError, subprocess.SubprocessError) as e:
             for p in d.glob(f"*-{nonce}*"):
                 with contextlib.suppress(OSError):
                     p.unlink()
+            if paused:  # it ran for the handshake only: a release that did not take leaves it paused
+                with contextlib.suppress(BackendError):
+                    self._qmp("stop")
             if isinstance(e, BackendError):
                 raise
             raise BackendError(f"cannot write the VM save in {d}: {e}", temporary=True) from e
-        size = vmsave.commit(c.state_dir, out, identity, overlay)
         total = time.monotonic() - t0
         self.last_save = {
             "seconds": total,
