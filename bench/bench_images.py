@@ -3,7 +3,8 @@ size, and boot -> the app's first status write (boinc_status.msgpack in the shar
 (Debian python3 image) and a static C app (a --rootfs image), each with its ratio to the bare QEMU floor
 measured in the same run (the same kernel + the builder's initramfs, the agent running a static program
 that writes one file, no root disk). ``py-nosdk``: the Python image's interpreter writing the file itself
-(no SDK, no msgpack), i.e. Python's own start in the image, the floor of any Python app.
+(no SDK, no msgpack), i.e. Python's own start in the image, the floor of any Python app; ``py-zstd``: the
+Python app in the same image with a zstd root (``--root-compression zstd``) instead of the default lz4.
 
     .venv/bin/python bench/bench_images.py [--cold]    (--cold: a fresh BOINC_VM_CACHE, downloads)
 """
@@ -91,8 +92,14 @@ def main() -> int:
         shutil.copy(tmp / "capp", tmp / "r" / "app" / "c")
         subprocess.run(["tar", "-C", str(tmp / "r"), "-cf", str(tmp / "c.tar"), "."], check=True, timeout=60)
         c = build_image(BuildSpec(out=tmp / "c", rootfs=tmp / "c.tar"))
+        # the same Python image with a zstd root (--root-compression zstd: the smallest download)
+        pyz_spec = BuildSpec(out=tmp / "pyz", debian=("python3",), add=((tmp / "app.py", "/app/a.py"),),
+                             compression="zstd")  # fmt: skip
+        pyz = build_image(pyz_spec)
+        print(f"python image root: lz4 {py.manifest['bytes']['disk'] / 1e6:.1f} MB, "
+              f"zstd {pyz.manifest['bytes']['disk'] / 1e6:.1f} MB")  # fmt: skip
         bare = ensure_test_image({"/bin/bare": tmp / "bare"})
-        rows: dict[str, list[float]] = {"bare": [], "py-nosdk": [], "python": [], "c": []}
+        rows: dict[str, list[float]] = {"bare": [], "py-nosdk": [], "python": [], "py-zstd": [], "c": []}
         for _ in range(ns.runs):
             rows["bare"].append(first_write(bare.kernel, bare.initrd, None, ("/bin/bare",)))
             # the interpreter alone (no SDK, no msgpack): Python's own start, the floor of any Python app
@@ -100,6 +107,8 @@ def main() -> int:
                                                 ("python3", "-c", PY_BARE)))  # fmt: skip
             rows["python"].append(first_write(py.out / py.kernel, py.out / py.initrd, py.out / py.disk,
                                               ("python3", "/app/a.py")))  # fmt: skip
+            rows["py-zstd"].append(first_write(pyz.out / pyz.kernel, pyz.out / pyz.initrd, pyz.out / pyz.disk,
+                                               ("python3", "/app/a.py")))  # fmt: skip
             rows["c"].append(first_write(c.out / c.kernel, c.out / c.initrd, c.out / c.disk, ("/app/c",)))
         floor = sorted(rows["bare"])[len(rows["bare"]) // 2]
         for k, v in rows.items():

@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
         "--rootfs", type=Path, help="a root file system tarball (podman export) or podman save archive"
     )
     b.add_argument("--dockerfile", type=Path, help="a Dockerfile: built and exported with podman")
+    b.add_argument(
+        "--root-compression",
+        choices=("lz4", "zstd"),
+        default="lz4",
+        help="the root disk's: lz4 (default, the fastest boot) or zstd (the smallest download)",
+    )
     c = sub.add_parser("check", help="boot an image once and report boot time, SDKs, Python, sizes, memory")
     c.add_argument("dir", type=Path)
     c.add_argument("--timeout", type=float, default=180.0, help="seconds the probe may take (default 180)")
@@ -67,6 +73,7 @@ def _build(ns: argparse.Namespace) -> int:
         add=tuple(parse_add(a) for a in ns.add),
         rootfs=ns.rootfs,
         dockerfile=ns.dockerfile,
+        compression=ns.root_compression,
     )
     img = build_image(spec, note=lambda text: print(f"  {text}", file=sys.stderr))
     b = img.manifest["bytes"]

@@ -154,9 +154,10 @@ def test_same_inputs_same_bytes_and_the_output_files(tmp_path: Path) -> None:
     for tag, name in (("vm_kernel", a.kernel), ("vm_initrd", a.initrd), ("vm_disk_image", a.disk)):
         assert f"<{tag}>{name}</{tag}>" in tags
     ver = (a.out / "version.xml").read_text()
-    assert ver.count("<file>") == 3 and ver.count("<gzip/>") == 1  # only the uncompressed kernel
-    assert f"<physical_name>{a.kernel}</physical_name>\n        <logical_name>{a.kernel}</logical_name>\n" \
-        "        <gzip/>" in ver  # fmt: skip
+    assert ver.count("<file>") == 3 and ver.count("<gzip/>") == 2  # the uncompressed kernel, the lz4 root
+    for name in (a.kernel, a.disk):
+        assert f"<physical_name>{name}</physical_name>\n        <logical_name>{name}</logical_name>\n" \
+            "        <gzip/>" in ver  # fmt: skip
     man = json.loads((a.out / "image.json").read_text())
     assert man["root"]["kind"] == "tar" and man["root"]["added"] == ["/app/run.sh"]
     assert man["memory_floor_mb"] > 64
@@ -190,3 +191,21 @@ def test_image_archives_apply_layers_and_whiteouts(tmp_path: Path) -> None:
     dest.mkdir()
     assert import_rootfs(arch, dest) == "docker-archive"
     assert sorted(p.name for p in (dest / "app").iterdir()) == ["b", "c"]
+
+
+def test_the_root_compression_lz4_by_default_or_zstd(tmp_path: Path) -> None:
+    tar = _small_rootfs(tmp_path / "root.tar")
+    lz4 = build_image(BuildSpec(out=tmp_path / "l", rootfs=tar))
+    zstd = build_image(BuildSpec(out=tmp_path / "z", rootfs=tar, compression="zstd"))
+    for img, comp in ((lz4, "lz4"), (zstd, "zstd")):
+        info = subprocess.run(
+            ["unsquashfs", "-s", str(img.out / img.disk)], capture_output=True, text=True, timeout=60
+        )
+        assert f"Compression {comp}" in info.stdout, info.stdout
+        assert json.loads((img.out / "image.json").read_text())["root"]["compression"] == comp
+    assert lz4.disk != zstd.disk
+    # a zstd root is not gzipped again for the download; the kernel always is
+    assert (zstd.out / "version.xml").read_text().count("<gzip/>") == 1
+    with pytest.raises(ImageError, match="--root-compression xz: choose one of lz4, zstd"):
+        build_image(BuildSpec(out=tmp_path / "x", rootfs=tar, compression="xz"))
+    assert not (tmp_path / "x").exists()
