@@ -56,8 +56,8 @@ APP_MEMORY_MB = 160  # room for the app, the page cache of the root and the tmpf
 _SQUASHFS_OPTS = ("-all-time", "0", "-mkfs-time", "0", "-no-xattrs", "-noappend", "-quiet", "-no-progress")
 # The root disk's compression (--root-compression). Measured under TCG, a Python app's boot -> first status
 # write (docs/images.md): lz4 (high compression, 128 KiB blocks) boots ~0.3 s faster than zstd (the guest
-# kernel decompresses what the interpreter reads, 4-5x faster), for a root ~37 % larger on disk and ~17 %
-# larger to download (with <gzip/>, which version.xml then sets on the root too).
+# kernel decompresses what the interpreter reads, several times faster), for a root ~37 % larger on
+# disk, ~17 % larger to download (with <gzip/>, which version.xml then sets on the root too).
 COMPRESSIONS: dict[str, tuple[str, ...]] = {
     "lz4": ("-comp", "lz4", "-Xhc", "-b", "128K"),
     "zstd": ("-comp", "zstd", "-Xcompression-level", "15", "-b", "256K"),
