@@ -157,15 +157,19 @@ def test_vm_task_keeps_its_memory_over_client_quit_release_and_preemption(tmp_pa
         assert qemu_of(run.dir), "the task runs in QEMU"
         marks.append(("counting", count(slot.share), time.monotonic() - t0))
 
+        def client_quit_and_restart(step: str, saves: int, quits: int, *, signal_term: bool) -> None:
+            """The client ends (boinccmd --quit, or SIGTERM as at a shutdown) and is started again."""
+            assert run.quit_client(60, signal_term=signal_term) == 0, run.log_tail()
+            assert slot.no_vm(), f"no QEMU outlives the {step}"
+            assert slot.said(SAVED_QUIT) == saves and slot.said(QUIT_ASKED) == quits, slot.log()
+            saved = count(slot.share)
+            marks.append((step, saved, time.monotonic() - t0))
+            run.start()
+            slot.going_on_from(saved, f"the client's restart after the {step}")
+            assert slot.said(RESTORED) == saves, slot.log()
+
         # 1. the volunteer quits BOINC (boinccmd --quit) and starts it again
-        assert run.quit_client(60) == 0, run.log_tail()
-        assert slot.no_vm(), "no QEMU outlives the client's quit"
-        assert slot.said(SAVED_QUIT) == 1 and slot.said(QUIT_ASKED) == 1, slot.log()
-        saved = count(slot.share)
-        marks.append(("client quit", saved, time.monotonic() - t0))
-        run.start()
-        slot.going_on_from(saved, "the client's restart")
-        assert slot.said(RESTORED) == 1, slot.log()
+        client_quit_and_restart("client quit", 1, 1, signal_term=False)
 
         # 2. a long suspend, leaving the task in memory: after vm_release_after the paused VM is saved and
         # QEMU ends, the bridge stays
@@ -196,14 +200,7 @@ def test_vm_task_keeps_its_memory_over_client_quit_release_and_preemption(tmp_pa
         assert slot.said(RESTORED) == 3, slot.log()
 
         # 4. the client gets SIGTERM (a system shutdown) and is started again
-        assert run.quit_client(60, signal_term=True) == 0, run.log_tail()
-        assert slot.no_vm(), "no QEMU outlives the client's SIGTERM"
-        assert slot.said(SAVED_QUIT) == 4 and slot.said(QUIT_ASKED) == 3, slot.log()
-        saved = count(slot.share)
-        marks.append(("client SIGTERM", saved, time.monotonic() - t0))
-        run.start()
-        slot.going_on_from(saved, "the client's restart after SIGTERM")
-        assert slot.said(RESTORED) == 4, slot.log()
+        client_quit_and_restart("client SIGTERM", 4, 3, signal_term=True)
 
         # the app reaches its target in the restored VM: exit 0, its output back
         done = run.wait(lambda t: _task(t).get("state") not in (None, "downloaded"), timeout=120)
