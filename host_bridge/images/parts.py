@@ -357,23 +357,14 @@ if grep -q 'boinc.network=1' /proc/cmdline; then
   ip link set eth0 up 2>/dev/null && (udhcpc -q -n -t 5 -i eth0 >/dev/null 2>&1)
 fi
 root=""
+how=""
 ROOTDISK={1 if rootdisk else 0}
 if [ $ROOTDISK -eq 1 ]; then
-  # the image's root disk: squashfs (read-only, shared by all tasks) + a tmpfs overlay for this task
+  # the image's root disk: squashfs (read-only, shared by all tasks) + a tmpfs overlay for this task, with
+  # the share, proc, sys, dev and tmp inside; the agent mounts it all (guest_agent/agent.c,
+  # mount_root_disk: no busybox process per mount)
   root={PYROOT_GUEST}
-  mkdir -p /lower /rw $root
-  i=0
-  while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do i=$((i+1)); usleep 20000; done
-  if mount -t squashfs -o ro /dev/vda /lower 2>/dev/console; then
-    mount -t tmpfs -o mode=0755 rw /rw
-    mkdir -p /rw/upper /rw/work
-    mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay $root 2>/dev/console \
-      || mount -o bind /lower $root
-    mkdir -p $root{GUEST_SHARE} $root/proc $root/sys $root/dev $root/tmp 2>/dev/null
-  else
-    echo "boinc-init: cannot mount the image's root disk /dev/vda (vm_disk_image: a squashfs made by" \
-      "host-bridge image build)" > /dev/console
-  fi
+  how=disk
 elif grep -q 'boinc.pyroot=1' /proc/cmdline; then
   # the Python root (a read-only 9p export, tag {PYROOT_TAG}); the app runs chrooted into it, the share
   # bind-mounted at the same path.
@@ -386,7 +377,7 @@ elif grep -q 'boinc.pyroot=1' /proc/cmdline; then
     i=$((i+1)); usleep 50000
   done
 fi
-if [ -n "$root" ] && [ -d $root{GUEST_SHARE} ]; then
+if [ -z "$how" ] && [ -n "$root" ] && [ -d $root{GUEST_SHARE} ]; then
   mount -o bind {GUEST_SHARE} $root{GUEST_SHARE}
   mount -t proc proc $root/proc
   mount -t sysfs sys $root/sys
@@ -396,7 +387,7 @@ if [ -n "$root" ] && [ -d $root{GUEST_SHARE} ]; then
   mount -o bind /dev/shm $root/dev/shm 2>/dev/null
   mount -t tmpfs -o mode=1777 tmp $root/tmp
 fi
-exec /sbin/boinc-agent {GUEST_SHARE} $root
+exec /sbin/boinc-agent {GUEST_SHARE} $root $how
 """
 
 
