@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_bridge.backends.qemu.migrate import codec_of
 from host_bridge.osutil import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 SAVE_DIR = "vmsave"
 MANIFEST = "save.json"
 FORMAT = 1
-SUFFIXES = (".lz4", ".zst")  # the streams' compressors (migrate.CODECS)
 _VERSIONS: dict[tuple[str, int], str] = {}
 
 
@@ -140,7 +140,7 @@ def load(state_dir: Path, identity: dict[str, str], *, checksum: bool = True) ->
         saved_id = doc["identity"]
         if stream.parent != d or (overlay is not None and overlay.parent != d):
             raise ValueError("a file outside the save folder")
-        if not stream.name.endswith(SUFFIXES):
+        if codec_of(stream) is None:
             raise ValueError(f"a stream of unknown compression ({stream.name})")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SaveRefused(f"{man} is not a valid save manifest ({e})") from None
