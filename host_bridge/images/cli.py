@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from host_bridge.images.build import COMPRESSIONS, DEFAULT_COMPRESSION
 from host_bridge.images.parts import ImageError
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--dockerfile", type=Path, help="a Dockerfile: built and exported with podman")
     b.add_argument(
         "--root-compression",
-        choices=("lz4", "zstd"),
-        default="lz4",
+        choices=sorted(COMPRESSIONS),
+        default=DEFAULT_COMPRESSION,
         help="the root disk's: lz4 (default, the fastest boot) or zstd (the smallest download)",
     )
     c = sub.add_parser("check", help="boot an image once and report boot time, SDKs, Python, sizes, memory")
