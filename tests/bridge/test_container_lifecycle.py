@@ -210,3 +210,60 @@ def test_no_criu_annotation_file_without_a_restore(tmp_path, monkeypatch):
         made = criu.restore_config_path("hb-x-t0")
         assert made is not None and made.read_text() == criu.RESTORE_OPTIONS
     assert not made.exists()
+
+
+# the line number lives only in the shell's memory and in its stdin's offset (a fresh run reads line 1)
+STDIN_READER = """\
+n=0
+while read -r line; do
+  n=$((n+1)); echo "got $line"; echo "$n" > count.tmp; mv count.tmp count; sleep 0.1
+done
+echo "eof after $n lines"
+exit 3
+"""
+
+
+def test_quit_with_a_criu_checkpoint_keeps_the_stdin_offset_and_the_output(podman, tmp_path):
+    """<stdin_filename> is an open file of the app inside the container (backends/container/command.py):
+    the CRIU checkpoint of a quit keeps its offset, the restored app reads on from the next line, and
+    <stdout_filename> holds every line once: what the app wrote before the quit and after the restore."""
+    if not criu.criu_works():
+        pytest.fail("CRIU >= 4.1 does not work here (criu --version / criu check): run scripts/setup.sh")
+    lines = 50
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    c = SlotClient(slot)
+    podman.rootfs_tar(slot / "app_rootfs.tar")
+    (slot / "read.sh").write_text(STDIN_READER)
+    (slot / "in.txt").write_text("".join(f"line {i}\n" for i in range(1, lines + 1)))
+    (slot / "job.xml").write_text(
+        "<job_desc><task><application>/bin/sh</application><command_line>read.sh</command_line>"
+        "<container_image>app_rootfs.tar</container_image><stdin_filename>in.txt</stdin_filename>"
+        "<stdout_filename>out.txt</stdout_filename></task></job_desc>"
+    )
+    c.start_heartbeats()
+    try:
+        b = Bridge(slot)
+        try:
+            wait_for(lambda: counted(slot) >= 10, 60, "the app to read 10 lines")
+            c.quit()
+            rc = b.wait(60)
+        finally:
+            b.close()
+        log1 = b.log()
+        assert rc == 0 and "checkpointed" in log1, log1
+        at_quit = counted(slot)
+        assert at_quit < lines
+        b2 = Bridge(slot)
+        try:
+            rc2 = b2.wait(90)
+        finally:
+            b2.close()
+        log2 = b2.log()
+        assert "restored from its checkpoint" in log2, log2
+        assert rc2 == 3, log2
+        expected = "".join(f"got line {i}\n" for i in range(1, lines + 1)) + f"eof after {lines} lines\n"
+        assert (slot / "out.txt").read_text() == expected, (log1, log2)
+        assert not podman.containers(OWNER_LABEL)
+    finally:
+        c.close()

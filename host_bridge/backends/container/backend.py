@@ -45,6 +45,7 @@ from host_bridge.backends.base import BackendError, BackendStatus, ConsoleEndpoi
 from host_bridge.share import GuestFileRefused, Share
 
 from . import criu
+from .command import SHELL, gpu_args, gpu_unavailable, image_command, stdin_command
 from .criu import criu_works
 from .orphans import OWNER_LABEL, RESULT_LABEL, SLOT_LABEL, collect_orphans
 from .podman import Engine, explain
@@ -156,8 +157,14 @@ class ContainerBackend:
             return
         self._drop_checkpoint()  # a fresh start: an export left in the slot is not this run's
         self.image_ref = self._ensure_image()
+        self._check_stdin(task)
         args = self._create_args(task)
-        r = self.engine.run(args, what=f"creating the container of task {task.name} (image {self.image_ref})")
+        try:
+            r = self.engine.run(
+                args, what=f"creating the container of task {task.name} (image {self.image_ref})"
+            )
+        except BackendError as e:
+            raise self._start_error(task, e) from None
         ident = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
         if not ident:
             raise BackendError(f"container engine: create gave no container id ({explain(r.stderr)})")
@@ -166,11 +173,11 @@ class ContainerBackend:
             self.engine.run(
                 ["start", ident], what=f"starting the container of task {task.name}", temporary=False
             )
-        except BackendError:
+        except BackendError as e:
             with contextlib.suppress(BackendError):
                 self.engine.remove(ident)
             self._id = None
-            raise
+            raise self._start_error(task, e) from None
         self._attach(self.engine.inspect(ident))
         log.info(
             "task %s: started container %s (image %s) in %s",
@@ -212,16 +219,92 @@ class ContainerBackend:
         if s.web_graphics_guest_port:
             args += ["-p", f"127.0.0.1::{s.web_graphics_guest_port}"]
         if s.use_gpu:
-            args += ["--device", "nvidia.com/gpu=all"] if eng.kind == "podman" else ["--gpus", "all"]
+            args += gpu_args(eng.kind)
         env = list(task.env)  # the planner leaves out its host-only PYTHONPATH for container tasks
         env.append((GUEST_DIR_ENV, s.workdir))
         for k, v in env:
             args += ["-e", f"{k}={v}"]
         args += list(s.create_args)
-        args.append(self.image_ref)
         argv = [a for a in task.argv if a] if task.argv and task.argv[0] else []
+        if task.stdin:
+            # stdin from the share's file, redirected inside the container (command.py's doc: it
+            # survives a bridge restart and a CRIU checkpoint, which an attached pipe would not)
+            command = image_command(eng.image_config(self.image_ref), argv)
+            if not command:
+                raise BackendError(
+                    f"task {task.name}: the image {self.image_ref} has no command (ENTRYPOINT / CMD) and "
+                    "the job file names no <application>: nothing to give <stdin_filename> to"
+                )
+            redirect = stdin_command(s.workdir, task.stdin, command)
+            return [*args, "--entrypoint", SHELL, self.image_ref, *redirect]
+        args.append(self.image_ref)
         args += argv  # none: the image's own CMD / ENTRYPOINT (docker_wrapper's apps)
         return args
+
+    def _check_stdin(self, task: TaskSpec) -> None:
+        """The task's ``<stdin_filename>`` must be a regular file in the share before the container is
+        made (BOINC's wrapper fails the task when it cannot open it; so does the local backend): a
+        permanent error naming the file and the tag. A BOINC link file in the slot is refused too: the
+        container sees the slot, not the project folder the link points into."""
+        if not task.stdin:
+            return
+        s = self.settings
+        share = self._share
+        where = f"the shared folder {task.share}"
+        if any(a == "--entrypoint" or a.startswith("--entrypoint=") for a in s.create_args):
+            raise BackendError(
+                f"task {task.name}: <stdin_filename>{task.stdin}</stdin_filename> cannot be combined with "
+                "--entrypoint in the job's container arguments (the stdin redirect runs the image's "
+                "command under /bin/sh); name the program in <application> instead"
+            )
+        try:
+            if share is None:
+                raise FileNotFoundError(task.stdin)
+            os.close(share.open_input(task.stdin))
+        except FileNotFoundError:
+            raise BackendError(
+                f"task {task.name}: the stdin file {task.stdin!r} (the job file's <stdin_filename>) is not "
+                f"in {where}; the workunit or app version must provide it (with <copy_file_to_VM> when "
+                "the task has a shared/ folder)"
+            ) from None
+        except (OSError, GuestFileRefused) as e:
+            raise BackendError(
+                f"task {task.name}: cannot use the stdin file {task.stdin!r} (the job file's "
+                f"<stdin_filename>) in {where}: {e}"
+            ) from None
+        slot = s.slot_dir
+        if slot is not None and Path(task.share).resolve() == slot.resolve():
+            from host_bridge.slot import SlotNameError, resolve_logical
+
+            with contextlib.suppress(SlotNameError, OSError):
+                target = resolve_logical(slot, task.stdin)
+                if target != slot / task.stdin:
+                    raise BackendError(
+                        f"task {task.name}: the stdin file {task.stdin!r} (the job file's <stdin_filename>)"
+                        f" is a BOINC link in the slot to {target}, which the container cannot see; give "
+                        "the file <copy_file/> in the workunit or app version, or copy it into the task's "
+                        f"shared folder with <copy_file_to_VM>{task.stdin}</copy_file_to_VM>"
+                    )
+
+    def _start_error(self, task: TaskSpec, e: BackendError) -> BackendError:
+        """The error of a failed create / start, made specific: the host cannot give the GPU the job
+        asks for (temporary: command.py), or the image has no shell for the stdin redirect."""
+        text = str(e)
+        if self.settings.use_gpu:
+            gpu = gpu_unavailable(
+                text, engine_kind=self.engine.kind, tag=self.settings.gpu_tag, task_name=task.name
+            )
+            if gpu is not None:
+                return gpu
+        low = text.lower()
+        if task.stdin and SHELL in text and ("not found" in low or "no such file" in low):
+            return BackendError(
+                f"task {task.name}: the job file's <stdin_filename> needs {SHELL} in the container image "
+                f"(the app runs as {SHELL} -c 'exec APP <FILE' so that its stdin comes from the file), and "
+                f"the image {self.image_ref} has none: add a shell to the image (e.g. busybox) or read the "
+                f"file by name instead of stdin ({text})"
+            )
+        return e
 
     def _ensure_image(self) -> str:
         """The image to run, made ready on this host (see ContainerSettings)."""
@@ -429,6 +512,20 @@ class ContainerBackend:
         except (OSError, subprocess.TimeoutExpired) as e:
             log.warning("task %s: cannot read the container's output: %s", task.name, e)
             return
+        if task.stdin and self._exit_code and b"failed to exec pid1" in p.stderr[-4096:]:
+            # the init (catatonit / tini) could not run the stdin redirect's shell: say why it is needed
+            log.error(
+                "task %s: the container's init could not start %s: the job file's <stdin_filename>%s"
+                "</stdin_filename> needs %s in the container image (the app runs as %s -c 'exec APP "
+                "<FILE' so that its stdin comes from the file) and the image %s has none; add a shell to "
+                "the image (e.g. busybox) or have the app read the file by name",
+                task.name,
+                SHELL,
+                task.stdin,
+                SHELL,
+                SHELL,
+                self.image_ref or "(the task's image)",
+            )
         for data, name in ((p.stdout, task.stdout), (p.stderr, task.stderr)):
             data = data[-_LOG_LIMIT:]
             if not data:

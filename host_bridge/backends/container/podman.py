@@ -57,6 +57,11 @@ _HINTS: tuple[tuple[str, str], ...] = (
         "/dev/fuse; see docs/containers.md",
     ),
     (
+        "unresolvable cdi devices",
+        "the job asks for a device (e.g. the GPU, nvidia.com/gpu) that no CDI spec on this host names: "
+        "install nvidia-container-toolkit and run nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml",
+    ),
+    (
         "no space left on device",
         "the disk holding the container storage is full; free space (podman system prune) and retry",
     ),
@@ -189,6 +194,15 @@ class Engine:
     def image_exists(self, image: str) -> bool:
         r = self.run(["image", "inspect", "--format", "json", image], what="image inspect", check=False)
         return r.returncode == 0
+
+    def image_config(self, image: str) -> dict[str, Any] | None:
+        """The image's ``Config`` (Entrypoint, Cmd, Env, ...), None when there is no such image."""
+        r = self.run(["image", "inspect", "--format", "json", image], what="image inspect", check=False)
+        data = r.json()
+        if r.returncode != 0 or not isinstance(data, list) or not data or not isinstance(data[0], dict):
+            return None
+        config = data[0].get("Config")
+        return config if isinstance(config, dict) else {}
 
     def cpu_seconds(self, ident: str) -> float | None:
         """CPU seconds of a running container from ``stats`` (None when it has no figures)."""

@@ -43,7 +43,8 @@ class ContainerSettings:
     mounts: tuple[str, ...] = ()  # -v arguments (job.toml's "mount")
     portmaps: tuple[str, ...] = ()  # -p arguments (job.toml's "portmap")
     web_graphics_guest_port: int = 0
-    use_gpu: bool = False
+    use_gpu: bool = False  # every NVIDIA GPU of the host (command.py: gpu_args)
+    gpu_tag: str = ""  # where use_gpu was asked, for messages ("job.toml: use_gpu = true")
     engine: str = ""  # "podman" / "docker" / a path; "" = podman, else docker
     allow_pull: bool = False
     stop_grace: float = 10.0  # s between SIGTERM and SIGKILL when the task is stopped (quit)
@@ -66,6 +67,7 @@ class ContainerSettings:
             portmaps=job.portmaps,
             web_graphics_guest_port=job.web_graphics_guest_port,
             use_gpu=job.use_gpu,
+            gpu_tag=f"{Path(job.path).name}: use_gpu = true" if job.use_gpu else "",
             network=bool(job.portmaps) or job.web_graphics_guest_port > 0,
         )
 
