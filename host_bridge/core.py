@@ -61,10 +61,12 @@ class TaskContext:
 
 @dataclass(frozen=True)
 class Failure:
-    """A backend verb failed (``BackendError``): what it said, and whether a later retry may work."""
+    """A backend verb failed (``BackendError``): what it said, whether a later retry may work, and whether
+    the volunteer must act on the host (a BOINC notice)."""
 
     message: str
     temporary: bool = False
+    notice: bool = False
 
 
 @dataclass(frozen=True)
@@ -341,10 +343,11 @@ def _end_with_failure(
     policy = task.policy
     msg = f"task {task.number}: {failure.message}"
     end: list[Action] = [*actions, StopTask(save=False)]
+    notice = failure.notice
     if not failure.temporary:
-        exit_ = fail(ExitCode.EXIT_CHILD_FAILED, msg)
+        exit_ = fail(ExitCode.EXIT_CHILD_FAILED, msg, is_notice=notice)
     elif state.app_seen:
-        exit_ = retry_later(msg, policy.failed_delay)
+        exit_ = retry_later(msg, policy.failed_delay, is_notice=notice)
     else:
         n = task.env_failures + 1
         limit = policy.max_env_failures
@@ -353,13 +356,16 @@ def _end_with_failure(
             exit_ = retry_later(
                 f"{msg} (failure {n} of {limit} before the task's app started; the task is retried later)",
                 policy.failed_delay,
+                is_notice=notice,
             )
         else:
             exit_ = fail(
                 ExitCode.EXIT_CHILD_FAILED,
                 f"{msg} -- the task's environment failed {n} times in a row before the task's app "
-                "started: the VM image or the job file's vm_* settings are most likely wrong (the VM's "
-                "console lines, if any, are above in stderr.txt); the task is given up",
+                "started, so the task is given up: the failure above says what to fix (for a VM, most "
+                "likely the image or the job file's vm_* settings, with the VM's console lines above in "
+                "stderr.txt; for a container, the image or this host's engine set-up)",
+                is_notice=notice,
             )
     return _evolve(state, ending=True), [*end, exit_]
 

@@ -54,11 +54,14 @@ class ConsoleEndpoints:
 
 
 class BackendError(Exception):
-    """A backend operation failed. ``temporary``: retrying later may work (BOINC temporary exit)."""
+    """A backend operation failed. ``temporary``: retrying later may work (BOINC temporary exit).
+    ``notice``: the volunteer must act on this host (install or set something up); the message is then
+    shown as a notice in the BOINC Manager, not only in the slot's stderr.txt."""
 
-    def __init__(self, message: str, *, temporary: bool = False) -> None:
+    def __init__(self, message: str, *, temporary: bool = False, notice: bool = False) -> None:
         super().__init__(message)
         self.temporary = temporary
+        self.notice = notice
 
 
 @dataclass(frozen=True)

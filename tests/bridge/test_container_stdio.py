@@ -335,7 +335,8 @@ def test_use_gpu_on_a_host_without_the_gpu_set_up_is_a_temporary_exit(podman, tm
     try:
         rc, log = _run(slot)
         assert rc == 0, log  # boinc_temporary_exit ends the process with 0
-        assert (slot / "boinc_temporary_exit").exists(), log
+        # BOINC's API writes the delay, the reason and "notice": the Manager shows the volunteer the fix
+        assert (slot / "boinc_temporary_exit").read_text().splitlines()[-1] == "notice", log
         assert "the job asks for the GPU (job.toml: use_gpu = true)" in log, log
         assert "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml" in log, log
         assert "unresolvable CDI devices nvidia.com/gpu=all" in log, log  # the engine's own words too
@@ -360,7 +361,7 @@ def test_use_gpu_start_error_in_process_is_temporary_and_leaves_nothing(podman, 
             )
             with pytest.raises(BackendError, match=r"cannot give it to the container on this host") as err:
                 b.start()
-            assert err.value.temporary
+            assert err.value.temporary and err.value.notice
             assert b.container_id is None
             assert not podman.containers(f"{OWNER_LABEL}=hb-gpu-t0")
             b.cleanup()

@@ -47,7 +47,8 @@ class BackendScript:
     exit_code: int = 0
     fails_at: float | None = None  # the environment dies (FAILED)
     error: str = "the VM stopped unexpectedly"
-    create_error: tuple[str, bool] | None = None  # (message, temporary) raised by create()
+    # (message, temporary[, notice]) raised by create()
+    create_error: tuple[str, bool] | tuple[str, bool, bool] | None = None
     poweroff_error: tuple[str, bool] | None = None  # (message, temporary) raised by poweroff()
     cpu_per_second: float = 1.0
 
@@ -81,8 +82,8 @@ class FakeBackend:
 
         self.calls.append("create")
         if self.script.create_error is not None:
-            msg, temporary = self.script.create_error
-            raise BackendError(msg, temporary=temporary)
+            msg, temporary, *notice = self.script.create_error
+            raise BackendError(msg, temporary=temporary, notice=bool(notice and notice[0]))
         self.state = VMState.CREATED
 
     def start(self) -> None:

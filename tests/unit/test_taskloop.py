@@ -138,6 +138,20 @@ def test_a_backend_error_at_create_is_a_counted_environment_failure(tmp_path: Pa
     assert "start" not in w.backend.calls
 
 
+def test_a_host_set_up_error_is_a_notice_and_the_last_failure_does_not_blame_a_vm(tmp_path: Path) -> None:
+    """A failure the volunteer must fix on the host (an engine or GPU set-up: BackendError(notice=True))
+    reaches BOINC as a notice, each time; the failure that gives the task up names no VM only."""
+    err = ("the container engine cannot give the GPU: install nvidia-container-toolkit", True, True)
+    w = World(tmp_path, JOB, script=BackendScript(create_error=err))
+    outs = [w.run() for _ in range(3)]
+    assert [o.kind for o in outs] == ["temporary_exit", "temporary_exit", "finish"]
+    assert all(o.is_notice for o in outs)
+    assert outs[-1].status == int(ExitCode.EXIT_CHILD_FAILED)
+    assert "install nvidia-container-toolkit" in outs[-1].message and "for a container" in outs[-1].message
+    w.script = BackendScript(create_error=("cannot map the VM's memory", True))
+    assert not w.run().is_notice
+
+
 def test_guest_finish_then_lingering(tmp_path: Path) -> None:
     policy = replace(DEFAULT_POLICY, finish_grace=10.0)
     w = World(

@@ -78,6 +78,7 @@ def gpu_unavailable(engine_text: str, *, engine_kind: str, tag: str, task_name: 
         f"cannot give it to the container on this host: {' '.join(engine_text.split())[-600:]} -- "
         f"the host's administrator must {fix}; BOINC starts the task again later",
         temporary=True,
+        notice=True,  # the volunteer's to fix: shown in the BOINC Manager's notices
     )
 
 

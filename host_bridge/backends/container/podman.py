@@ -80,6 +80,7 @@ def find_engine(preferred: str = "") -> str:
         f"no container engine found ({' or '.join(names)} not on PATH): this task runs in a container; "
         "install podman (Debian / Ubuntu: apt-get install podman runc) and restart the BOINC client",
         temporary=True,
+        notice=True,
     )
 
 

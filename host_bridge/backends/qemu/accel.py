@@ -29,6 +29,7 @@ def qemu_binary(override: str | None = None) -> str:
             f"QEMU is not installed ({exe} not found): install the qemu-system-x86 package "
             "(apt-get install qemu-system-x86 qemu-utils) or set the job file's vm_qemu",
             temporary=True,
+            notice=True,
         )
     return found
 

@@ -382,7 +382,7 @@ class QemuBackend(SavingMixin):
             )
         except FileNotFoundError:
             raise BackendError(
-                "qemu-img is not installed: install the qemu-utils package", temporary=True
+                "qemu-img is not installed: install the qemu-utils package", temporary=True, notice=True
             ) from None
         except subprocess.CalledProcessError as e:
             raise BackendError(

@@ -60,7 +60,9 @@ def save_codec() -> Codec:
         if shutil.which(c.program):
             return c
     raise BackendError(
-        "neither lz4 nor zstd is installed: install the lz4 (or zstd) package (VM saves)", temporary=True
+        "neither lz4 nor zstd is installed: install the lz4 (or zstd) package (VM saves)",
+        temporary=True,
+        notice=True,
     )
 
 
@@ -73,7 +75,9 @@ def _program(c: Codec) -> str:
     path = shutil.which(c.program)
     if path is None:
         raise BackendError(
-            f"{c.program} is not installed: install the {c.package} package (VM saves)", temporary=True
+            f"{c.program} is not installed: install the {c.package} package (VM saves)",
+            temporary=True,
+            notice=True,
         )
     return path
 
