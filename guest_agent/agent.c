@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "boot.h"
 #include "relay.h"
 
 #define TASK_FILE "boinc_task.json"
@@ -347,12 +348,6 @@ static int parse_task(const char *text, size_t len, task_t *t, char *why, size_t
 
 /* -------------------------------------------------------------------------------------- running */
 
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void power_off(void) {
     kill(-1, SIGKILL);
     while (waitpid(-1, NULL, WNOHANG) > 0) {
@@ -390,18 +385,6 @@ static void fail(const char *fmt, ...) {
 }
 
 /* Like mkdir -p (no error if it exists). */
-static void mkdirs(const char *path) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *c = tmp + 1; *c; c++) {
-        if (*c != '/') continue;
-        *c = 0;
-        mkdir(tmp, 0755);
-        *c = '/';
-    }
-    mkdir(tmp, 0755);
-}
-
 static void mount_in(const char *src, const char *root_, const char *sub, const char *type, unsigned long fl,
                      const char *opts) {
     char target[4200];
@@ -431,6 +414,10 @@ static void mount_root_disk(void) {
         if (mount("/lower", root, NULL, MS_BIND, NULL) != 0)
             fail("cannot mount the image's root at %s: %s", root, strerror(errno));
     }
+}
+
+/* Inside the app's root: the share at its own path, proc, sys, dev, dev/shm and a tmpfs tmp. */
+static void mount_inside_root(void) {
     mount_in(share, root, share, NULL, MS_BIND, NULL);
     mount_in("proc", root, "/proc", "proc", 0, NULL);
     mount_in("sys", root, "/sys", "sysfs", 0, NULL);
@@ -529,13 +516,21 @@ static long poll_request(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1) share = hostdir = argv[1];
-    if (argc > 2 && argv[2][0]) root = argv[2];
+    const char *how = NULL;
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    if (root && argc > 3 && strcmp(argv[3], "disk") == 0) mount_root_disk();
+    if (getpid() == 1 && argc <= 1) {
+        boot_init(&root, &how); /* the kernel started the agent as /init (boot.c) */
+    } else { /* started by an older image's /init script: SHARE [ROOT [disk]], its root already mounted */
+        if (argc > 1) share = hostdir = argv[1];
+        if (argc > 2 && argv[2][0]) root = argv[2];
+        if (root && argc > 3) how = argv[3];
+    }
+    if (root && how && strcmp(how, "disk") == 0) mount_root_disk();
+    if (root && how) mount_inside_root();
+    boot_resolv(root);
 
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", share, TASK_FILE);

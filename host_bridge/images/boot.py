@@ -1,8 +1,9 @@
 """The boot part of every VM image (host_bridge.images): the Debian kernel (an uncompressed ``vmlinux``)
 and an initramfs with busybox, the virtio / 9p (and, for a root disk, virtio-blk / squashfs / overlay)
-modules, the guest agent as PID 1 and its ``/init``. The pieces (kernel package, busybox, agent binary)
-come from host_bridge.images.testimage; this module assembles them, deterministically (sorted
-entries, no mtimes, uid 0, gzip without a timestamp), and caches the result by content hash."""
+modules, and the guest agent, which is the ``/init`` (guest_agent/boot.c reads the module lists). The
+pieces (kernel package, busybox, agent binary) come from host_bridge.images.parts; this module assembles
+them, deterministically (sorted entries, no mtimes, uid 0, gzip without a timestamp), and caches the
+result by content hash."""
 
 from __future__ import annotations
 
@@ -41,13 +42,17 @@ def boot_files(extra_files: dict[str, Path] | None = None, *, rootdisk: bool) ->
     ko = {n: p.read_bytes() for n, p in kernel.modules.items()}
     order = parts.module_order(ko, roots)
     net = tuple(m for m in parts.module_order(ko, parts.NET_MODULE_ROOTS) if m not in order)
-    init = parts.init_script(order, rootdisk=rootdisk, net_modules=net).encode()
 
     entries: list[tuple[str, int, bytes]] = [(d, 0o040755, b"") for d in _DIRS]
-    entries.append(("init", 0o100755, init))
+    # the agent is /init (guest_agent/boot.c): it loads the listed modules, mounts the share and the root
+    entries.append(("init", 0o120777, b"sbin/boinc-agent"))
     entries.append(("bin/busybox", 0o100755, busybox.read_bytes()))
     entries.append(("bin/sh", 0o120777, b"busybox"))
     entries.append(("sbin/boinc-agent", 0o100755, agent.read_bytes()))
+    for list_name, names in ((parts.BOOT_MODULE_LIST, order), (parts.NET_MODULE_LIST, net)):
+        entries.append((f"lib/modules/{list_name}", 0o100644, "".join(f"{m}\n" for m in names).encode()))
+    if rootdisk:  # the app's root is the image's disk (vm_disk_image), not the initramfs
+        entries.append((parts.ROOT_DISK_MARK, 0o100644, b""))
     for name in (*order, *net):
         entries.append((f"lib/modules/{name}.ko", 0o100644, kernel.modules[name].read_bytes()))
     have_dirs = {e[0] for e in entries}

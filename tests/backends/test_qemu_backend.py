@@ -8,6 +8,7 @@ does not leak processes into the rest of the run).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ from host_bridge.images.parts import VMImage
 from host_bridge.images.testimage import ensure_test_image
 from host_bridge.share import GuestFileRefused, Share
 from tests.support.backends import Made as BaseMade
+from tests.support.images import BUSYBOX
 from tests.support.paths import ROOT
 from tests.support.vm import (
     GUEST_HOST_MOUNT,
@@ -204,19 +206,72 @@ def test_guest_devices_entropy_and_network_only_when_asked(
     tmp_path: Path, image: VMImage, backends: Made, network: bool
 ):
     """The guest's random pool is fed by the host (virtio-rng: no boot-time wait for entropy); the network
-    driver is loaded and eth0 exists only for a task with network access."""
+    driver is loaded and eth0 exists only for a task with network access, and then it works: the guest
+    fetches a page from an HTTP server on the host's loopback (QEMU's user-mode network: the gateway
+    address is the host), with a default route and a resolv.conf naming QEMU's DNS."""
+    import http.server
+    import threading
+
+    from host_bridge.backends.qemu.backend import GUEST_DNS, GUEST_GATEWAY
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "page").write_text("from the host\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     share = tmp_path / "share"
     share.mkdir()
-    script = "cat /sys/class/misc/hw_random/rng_current > rng.txt; ls /sys/class/net > nets.txt"
+    url = f"http://{GUEST_GATEWAY}:{server.server_address[1]}/page"
+    # (no wget -T: the timeout option crashes busybox-static's wget; the wait below bounds the test)
+    script = (
+        "cat /sys/class/misc/hw_random/rng_current > rng.txt; ls /sys/class/net > nets.txt; "
+        f"cat /etc/resolv.conf > dns.txt; wget -q -O got.txt {url}; echo $? > wget.txt"
+    )
     task = make_task(image, share, ("/bin/sh", "-c", script), f"dev{int(network)}", network=network)
     b = new_backend(backends, task)
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    try:
+        b.start()
+        s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    finally:
+        server.shutdown()
+        server.server_close()
     assert s.state is VMState.EXITED and s.exit_code == 0, s
     assert (share / "rng.txt").read_text().startswith("virtio_rng")
     nets = (share / "nets.txt").read_text().split()
     assert "lo" in nets
     assert ("eth0" in nets) is network
+    if network:
+        assert (share / "wget.txt").read_text().strip() == "0"
+        assert (share / "got.txt").read_text() == "from the host\n"
+        assert (share / "dns.txt").read_text() == f"nameserver {GUEST_DNS}\n"
+    else:
+        assert (share / "wget.txt").read_text().strip() != "0"
+
+
+def test_a_host_tree_as_the_root_vm_pyroot(tmp_path: Path, image: VMImage, backends: Made):
+    """``vm_pyroot``: a host folder exported read-only over 9p (tag pyroot) is the app's root. The agent
+    (as /init) mounts it, binds the share, proc, sys, dev and a tmpfs /tmp into it, and runs the app
+    chrooted there: the app sees the tree's files, writes its output to the share, cannot write the tree."""
+    tree = tmp_path / "tree"
+    for d in ("bin", "boinc/shared", "proc", "sys", "dev", "tmp"):
+        (tree / d).mkdir(parents=True)
+    shutil.copy(BUSYBOX, tree / "bin" / "busybox")  # busybox-static: runs in any root
+    (tree / "bin" / "sh").symlink_to("busybox")
+    (tree / "marker").write_text("the tree's own file\n")
+    share = tmp_path / "share"
+    share.mkdir()
+    script = (
+        "cat /marker > seen.txt; /bin/busybox ls /proc/self > /dev/null && echo proc >> seen.txt; "
+        "echo tmp > /tmp/x && echo tmp >> seen.txt; "
+        "echo no > /marker 2> /dev/null || echo read-only >> seen.txt"
+    )
+    task = make_task(image, share, ("/bin/sh", "-c", script), "pyroot", settings={"pyroot": tree})
+    b = new_backend(backends, task)
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == 0, s
+    assert (share / "seen.txt").read_text() == "the tree's own file\nproc\ntmp\nread-only\n"
+    assert (tree / "marker").read_text() == "the tree's own file\n"
 
 
 def console_records(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -87,6 +87,14 @@ KERNEL_BOOT_ARGS = (
 _EXIT_RE = re.compile(rb"\A(exit|signal) (\d{1,3})\n?\Z")
 _ERROR_RE = re.compile(rb"\Aerror ([^\x00]{0,1000})\n?\Z")
 
+# The network of a task with <vm_network/>: QEMU's user-mode network (outgoing connections only, nothing
+# changed on the host). Its addresses go to QEMU and, on the kernel command line (boinc.net=), to the
+# guest agent, which configures eth0 and the app's resolv.conf with them (guest_agent/boot.c): no DHCP.
+GUEST_NET = "10.0.2.0/24"
+GUEST_ADDR = "10.0.2.15/24"
+GUEST_GATEWAY = "10.0.2.2"  # also the host's loopback, as the guest reaches it
+GUEST_DNS = "10.0.2.3"
+
 GUEST_SHARE = "/boinc/shared"  # where the image mounts the share (docs/protocol.md, docs/qemu.md)
 
 # ------------------------------------------------------------------------------------------------ backend
@@ -344,7 +352,7 @@ class QemuBackend(SavingMixin):
         if c.kernel is not None:
             append = f"console=ttyS0 quiet panic=-1 {KERNEL_BOOT_ARGS}"
             if c.network:
-                append += " boinc.network=1"
+                append += f" boinc.network=1 boinc.net={GUEST_ADDR},{GUEST_GATEWAY},{GUEST_DNS}"
             if c.pyroot is not None:
                 append += " boinc.pyroot=1"
             if c.cmdline:
@@ -355,7 +363,10 @@ class QemuBackend(SavingMixin):
         cmd += ["-device", "virtio-rng-pci"]  # entropy for the guest's random pool (see KERNEL_BOOT_ARGS)
         if c.disk is not None:
             cmd += ["-drive", f"file={self.overlay},if=virtio,format=qcow2"]
-        cmd += ["-nic", "user,model=virtio-net-pci"] if c.network else ["-nic", "none"]
+        if c.network:
+            cmd += ["-nic", f"user,model=virtio-net-pci,net={GUEST_NET},host={GUEST_GATEWAY},dns={GUEST_DNS}"]
+        else:
+            cmd += ["-nic", "none"]
         if incoming is not None:  # a restore (saving.py): loads the stream, paused until a cont
             cmd += ["-S", "-incoming", incoming]
         return cmd

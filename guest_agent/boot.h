@@ -1,0 +1,13 @@
+#ifndef BOINC_AGENT_BOOT_H
+#define BOINC_AGENT_BOOT_H
+/* The agent as the initramfs's /init (boot.c): the early boot, and helpers the agent shares. */
+
+/* Mounts, modules, the share, the network; *root / *how: the app's root ("/pyroot") and how to make it
+ * ("disk": the agent mounts the root disk; "9p": mounted, the agent binds the share etc. into it), or NULL. */
+void boot_init(const char **root, const char **how);
+/* With the network up: the app's /etc/resolv.conf (inside root, or the initramfs's without one). */
+void boot_resolv(const char *root);
+void sleep_ms(long ms);
+void mkdirs(const char *path);
+
+#endif
