@@ -255,8 +255,10 @@ void boot_init(const char **root, const char **how) {
     } else if (cmdline_is("boinc.pyroot", "1")) {
         *root = PYROOT_DIR;
         *how = "9p";
-        if (mount_9p("pyroot", PYROOT_DIR, MS_RDONLY, "cache=loose") != 0)
-            say("cannot mount the Python root (9p tag pyroot) at %s: %s", PYROOT_DIR, strerror(errno));
+        if (mount_9p("pyroot", PYROOT_DIR, MS_RDONLY, "cache=loose") != 0) {
+            say("cannot mount the host's root tree (9p tag pyroot) at %s: %s", PYROOT_DIR, strerror(errno));
+            *how = NULL; /* nothing bound into it: the agent reports the root as unusable (agent.c) */
+        }
     } else {
         char *install[] = {"/bin/busybox", "--install", "-s", "/bin", NULL};
         run(install); /* the app runs in the initramfs: its shell tools */
