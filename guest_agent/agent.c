@@ -591,7 +591,11 @@ int main(int argc, char **argv) {
             if (r != pid) continue;
             if (grace >= 0) power_off(); /* ended on request: no exit file */
             if (relay) {
-                while (!relay_mounted()) { relay_try_mount(); if (!relay_mounted()) sleep_ms(20); }
+                while (!relay_mounted()) {
+                    relay_poll_wake();
+                    relay_try_mount();
+                    if (!relay_mounted()) sleep_ms(20);
+                }
                 relay_sync(1); /* the app's outputs are in the share before its exit is */
             }
             char res[64];
@@ -603,6 +607,7 @@ int main(int argc, char **argv) {
         }
         tick++;
         if (relay) { /* local changes every 10 ms, the host's every 50 ms; while unmounted: try to remount */
+            relay_poll_wake();
             if (!relay_mounted()) relay_try_mount();
             if (relay_mounted()) relay_sync(tick % 5 == 0 ? 0 : -1);
             if (!relay_mounted() || tick % 5 != 0) { sleep_ms(10); continue; }

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +59,12 @@ static long long unmounted_at; /* the share is mounted again no sooner than REMO
 /* The host starts the migration (or stops the VM) within milliseconds of our "saving" answer; until then
  * a mount would add QEMU's migration blocker back. During the migration a mount fails (EBUSY). */
 #define REMOUNT_AFTER_NS 150000000LL
+/* The wake-up line: the VM's second serial port, on which the host writes a line once the migration is
+ * over (after a periodic checkpoint, or in a VM restored from a save): the share is mounted at once, not
+ * REMOUNT_AFTER_NS after the unmount (in guest time, which a restored VM spends again). */
+#define WAKE_TTY "/dev/ttyS1"
+static int wake_fd = -1;
+static int woken = 0;
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -256,7 +263,27 @@ void relay_sync(int mode) {
 
 int relay_mounted(void) { return mounted; }
 
+static void open_wake(void) {
+    wake_fd = open(WAKE_TTY, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (wake_fd < 0) return; /* no such port (an older host): the delay alone */
+    struct termios t;
+    if (tcgetattr(wake_fd, &t) == 0) {
+        cfmakeraw(&t); /* bytes as they come, no echo back to the host */
+        tcsetattr(wake_fd, TCSANOW, &t);
+    }
+}
+
+void relay_poll_wake(void) {
+    char buf[64];
+    if (wake_fd < 0) return;
+    int got = 0;
+    while (read(wake_fd, buf, sizeof buf) > 0) got = 1; /* drained: a line while mounted is forgotten */
+    if (got && !mounted) woken = 1;
+}
+
 void relay_unmount(void) {
+    relay_poll_wake(); /* a stale line must not end the next wait */
+    woken = 0;
     if (umount2(host_dir, 0) == 0) {
         mounted = 0;
         unmounted_at = now_ns();
@@ -265,9 +292,11 @@ void relay_unmount(void) {
 }
 
 void relay_try_mount(void) {
-    if (mounted || now_ns() - unmounted_at < REMOUNT_AFTER_NS) return;
+    if (mounted || (!woken && now_ns() - unmounted_at < REMOUNT_AFTER_NS)) return;
     if (mount(SHARE_TAG, host_dir, "9p", 0, SHARE_OPTS) == 0) {
         mounted = 1;
+        fprintf(stderr, "boinc-agent: share mounted again (%s)\n", woken ? "wake-up line" : "after the delay");
+        woken = 0;
         relay_sync(0);
     }
 }
@@ -288,6 +317,7 @@ int relay_setup(const char *work, const char *host, const char *const *skip) {
         return -1;
     }
     mounted = 1;
+    open_wake();
     relay_sync(1);
     return 0;
 }

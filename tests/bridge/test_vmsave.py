@@ -134,6 +134,8 @@ def test_quit_restore_cycles_keep_the_memory_state(vm: VM):
         last = wait_count(vm.share_dir, lambda n, q=at_quit: n > q, 30, "the restored app counting on")
         assert last <= at_quit + 40, "continued from the save, not from somewhere else"
         assert b.poll().state is VMState.RUNNING
+        # the restore told the agent on its wake-up line that the share can come back (not its delay)
+        assert "share mounted again (wake-up line)" in b.serial_log.read_text(errors="replace")
     manifest = json.loads((vm.state / "vmsave" / "save.json").read_text())
     assert manifest["size"] < 64 * 2**20, "zero pages skipped and compressed: far below the guest's 256 MiB"
     assert manifest["stream"].endswith(".lz4")

@@ -158,6 +158,12 @@ class QemuBackend(SavingMixin):
         return self.cfg.state_dir / "qmp.sock"
 
     @property
+    def wake_socket(self) -> Path:
+        """The agent's wake-up line (the VM's second serial port): saving.py writes on it once a save's
+        migration is over, so that the agent mounts the share again at once (guest_agent/relay.c)."""
+        return self.cfg.state_dir / "wake.sock"
+
+    @property
     def pidfile(self) -> Path:
         return self.cfg.state_dir / "qemu.pid"
 
@@ -349,6 +355,8 @@ class QemuBackend(SavingMixin):
             "-m", str(c.memory_mb), "-smp", str(c.cpus),
             "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot",
             "-serial", f"file:{self.serial_log}",
+            "-chardev", f"socket,id=wake,path={self.wake_socket},server=on,wait=off",
+            "-serial", "chardev:wake",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
             "-pidfile", str(self.pidfile),
             "-virtfs", f"local,path={self.share.path},mount_tag=shared,security_model={c.security},id=fs0",
@@ -470,7 +478,7 @@ class QemuBackend(SavingMixin):
     def _launch(self, *, incoming: str | None = None) -> None:
         """Start the QEMU process (``self._accel``) and wait for its control socket."""
         c = self.cfg
-        for p in (self.qmp_socket, self.pidfile):
+        for p in (self.qmp_socket, self.wake_socket, self.pidfile):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         cmd = self._command(incoming=incoming)

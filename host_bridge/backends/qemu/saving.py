@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 STARTED_FILE = "boinc_agent_started"
 REQUEST_FILE = "boinc_agent_request"
 SAVING_FILE = "boinc_agent_saving"  # the agent's answer to "save NONCE": "saving NONCE" / "failed NONCE ..."
+# What a save's VM must have had besides its configuration: the devices of QemuBackend._command that
+# hold state (bump when one is added or removed: an older save is then refused, not loaded and failed)
+DEVICE_LAYOUT = "2: wake-up serial port"
 
 
 class SavingMixin:
@@ -56,6 +60,8 @@ class SavingMixin:
         @property
         def overlay(self) -> Path: ...
         @property
+        def wake_socket(self) -> Path: ...
+        @property
         def _cfg(self) -> _Config | None: ...
         def _alive(self) -> bool: ...
         def _qmp(self, cmd: str, args: Any = None, timeout: float = ...) -> Any: ...
@@ -66,7 +72,7 @@ class SavingMixin:
     def identity(self) -> dict[str, str]:
         """What a save must have been written for: QEMU, the VM's configuration, the image files."""
         c = self.cfg
-        config = [c.memory_mb, c.cpus, c.network, c.security, c.cmdline, self._accel or "?"]
+        config = [c.memory_mb, c.cpus, c.network, c.security, c.cmdline, self._accel or "?", DEVICE_LAYOUT]
         return {
             "qemu": vmsave.qemu_version(c.qemu),
             "config": json.dumps(config),
@@ -165,6 +171,8 @@ class SavingMixin:
             pause = res.downtime_ms / 1000 + (time.monotonic() - stopped_at)
             if paused:
                 self._qmp("stop")
+            if keep_running:
+                self._wake_agent()
             size = vmsave.commit(c.state_dir, out, identity, overlay)
         except (BackendError, OSError, subprocess.SubprocessError) as e:
             for p in d.glob(f"*-{nonce}*"):
@@ -195,6 +203,17 @@ class SavingMixin:
             total,
             pause * 1000,
         )
+
+    def _wake_agent(self) -> None:
+        """The save's migration is over: a line on the agent's wake-up port (QemuBackend.wake_socket)
+        makes it mount the share at once rather than after its fallback delay (guest_agent/relay.c)."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect(str(self.wake_socket))
+                s.sendall(b"wake\n")
+        except OSError as e:  # the agent mounts the share after its delay anyway
+            logger.debug("VM %s: no wake-up line (%s)", self.cfg.tag, e)
 
     def _handshake(self, nonce: str) -> None:
         """Ask the agent to push its files and unmount the share; wait for its answer."""
@@ -247,6 +266,7 @@ class SavingMixin:
                 )
             migrate.wait_done(self._qmp, t0, timeout=120.0)
             self._qmp("cont")
+            self._wake_agent()  # the guest runs on from its "saving" answer: the share can come back
         except (vmsave.SaveRefused, BackendError, OSError, subprocess.SubprocessError) as e:
             if self._ps is not None:
                 with contextlib.suppress(psutil.Error):
