@@ -67,15 +67,6 @@ static int on_9p(const char *path) { /* whether path is on a 9p (virtfs) mount *
 }
 static const char *root = NULL; /* optional: the app runs chrooted here (the Python root, docs/qemu.md) */
 
-static void logmsg(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("boinc-agent: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------ atomic write into the share */
 
 static int write_atomic(const char *name, const char *text) {

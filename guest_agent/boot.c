@@ -65,7 +65,7 @@ void mkdirs(const char *path) {
     mkdir(tmp, 0755);
 }
 
-static void say(const char *fmt, ...) {
+void logmsg(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("boinc-agent: ", stderr);
@@ -120,11 +120,11 @@ static void load_modules(const char *list) {
         snprintf(path, sizeof path, "%s/%s.ko", MODULE_DIR, name);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            say("cannot open the module %s: %s", path, strerror(errno));
+            logmsg("cannot open the module %s: %s", path, strerror(errno));
             continue;
         }
         if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST)
-            say("cannot load the module %s: %s", name, strerror(errno));
+            logmsg("cannot load the module %s: %s", name, strerror(errno));
         close(fd);
     }
     fclose(f);
@@ -177,7 +177,7 @@ static void network_up(void) {
     load_modules("net.list");
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) {
-        say("no network: socket: %s", strerror(errno));
+        logmsg("no network: socket: %s", strerror(errno));
         return;
     }
     if_up(s, "lo");
@@ -191,7 +191,7 @@ static void network_up(void) {
     if (slash) *slash = 0;
     if (!fields[0] || !fields[1] || prefix < 1 || prefix > 32 || inet_pton(AF_INET, fields[0], &addr) != 1 ||
         inet_pton(AF_INET, fields[1], &gw) != 1) {
-        say("no network: the kernel command line's boinc.net=%s is not ADDR/PREFIX,GATEWAY,DNS", spec);
+        logmsg("no network: the kernel command line's boinc.net=%s is not ADDR/PREFIX,GATEWAY,DNS", spec);
         close(s);
         return;
     }
@@ -199,7 +199,7 @@ static void network_up(void) {
     for (int i = 0; i < MOUNT_TRIES && if_up(s, "eth0") != 0; i++) sleep_ms(50); /* eth0 may come late */
     if (set_addr(s, "eth0", SIOCSIFADDR, addr.s_addr) != 0 || set_addr(s, "eth0", SIOCSIFNETMASK, mask) != 0 ||
         if_up(s, "eth0") != 0) {
-        say("no network: cannot configure eth0: %s", strerror(errno));
+        logmsg("no network: cannot configure eth0: %s", strerror(errno));
         close(s);
         return;
     }
@@ -211,7 +211,7 @@ static void network_up(void) {
     gwa->sin_addr = gw;
     rt.rt_flags = RTF_UP | RTF_GATEWAY;
     rt.rt_dev = "eth0";
-    if (ioctl(s, SIOCADDRT, &rt) != 0) say("no default route via %s: %s", fields[1], strerror(errno));
+    if (ioctl(s, SIOCADDRT, &rt) != 0) logmsg("no default route via %s: %s", fields[1], strerror(errno));
     close(s);
     if (fields[2]) snprintf(net_dns, sizeof net_dns, "%s", fields[2]);
 }
@@ -225,12 +225,12 @@ void boot_resolv(const char *root) {
     unlink(path); /* a link (e.g. to systemd-resolved's file) in the image: replaced, not written through */
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
-        say("cannot write %s: %s", path, strerror(errno));
+        logmsg("cannot write %s: %s", path, strerror(errno));
         return;
     }
     char text[128];
     int n = snprintf(text, sizeof text, "nameserver %s\n", net_dns);
-    if (write(fd, text, (size_t)n) != n) say("cannot write %s: %s", path, strerror(errno));
+    if (write(fd, text, (size_t)n) != n) logmsg("cannot write %s: %s", path, strerror(errno));
     close(fd);
 }
 
@@ -241,7 +241,7 @@ void boot_init(const char **root, const char **how) {
     mkdirs("/tmp");
     load_modules("boot.list");
     if (mount_9p("shared", SHARE_DIR, 0, NULL) != 0) {
-        say("cannot mount the share (9p tag shared) at %s: %s", SHARE_DIR, strerror(errno));
+        logmsg("cannot mount the share (9p tag shared) at %s: %s", SHARE_DIR, strerror(errno));
         sync();
         reboot(RB_POWER_OFF);
         reboot(RB_AUTOBOOT);
@@ -256,7 +256,7 @@ void boot_init(const char **root, const char **how) {
         *root = PYROOT_DIR;
         *how = "9p";
         if (mount_9p("pyroot", PYROOT_DIR, MS_RDONLY, "cache=loose") != 0) {
-            say("cannot mount the host's root tree (9p tag pyroot) at %s: %s", PYROOT_DIR, strerror(errno));
+            logmsg("cannot mount the host's root tree (9p tag pyroot) at %s: %s", PYROOT_DIR, strerror(errno));
             *how = NULL; /* nothing bound into it: the agent reports the root as unusable (agent.c) */
         }
     } else {

@@ -7,6 +7,7 @@
 void boot_init(const char **root, const char **how);
 /* With the network up: the app's /etc/resolv.conf (inside root, or the initramfs's without one). */
 void boot_resolv(const char *root);
+void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* "boinc-agent: ..." on stderr */
 void sleep_ms(long ms);
 void mkdirs(const char *path);
 

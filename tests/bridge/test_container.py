@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import textwrap
 import time
 from pathlib import Path
@@ -23,22 +22,12 @@ from host_bridge.runtime.plan import PlanContext, plan_job
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
 from tests.support.paths import ROOT
-from tests.support.podman import PrivatePodman, counted, private_podman
+from tests.support.podman import PrivatePodman, counted
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
 THEORY_TOML = ROOT / "tests" / "data" / "jobs-real" / "lhcathome_Theory_docker_job.toml"
-
-
-@pytest.fixture(scope="module")
-def podman():
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed: run scripts/setup.sh (it installs podman and runc)")
-    with private_podman() as pm, pm.activate():
-        yield pm
-        left = pm.containers(f"{OWNER_LABEL}")
-        assert not left, f"containers left behind: {left}"
 
 
 def _slot(tmp: Path, podman: PrivatePodman) -> SlotClient:

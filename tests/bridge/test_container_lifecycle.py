@@ -6,7 +6,6 @@ scripts/setup.sh installs it (the test fails, never skips, where it does not wor
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from host_bridge.backends.container import criu
 from host_bridge.backends.container.orphans import OWNER_LABEL, RESULT_LABEL, SLOT_LABEL, slot_is_stale
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
-from tests.support.podman import PrivatePodman, counted, private_podman
+from tests.support.podman import PrivatePodman, counted
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -32,16 +31,6 @@ JOB = (
     "<job_desc><task><application>/bin/sh</application><command_line>count.sh</command_line>"
     "<container_image>app_rootfs.tar</container_image></task></job_desc>"
 )
-
-
-@pytest.fixture(scope="module")
-def podman():
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed: run scripts/setup.sh (it installs podman and runc)")
-    with private_podman() as pm, pm.activate():
-        yield pm
-        left = pm.containers(OWNER_LABEL)
-        assert not left, f"containers left behind: {left}"
 
 
 def _counter_slot(tmp_path: Path, pm: PrivatePodman, *, n: int, code: int) -> SlotClient:

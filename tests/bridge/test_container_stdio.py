@@ -33,20 +33,10 @@ from host_bridge.runtime.plan import PlanContext, plan_job
 from host_bridge.share import Share
 from tests.support.bridge import Bridge
 from tests.support.client_shm import SlotClient
-from tests.support.podman import PrivatePodman, counted, private_podman
+from tests.support.podman import PrivatePodman, counted
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def podman():
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed: run scripts/setup.sh (it installs podman and runc)")
-    with private_podman() as pm, pm.activate():
-        yield pm
-        left = pm.containers(OWNER_LABEL)
-        assert not left, f"containers left behind: {left}"
 
 
 def _owned(pm: PrivatePodman) -> list[dict]:
