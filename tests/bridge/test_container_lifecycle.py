@@ -13,7 +13,7 @@ import pytest
 
 from host_bridge.backends.container import criu
 from host_bridge.backends.container.orphans import OWNER_LABEL, RESULT_LABEL, SLOT_LABEL, slot_is_stale
-from tests.support.bridge import Bridge
+from tests.support.bridge import Bridge, run_bridge_until_quit
 from tests.support.client_shm import SlotClient
 from tests.support.podman import PrivatePodman, counted
 from tests.support.wait import wait_for
@@ -53,14 +53,7 @@ def test_quit_exports_a_criu_checkpoint_and_the_restart_continues_in_memory_stat
     slot = c.slot_dir
     c.start_heartbeats()
     try:
-        b = Bridge(slot)
-        try:
-            wait_for(lambda: counted(slot) >= 15, 60, "the container to count to 15")
-            c.quit()
-            rc = b.wait(60)
-        finally:
-            b.close()
-        log1 = b.log()
+        rc, log1 = run_bridge_until_quit(c, lambda: counted(slot) >= 15, "the container to count to 15")
         assert rc == 0, log1
         at_quit = counted(slot)
         # kept beside the slot, where the container (it sees only the slot) cannot write
@@ -232,14 +225,7 @@ def test_quit_with_a_criu_checkpoint_keeps_the_stdin_offset_and_the_output(podma
     )
     c.start_heartbeats()
     try:
-        b = Bridge(slot)
-        try:
-            wait_for(lambda: counted(slot) >= 10, 60, "the app to read 10 lines")
-            c.quit()
-            rc = b.wait(60)
-        finally:
-            b.close()
-        log1 = b.log()
+        rc, log1 = run_bridge_until_quit(c, lambda: counted(slot) >= 10, "the app to read 10 lines")
         assert rc == 0 and "checkpointed" in log1, log1
         at_quit = counted(slot)
         assert at_quit < lines

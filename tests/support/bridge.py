@@ -12,12 +12,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
 from tests.support.client_shm import SlotClient
 from tests.support.paths import ROOT
+from tests.support.wait import wait_for
 
 GUEST = textwrap.dedent(
     """\
@@ -121,6 +123,20 @@ def run_bridge(slot: Path, *args: str, timeout: float = 60.0) -> tuple[int, str]
     """Run the bridge in ``slot`` to its end: (its exit status, its stderr.txt)."""
     b = Bridge(slot, *args)
     try:
+        return b.wait(timeout), b.log()
+    finally:
+        b.close()
+
+
+def run_bridge_until_quit(
+    client: SlotClient, until: Callable[[], bool], what: str, *, timeout: float = 60.0
+) -> tuple[int, str]:
+    """Run the bridge in the client's slot until ``until()`` holds, then have the client ask it to quit
+    (BOINC's quit request): (its exit status, its stderr.txt)."""
+    b = Bridge(client.slot_dir)
+    try:
+        wait_for(until, timeout, what)
+        client.quit()
         return b.wait(timeout), b.log()
     finally:
         b.close()
