@@ -32,18 +32,10 @@ from pathlib import Path
 from . import __version__
 from .config import Config
 from .exitcodes import ERR_XML_PARSE, ExitCode
+from .logsetup import setup_logging
 from .policy import DEFAULT_POLICY
 
 log = logging.getLogger("host_bridge")
-
-LOG_FORMAT = "%(asctime)s host-bridge %(levelname)s [%(name)s] %(message)s"
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 0 else logging.INFO
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
-    logging.getLogger("watchdog").setLevel(logging.WARNING)
-    logging.getLogger("qemu").setLevel(logging.WARNING)
 
 
 class _Signals:
@@ -170,7 +162,7 @@ def _check(args: list[str]) -> int:
     )
     p.add_argument("jobfile")
     ns = p.parse_args(args)
-    _setup_logging(0)
+    setup_logging(0)
     path = Path(ns.jobfile)
     try:  # the warnings are in the printed text (vboxjob only logs them at debug level)
         text = describe_vbox_job(parse_vbox_job(path)) if _is_vbox_job(path) else _describe_job(path)
@@ -252,7 +244,7 @@ def _run(
     from .runtime import Runtime
 
     cfg, verbose = _config(args)
-    _setup_logging(verbose)
+    setup_logging(verbose)
     os.chdir(cfg.slot_dir)
     if api is None:
         api = load_api(force_standalone=cfg.standalone)
@@ -263,7 +255,7 @@ def _run(
         print(f"host-bridge: {what}{e}", file=sys.stderr)
         return int(ExitCode.EXIT_INIT_FAILURE)
     # boinc_init has reopened fd 2 to stderr.txt: point logging at the new stream
-    _setup_logging(verbose)
+    setup_logging(verbose)
     if signals is None:
         signals = _Signals()
     signals.install()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from host_bridge.images.build import COMPRESSIONS, DEFAULT_COMPRESSION
 from host_bridge.images.parts import ImageError
+from host_bridge.logsetup import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(args: list[str]) -> int:
     ns = _parser().parse_args(args)
-    logging.basicConfig(
-        level=logging.INFO, format="host-bridge image: %(message)s", stream=sys.stderr, force=True
-    )
+    setup_logging(0, "host-bridge image: %(message)s")
     try:
         if ns.what == "build":
             return _build(ns)
