@@ -383,3 +383,23 @@ def test_internal_error_ends_as_a_temporary_exit(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "simulated bug" in err and "internal error; the task will be retried later" in err
     assert "temporary exit for 300 s: host-bridge internal error" in err
+
+
+def test_logging_setup_keeps_the_qmp_librarys_own_errors_quiet(capsys):
+    """qemu.qmp logs a QEMU that ends during a command as an error of its own ("Task.Reader:
+    ConnectionResetError"), which image check printed; the caller gets the exception anyway. The one
+    logging set-up keeps the library quiet and the bridge's own lines as they are."""
+    import logging
+
+    from host_bridge.logsetup import setup_logging
+
+    setup_logging(0, "X %(name)s %(message)s")
+    try:
+        logging.getLogger("qemu.qmp.protocol").error("Task.Reader: ConnectionResetError")
+        logging.getLogger("watchdog.observers").info("noise")
+        logging.getLogger("host_bridge.backends.qemu").info("VM started")
+        err = capsys.readouterr().err
+        assert "ConnectionResetError" not in err and "noise" not in err
+        assert "X host_bridge.backends.qemu VM started" in err
+    finally:
+        logging.getLogger().handlers.clear()
