@@ -8,6 +8,7 @@ does not leak processes into the rest of the run).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -272,6 +273,65 @@ def test_a_host_tree_as_the_root_vm_pyroot(tmp_path: Path, image: VMImage, backe
     assert s.state is VMState.EXITED and s.exit_code == 0, s
     assert (share / "seen.txt").read_text() == "the tree's own file\nproc\ntmp\nread-only\n"
     assert (tree / "marker").read_text() == "the tree's own file\n"
+
+
+def test_the_console_stays_within_bounds_on_the_hosts_disk(
+    tmp_path: Path, image: VMImage, backends: Made, monkeypatch: pytest.MonkeyPatch, caplog
+):
+    """The guest writes the console (here an app printing without <stdout_filename>): QEMU appends to
+    serial.log and the backend's poll empties it past its bound, keeping the end in serial.log.old, so a
+    chatty or hostile guest cannot fill the volunteer's disk; the excerpts still show the last lines."""
+    from host_bridge.backends.qemu import console
+
+    monkeypatch.setattr(console, "CONSOLE_FILE_MAX", 256 << 10)
+    monkeypatch.setattr(console, "CONSOLE_KEEP", 16 << 10)
+    monkeypatch.setattr(qemu_backend, "CONSOLE_CHECK_EVERY", 0.05)
+    share = tmp_path / "share"
+    share.mkdir()
+    # ~3 MiB of console lines in bursts, then a last line and a failing exit (the excerpt is logged)
+    script = (
+        "i=0; while [ $i -lt 48 ]; do i=$((i+1)); "
+        "dd if=/dev/zero bs=64k count=1 2>/dev/null | tr '\\0' x; echo; sleep 0.05; done; "
+        "echo the-last-line; exit 3"
+    )
+    b = new_backend(backends, make_task(image, share, ("/bin/sh", "-c", script), "console"))
+    b.start()
+    sizes = []
+
+    def ended():
+        s = b.poll()
+        with contextlib.suppress(OSError):
+            sizes.append(b.serial_log.stat().st_size)
+        return s if s.state in (VMState.EXITED, VMState.FAILED) else None
+
+    s = wait_for(ended, BOOT + 60, "the app to end", interval=0.05)
+    assert s.state is VMState.EXITED and s.exit_code == 3, s
+    assert max(sizes) < 2 << 20, max(sizes)  # bounded: ~3 MiB written, never more than 2 MiB on disk
+    old = b.serial_log.with_name("serial.log.old")
+    assert old.stat().st_size == 16 << 10
+    assert any("older console lines dropped" in r.getMessage() for r in caplog.records)
+    _, tail = console.console_excerpt(b.serial_log, 5, 4096)
+    assert "the-last-line" in tail, tail
+
+
+def test_console_excerpts_read_the_kept_end_and_the_new_file(tmp_path: Path):
+    """After bound_console emptied serial.log, the excerpts join serial.log.old's kept end and the new
+    lines: a kernel panic written just before the file was emptied is still quoted."""
+    from host_bridge.backends.qemu import console
+
+    log = tmp_path / "serial.log"
+    log.write_bytes(
+        b"x" * (console.CONSOLE_FILE_MAX + 10) + b"\nKernel panic - not syncing: oops\nlast before\n"
+    )
+    assert console.bound_console(log) > console.CONSOLE_FILE_MAX - console.CONSOLE_KEEP
+    assert log.stat().st_size == 0 and (tmp_path / "serial.log.old").stat().st_size == console.CONSOLE_KEEP
+    assert console.bound_console(log) == 0  # within bounds now
+    with open(log, "ab") as f:
+        f.write(b"first after\n")
+    telling, tail = console.console_excerpt(log, 3, 4096)
+    assert telling == ["Kernel panic - not syncing: oops"]
+    assert tail[-2:] == ["last before", "first after"]
+    assert console.tail(log, 2) == "last before | first after"
 
 
 def console_records(caplog: pytest.LogCaptureFixture) -> list[str]:

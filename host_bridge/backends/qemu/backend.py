@@ -40,7 +40,13 @@ import psutil
 from host_bridge import _frozen
 from host_bridge.backends.base import BackendError, BackendStatus, ConsoleEndpoints, TaskSpec, VMState
 from host_bridge.backends.qemu.accel import KVM_CPU, accel_request, choose_accel, qemu_binary, remember_accel
-from host_bridge.backends.qemu.console import CONSOLE_LOG_BYTES, CONSOLE_LOG_LINES, console_excerpt
+from host_bridge.backends.qemu.console import (
+    CONSOLE_FILE_MAX,
+    CONSOLE_LOG_BYTES,
+    CONSOLE_LOG_LINES,
+    bound_console,
+    console_excerpt,
+)
 from host_bridge.backends.qemu.console import tail as file_tail
 from host_bridge.backends.qemu.kernel import is_kernel, minimum_memory_mb
 from host_bridge.backends.qemu.qmp import QMP_TIMEOUT, qmp_call
@@ -69,6 +75,7 @@ AGENT_FILES = (TASK_FILE, EXIT_FILE, STARTED_FILE, REQUEST_FILE, SAVING_FILE)
 _AGENT_TEMPS = tuple(f".{n}.tmp" for n in AGENT_FILES)
 
 DEFAULT_MEMORY_MB = 256
+CONSOLE_CHECK_EVERY = 5.0  # s between two looks at the console's size (console.bound_console)
 # Kernel arguments for every directly booted kernel (each measured with initcall_debug under TCG):
 # - cryptomgr.notests: the crypto self-tests are a kernel developer's check (crypto_algapi_init, 0.3 s);
 # - initcall_blacklist: self-tests the cryptomgr switch does not cover, debug interfaces and a device
@@ -134,6 +141,7 @@ class QemuBackend(SavingMixin):
         self._fell_back = False
         self._cleaned = False
         self._console_logged = False  # the console's tail was logged for this VM's failure
+        self._console_checked = 0.0  # when bound_console last looked at the console's size
         self._relay = False  # the agent relays the share (the app works in guest RAM): the VM can be saved
         self.save_limit: int | None = None  # bytes a periodic save may use at most (the runtime's disk bound)
         self.last_save: dict[
@@ -354,7 +362,9 @@ class QemuBackend(SavingMixin):
             c.qemu, "-name", name_arg(c.tag), "-accel", self._accel,
             "-m", str(c.memory_mb), "-smp", str(c.cpus),
             "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot",
-            "-serial", f"file:{self.serial_log}",
+            # the console: appended to, so that bound_console can empty it while QEMU writes (console.py)
+            "-chardev", f"file,id=console,path={self.serial_log},append=on",
+            "-serial", "chardev:console",
             "-chardev", f"socket,id=wake,path={self.wake_socket},server=on,wait=off",
             "-serial", "chardev:wake",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
@@ -710,6 +720,18 @@ class QemuBackend(SavingMixin):
         if self._ps is None:
             return BackendStatus(VMState.CREATED)
         alive = self._alive()
+        now = time.monotonic()
+        if now - self._console_checked >= CONSOLE_CHECK_EVERY:
+            self._console_checked = now
+            dropped = bound_console(self.serial_log)
+            if dropped:
+                logger.warning(
+                    "VM %s: its console passed %d MiB (an app writing to stdout / stderr without "
+                    "<stdout_filename> / <stderr_filename>?): %d bytes of older console lines dropped",
+                    self.cfg.tag,
+                    CONSOLE_FILE_MAX >> 20,
+                    dropped,
+                )
         if not self._started and self.share.exists(STARTED_FILE):
             self._started = True
             if self._fell_back:

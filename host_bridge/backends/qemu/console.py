@@ -1,5 +1,11 @@
-"""Excerpts of a VM's console (serial.log) for the volunteer: the lines that say why a VM or its app
-failed, then the last lines, cleaned of control characters."""
+"""A VM's console (serial.log): kept within bounds on the host's disk, and excerpts of it for the
+volunteer: the lines that say why a VM or its app failed, then the last lines, cleaned of control
+characters.
+
+The guest writes the console (the kernel, the agent, and an app's stdout / stderr unless the job file
+names files for them), so its size is the guest's choice: QEMU appends to the file (``append=on``) and
+the backend's poll calls ``bound_console``, which keeps the last CONSOLE_KEEP bytes beside it
+(``serial.log.old``) and empties the file once it passes CONSOLE_FILE_MAX. The excerpts read both."""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ CONSOLE_SCAN_BYTES = 16384  # the tail of the console searched for the telling l
 CONSOLE_LOG_LINES = 20  # lines logged (stderr.txt) when the app fails or the VM fails
 CONSOLE_LOG_BYTES = 4096
 CONSOLE_LINE_MAX = 300
+CONSOLE_FILE_MAX = 8 << 20  # bytes of serial.log before bound_console empties it
+CONSOLE_KEEP = 64 << 10  # ... keeping this much of its end in serial.log.old
 # Console lines that say why a VM or its app failed, quoted first (before the last lines, which for a
 # kernel panic are the tail of its call trace).
 TELLING_CONSOLE_LINES = (
@@ -33,20 +41,60 @@ def _clean_line(line: str) -> str:
     return line if len(line) <= CONSOLE_LINE_MAX else line[: CONSOLE_LINE_MAX - 3] + "..."
 
 
+def _old(path: Path) -> Path:
+    return path.with_name(path.name + ".old")
+
+
+def _last_bytes(path: Path, n: int) -> tuple[bytes, bool]:
+    """The console's last ``n`` bytes (the kept end of serial.log.old, then serial.log) and whether
+    there was more before them."""
+    data, more = b"", False
+    for p in (path, _old(path)):
+        want = n - len(data)
+        if want <= 0:
+            more = True
+            break
+        try:
+            with open(p, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(0, size - want))
+                data = f.read(want) + data
+                more = more or size > want
+        except OSError:
+            continue
+    return data, more
+
+
+def bound_console(path: Path) -> int:
+    """Keep the console file within CONSOLE_FILE_MAX: past it, its last CONSOLE_KEEP bytes replace
+    serial.log.old and the file is emptied (QEMU appends, so its next write starts the file again).
+    Returns the bytes dropped (0: within bounds, or no file)."""
+    try:
+        size = os.stat(path).st_size
+        if size <= CONSOLE_FILE_MAX:
+            return 0
+        with open(path, "rb") as f:
+            f.seek(size - CONSOLE_KEEP)
+            keep = f.read(CONSOLE_KEEP)
+        tmp = path.with_name(f".{path.name}.old.tmp")
+        tmp.write_bytes(keep)
+        os.replace(tmp, _old(path))
+        os.truncate(path, 0)
+    except OSError:
+        return 0
+    return size - len(keep)
+
+
 def console_excerpt(path: Path, lines: int, limit: int) -> tuple[list[str], list[str]]:
     """(telling, tail) of a console log: the last ``lines`` lines within its last ``limit`` bytes, and
     before them the lines of the last CONSOLE_SCAN_BYTES that say why something failed
     (TELLING_CONSOLE_LINES; at most 4, the latest, each once), not repeated in the tail."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - CONSOLE_SCAN_BYTES))
-            data = f.read(CONSOLE_SCAN_BYTES)
-    except OSError:
+    data, cut = _last_bytes(path, CONSOLE_SCAN_BYTES)
+    if not data:
         return [], []
     text = data.decode("utf-8", "replace").replace("\r", "")
     raw = text.split("\n")
-    if size > CONSOLE_SCAN_BYTES and len(raw) > 1:
+    if cut and len(raw) > 1:
         raw = raw[1:]  # a cut first line
     all_lines = [c for c in (_clean_line(ln) for ln in raw) if c]
     tail: list[str] = []
@@ -66,10 +114,5 @@ def console_excerpt(path: Path, lines: int, limit: int) -> tuple[list[str], list
 
 
 def tail(path: Path, lines: int = 5, limit: int = 4096) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    text = _last_bytes(path, limit)[0].decode("utf-8", "replace")
     return " | ".join(_clean_line(ln) for ln in text.strip().splitlines()[-lines:])
