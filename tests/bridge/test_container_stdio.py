@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from host_bridge.backends.base import BackendError, TaskSpec
+from host_bridge.backends.base import BackendError, TaskSpec, VMState
 from host_bridge.backends.container.backend import OWNER_LABEL, ContainerBackend
-from host_bridge.backends.container.command import gpu_unavailable, image_command, stdin_command
+from host_bridge.backends.container.command import gpu_unavailable, image_command, redirect_command
 from host_bridge.backends.container.podman import Engine
 from host_bridge.backends.container.settings import ContainerSettings
 from host_bridge.jobfile import JobFileError, parse_job_file
@@ -55,15 +55,17 @@ def _run(slot: Path, timeout: float = 90) -> tuple[int, str]:
 # ----------------------------------------------------------------------------------- pure parts
 
 
-def test_stdin_command_runs_the_image_command_under_sh_with_the_redirect():
-    assert stdin_command("/app", "in put.txt", ["/bin/cat", "-n"]) == [
+def test_redirect_command_runs_the_image_command_under_sh_with_the_redirects():
+    assert redirect_command("/app", ["/bin/cat", "-n"], stdin="in put.txt") == [
         "-c",
         "exec \"$@\" <'/app/in put.txt'",
         "sh",
         "/bin/cat",
         "-n",
     ]
-    assert stdin_command("/", "in", ["x"])[1] == 'exec "$@" </in'
+    assert redirect_command("/", ["x"], stdin="in")[1] == 'exec "$@" </in'
+    both = redirect_command("/w/", ["x"], stdout="out.txt", stderr="e r")
+    assert both[1] == "exec \"$@\" >>/w/out.txt 2>>'/w/e r'"  # appended, as BOINC's wrapper does
 
 
 def test_image_command_is_entrypoint_then_argv_or_cmd():
@@ -166,6 +168,35 @@ def _stdin_slot(
 
 def _expected_out(lines: int) -> str:
     return "".join(f"got line {i}\n" for i in range(1, lines + 1)) + f"eof after {lines} lines\n"
+
+
+def test_a_large_stdout_file_is_whole_and_unnamed_output_is_bounded(podman, tmp_path):
+    """A task whose result is its stdout (<stdout_filename>) gets all of it, as with BOINC's wrapper, not
+    the end of the engine's log: 3 MiB of numbered lines, every one once. The engine's log of the
+    container (what has no file) is capped, so a chatty app cannot fill the host's container storage."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    c = SlotClient(slot)
+    podman.rootfs_tar(slot / "app_rootfs.tar")
+    n = 150_000  # "line NNNNNN of stdout\n": ~3.3 MB
+    (slot / "big.sh").write_text(
+        f'i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo "line $i of stdout"; done; echo unnamed >&2\n'
+    )
+    (slot / "job.xml").write_text(
+        "<job_desc><task><application>/bin/sh</application><command_line>big.sh</command_line>"
+        "<container_image>app_rootfs.tar</container_image><stdout_filename>out.txt</stdout_filename>"
+        "</task></job_desc>"
+    )
+    c.start_heartbeats()
+    try:
+        rc, log = _run(slot, timeout=150)
+        assert rc == 0, log
+        out = (slot / "out.txt").read_text()
+        assert out == "".join(f"line {i} of stdout\n" for i in range(1, n + 1)), (len(out), log[-2000:])
+        assert "unnamed" in log  # the unnamed stderr reaches stderr.txt
+        assert not _owned(podman)
+    finally:
+        c.close()
 
 
 def test_stdin_file_then_eof_and_the_output_files(podman, tmp_path):
@@ -360,3 +391,44 @@ def test_use_gpu_start_error_in_process_is_temporary_and_leaves_nothing(podman, 
     finally:
         podman.run("rmi", "--force", image, check=False)
     assert os.path.exists(tmp_path)
+
+
+def test_the_engines_log_of_unnamed_output_is_capped(podman, tmp_path, monkeypatch, capfd):
+    """Output without a file of its own stays in podman's log of the container, which is capped
+    (``--log-opt max-size``, LOG_MAX; 1 MiB here): an app printing 3 MB to an unnamed stdout leaves at
+    most about that much for the bridge's stderr, and the end of it (podman keeps the newest lines)."""
+    from host_bridge.backends.container import backend as container_backend
+
+    monkeypatch.setattr(container_backend, "LOG_MAX", "1m")
+    image = podman.import_image(podman.rootfs_tar(tmp_path / "r.tar"), "localhost/hb-log-test:1")
+    share_dir = tmp_path / "share"
+    share_dir.mkdir()
+    script = 'i=0; while [ $i -lt 150000 ]; do i=$((i+1)); echo "line $i of stdout"; done'
+    try:
+        b = ContainerBackend(ContainerSettings(image=image))
+        share = Share(share_dir)
+        try:
+            spec = TaskSpec(
+                name="task0", argv=("/bin/sh", "-c", script), share=share_dir, owner_tag="hb-log-t0"
+            )
+            b.create(spec, share)
+            b.start()
+
+            def ended():
+                st = b.poll()
+                return st if st.state in (VMState.EXITED, VMState.FAILED) else None
+
+            s = wait_for(ended, 120, "the app to end")
+            assert s.state is VMState.EXITED and s.exit_code == 0, s
+            kept = podman.run("logs", b.container_id or "?").stdout  # the ended container, before rm
+            assert "line 150000 of stdout" in kept and len(kept) < 2 << 20, len(kept)
+            b.cleanup()
+        finally:
+            share.close()
+    finally:
+        podman.run("rmi", "--force", image, check=False)
+    out = capfd.readouterr().err
+    assert "line 150000 of stdout" in out  # the newest lines are kept
+    assert "line 1 of stdout\n" not in out
+    assert len(out) < 2 << 20, len(out)  # ~3.3 MB printed
+    assert not podman.containers(f"{OWNER_LABEL}=hb-log-t0")

@@ -45,7 +45,7 @@ from host_bridge.backends.base import BackendError, BackendStatus, ConsoleEndpoi
 from host_bridge.share import GuestFileRefused, Share
 
 from . import criu
-from .command import SHELL, gpu_args, gpu_unavailable, image_command, stdin_command
+from .command import LOG_MAX, SHELL, gpu_args, gpu_unavailable, image_command, redirect_command
 from .criu import criu_works
 from .orphans import OWNER_LABEL, RESULT_LABEL, SLOT_LABEL, collect_orphans
 from .podman import Engine, explain
@@ -202,6 +202,8 @@ class ContainerBackend:
         # a small init as PID 1 (catatonit / tini): it passes SIGTERM on to the app (a program that is
         # PID 1 itself ignores it, and every stop would wait the whole grace period) and reaps zombies
         args.append("--init")
+        if eng.kind == "podman":  # the output that has no file: capped in the engine's log (command.py)
+            args += ["--log-opt", f"max-size={LOG_MAX}"]
         if not any(a.split("=")[0] in ("--network", "--net") for a in s.create_args):
             # user-mode networking when asked: no change to the host's firewall tables or ip_forward
             args += ["--network", "slirp4netns" if (s.network or task.network) else "none"]
@@ -226,16 +228,19 @@ class ContainerBackend:
             args += ["-e", f"{k}={v}"]
         args += list(s.create_args)
         argv = [a for a in task.argv if a] if task.argv and task.argv[0] else []
-        if task.stdin:
-            # stdin from the share's file, redirected inside the container (command.py's doc: it
-            # survives a bridge restart and a CRIU checkpoint, which an attached pipe would not)
+        if _redirected(task):
+            # stdin from the share's file, stdout / stderr appended to the share's files, redirected
+            # inside the container (command.py's doc: it survives a bridge restart and a CRIU
+            # checkpoint, which an attached pipe would not, and keeps the whole output)
             command = image_command(eng.image_config(self.image_ref), argv)
             if not command:
                 raise BackendError(
                     f"task {task.name}: the image {self.image_ref} has no command (ENTRYPOINT / CMD) and "
-                    "the job file names no <application>: nothing to give <stdin_filename> to"
+                    f"the job file names no <application>: nothing to run with its {_redirect_tags(task)}"
                 )
-            redirect = stdin_command(s.workdir, task.stdin, command)
+            redirect = redirect_command(
+                s.workdir, command, stdin=task.stdin, stdout=task.stdout, stderr=task.stderr
+            )
             return [*args, "--entrypoint", SHELL, self.image_ref, *redirect]
         args.append(self.image_ref)
         args += argv  # none: the image's own CMD / ENTRYPOINT (docker_wrapper's apps)
@@ -297,12 +302,12 @@ class ContainerBackend:
             if gpu is not None:
                 return gpu
         low = text.lower()
-        if task.stdin and SHELL in text and ("not found" in low or "no such file" in low):
+        if _redirected(task) and SHELL in text and ("not found" in low or "no such file" in low):
             return BackendError(
-                f"task {task.name}: the job file's <stdin_filename> needs {SHELL} in the container image "
-                f"(the app runs as {SHELL} -c 'exec APP <FILE' so that its stdin comes from the file), and "
-                f"the image {self.image_ref} has none: add a shell to the image (e.g. busybox) or read the "
-                f"file by name instead of stdin ({text})"
+                f"task {task.name}: the job file's {_redirect_tags(task)} needs {SHELL} in the container "
+                f"image (the app runs as {SHELL} -c 'exec APP <IN >>OUT' so that its standard input and "
+                f"output are the files), and the image {self.image_ref} has none: add a shell to the "
+                f"image (e.g. busybox) or have the app open the files by name ({text})"
             )
         return e
 
@@ -497,8 +502,9 @@ class ContainerBackend:
         self._save_logs()
 
     def _save_logs(self) -> None:
-        """The container's output: into the task's stdout / stderr files when named, else the bridge's
-        stderr (stderr.txt under the client), as BOINC's wrapper does with a task's unnamed output."""
+        """The container's output that has no file of its own (the engine's log, capped at LOG_MAX): to
+        the bridge's stderr (stderr.txt under the client), as BOINC's wrapper does with a task's unnamed
+        output. Named stdout / stderr files are written by the app itself (command.py)."""
         task = self._spec()
         if self._id is None:
             return
@@ -512,34 +518,26 @@ class ContainerBackend:
         except (OSError, subprocess.TimeoutExpired) as e:
             log.warning("task %s: cannot read the container's output: %s", task.name, e)
             return
-        if task.stdin and self._exit_code and b"failed to exec pid1" in p.stderr[-4096:]:
-            # the init (catatonit / tini) could not run the stdin redirect's shell: say why it is needed
+        if _redirected(task) and self._exit_code and b"failed to exec pid1" in p.stderr[-4096:]:
+            # the init (catatonit / tini) could not run the redirects' shell: say why it is needed
             log.error(
-                "task %s: the container's init could not start %s: the job file's <stdin_filename>%s"
-                "</stdin_filename> needs %s in the container image (the app runs as %s -c 'exec APP "
-                "<FILE' so that its stdin comes from the file) and the image %s has none; add a shell to "
-                "the image (e.g. busybox) or have the app read the file by name",
+                "task %s: the container's init could not start %s: the job file's %s needs %s in the "
+                "container image (the app runs as %s -c 'exec APP <IN >>OUT' so that its standard input "
+                "and output are the files) and the image %s has none; add a shell to the image (e.g. "
+                "busybox) or have the app open the files by name",
                 task.name,
                 SHELL,
-                task.stdin,
+                _redirect_tags(task),
                 SHELL,
                 SHELL,
                 self.image_ref or "(the task's image)",
             )
+        # what has no file of its own (a named one was written by the app itself: command.py) goes to
+        # the bridge's stderr (stderr.txt), as BOINC's wrapper does with a task's unnamed output
         for data, name in ((p.stdout, task.stdout), (p.stderr, task.stderr)):
             data = data[-_LOG_LIMIT:]
-            if not data:
+            if not data or name:
                 continue
-            if name and self._share is not None:
-                try:
-                    fd = self._share.open_append(name)
-                    try:
-                        os.write(fd, data)
-                    finally:
-                        os.close(fd)
-                    continue
-                except (OSError, GuestFileRefused) as e:
-                    log.warning("task %s: cannot write the container's output to %s: %s", task.name, name, e)
             with contextlib.suppress(OSError):
                 sys.stderr.buffer.write(data)
                 sys.stderr.flush()
@@ -745,3 +743,22 @@ def _cpu_file(cgroup_path: str) -> tuple[Path | None, bool]:
     if v2.is_file():
         return v2, True
     return None, False
+
+
+def _redirected(task: TaskSpec) -> bool:
+    """Whether the task's standard input or output is a file (run under the image's shell: command.py)."""
+    return bool(task.stdin or task.stdout or task.stderr)
+
+
+def _redirect_tags(task: TaskSpec) -> str:
+    """The job-file tags of the task's redirected files, for messages."""
+    tags = [
+        f"<{tag}>{name}</{tag}>"
+        for tag, name in (
+            ("stdin_filename", task.stdin),
+            ("stdout_filename", task.stdout),
+            ("stderr_filename", task.stderr),
+        )
+        if name
+    ]
+    return " / ".join(tags)

@@ -1,19 +1,22 @@
-"""What a container task's main process is: its command (with a ``<stdin_filename>`` redirect), and the
-engine's GPU arguments with the error a volunteer gets when the host cannot give the GPU.
+"""What a container task's main process is: its command (with redirects of its standard input and
+output), and the engine's GPU arguments with the error a volunteer gets when the host cannot give the GPU.
 
-**stdin.** BOINC's wrapper opens the task's ``<stdin_filename>`` as the app's standard input (the
-file's bytes, then end of file). A container is started detached and outlives the bridge (a restart
-reattaches to it, a quit may CRIU-checkpoint it), so the bytes cannot come from the bridge through an
-attached pipe: a restarted bridge could not go on feeding it, and a checkpoint would hold a pipe to a
-process that is gone. Instead the app is run under the container's init (``--init``) by a POSIX shell of
-the image that redirects its stdin from the file inside the container, where the share is mounted at
-the settings' ``workdir``: ``/bin/sh -c 'exec "$@" <WORKDIR/NAME' sh APP ARGS...``. The shell replaces
-itself with the app (``exec``), so the app is the init's child as without a redirect, and its stdin is
-an open regular file in the bind mount: nothing of the bridge's, so a bridge restart changes nothing,
-and CRIU dumps and restores it with its offset like any open file (tests/bridge/test_container_lifecycle.py).
-The image needs ``/bin/sh`` for it (an image without one gets an error saying so). The app's command is
-the image's ENTRYPOINT followed by the task's ``<application>`` + ``<command_line>`` (or the image's
-CMD), as the engine would run it.
+**stdin, stdout, stderr.** BOINC's wrapper opens the task's ``<stdin_filename>`` as the app's standard
+input (the file's bytes, then end of file) and appends its stdout / stderr to ``<stdout_filename>`` /
+``<stderr_filename>``. A container is started detached and outlives the bridge (a restart reattaches to
+it, a quit may CRIU-checkpoint it), so the bytes cannot pass through the bridge with an attached pipe: a
+restarted bridge could not go on with it, and a checkpoint would hold a pipe to a process that is gone.
+The engine's log of the container (``podman logs``) is no place for a named output either: it is capped
+(LOG_MAX), and read at the end it gave a task whose result is its stdout only the last 1 MiB (fixed in
+session 8). Instead the app is run under the container's init (``--init``) by a POSIX shell of the image
+that redirects them inside the container, where the share is mounted at the settings' ``workdir``:
+``/bin/sh -c 'exec "$@" <WORKDIR/IN >>WORKDIR/OUT 2>>WORKDIR/ERR' sh APP ARGS...`` (each redirect only
+when the job file names that file). The shell replaces itself with the app (``exec``), so the app is the
+init's child as without a redirect, and its files are open regular files in the bind mount: nothing of
+the bridge's, so a bridge restart changes nothing, and CRIU dumps and restores them with their offsets
+like any open file (tests/bridge/test_container_lifecycle.py). The image needs ``/bin/sh`` for it (an
+image without one gets an error saying so). The app's command is the image's ENTRYPOINT followed by the
+task's ``<application>`` + ``<command_line>`` (or the image's CMD), as the engine would run it.
 """
 
 from __future__ import annotations
@@ -32,10 +35,14 @@ __all__ = [
     "gpu_args",
     "gpu_unavailable",
     "image_command",
-    "stdin_command",
+    "redirect_command",
 ]
 
-SHELL = "/bin/sh"  # the image's POSIX shell that applies the stdin redirect
+SHELL = "/bin/sh"  # the image's POSIX shell that applies the redirects
+# The engine's log of a container (its output that has no file) is capped at this size (podman's
+# --log-opt max-size): a chatty app cannot fill the host's container storage, nor the bridge's memory
+# when it reads the log at the end
+LOG_MAX = "8m"
 
 # What the engines say when the host cannot give the GPU a task asks for
 _GPU_NEEDLES = (
@@ -91,8 +98,21 @@ def image_command(config: dict[str, Any] | None, argv: Sequence[str]) -> list[st
     return [*entry, *(list(argv) if argv else cmd)]
 
 
-def stdin_command(workdir: str, name: str, command: Sequence[str]) -> list[str]:
+def redirect_command(
+    workdir: str,
+    command: Sequence[str],
+    *,
+    stdin: str | None = None,
+    stdout: str | None = None,
+    stderr: str | None = None,
+) -> list[str]:
     """The arguments after the image (with ``--entrypoint SHELL``) that run ``command`` with its stdin
-    read from the share's file ``name``, as the container sees it under ``workdir``."""
-    path = f"{workdir.rstrip('/') or ''}/{name}"
-    return ["-c", f'exec "$@" <{shlex.quote(path)}', "sh", *command]
+    read from the share's file ``stdin`` and its stdout / stderr appended to ``stdout`` / ``stderr``
+    (BOINC's wrapper appends them too), as the container sees the share under ``workdir``."""
+    base = workdir.rstrip("/")
+    redirects = [
+        f"{op}{shlex.quote(f'{base}/{name}')}"
+        for op, name in (("<", stdin), (">>", stdout), ("2>>", stderr))
+        if name
+    ]
+    return ["-c", " ".join(['exec "$@"', *redirects]), "sh", *command]
