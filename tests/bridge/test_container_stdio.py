@@ -119,6 +119,22 @@ def test_create_args_ask_for_the_gpu_in_each_engines_form(tmp_path, program, exp
     assert expected[0] not in without and "nvidia.com/gpu=all" not in without
 
 
+def test_redirected_files_and_an_entrypoint_of_the_job_are_refused_together(tmp_path):
+    """The redirects run the image's command under /bin/sh as the entry point, so a job's own
+    --entrypoint would silently lose: refused, naming the tags, for an output file as for stdin."""
+    for files in ({"stdout": "out.txt"}, {"stdin": "in.txt"}):
+        b = ContainerBackend(ContainerSettings(image="localhost/x:1", create_args=("--entrypoint", "/run")))
+        spec = TaskSpec(name="task0", argv=("/app/run",), share=tmp_path, owner_tag="hb-ep-t0", **files)
+        with pytest.raises(BackendError, match=r"cannot be combined with --entrypoint") as err:
+            b._check_redirects(spec)
+        assert f"_filename>{next(iter(files.values()))}<" in str(err.value)
+    ContainerBackend(
+        ContainerSettings(image="localhost/x:1", create_args=("--entrypoint", "/run"))
+    )._check_redirects(
+        TaskSpec(name="task0", argv=("/app/run",), share=tmp_path, owner_tag="hb-ep-t0")
+    )  # without redirected files the job's entry point stands
+
+
 def test_gpu_errors_are_recognised_and_others_are_not():
     podman_text = (
         "container engine: starting the container of task task0 failed (podman start, exit 125): Error: "

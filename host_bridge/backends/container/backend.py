@@ -157,7 +157,7 @@ class ContainerBackend:
             return
         self._drop_checkpoint()  # a fresh start: an export left in the slot is not this run's
         self.image_ref = self._ensure_image()
-        self._check_stdin(task)
+        self._check_redirects(task)
         args = self._create_args(task)
         try:
             r = self.engine.run(
@@ -246,22 +246,26 @@ class ContainerBackend:
         args += argv  # none: the image's own CMD / ENTRYPOINT (docker_wrapper's apps)
         return args
 
-    def _check_stdin(self, task: TaskSpec) -> None:
-        """The task's ``<stdin_filename>`` must be a regular file in the share before the container is
-        made (BOINC's wrapper fails the task when it cannot open it; so does the local backend): a
-        permanent error naming the file and the tag. A BOINC link file in the slot is refused too: the
-        container sees the slot, not the project folder the link points into."""
+    def _check_redirects(self, task: TaskSpec) -> None:
+        """The redirects of the task's files (command.py) are possible. They replace the image's entry
+        point, so the job's container arguments cannot set another. The ``<stdin_filename>`` must be a
+        regular file in the share before the container is made (BOINC's wrapper fails the task when it
+        cannot open it; so does the local backend): a permanent error naming the file and the tag. A
+        BOINC link file in the slot is refused too: the container sees the slot, not the project folder
+        the link points into."""
+        s = self.settings
+        if _redirected(task) and any(
+            a == "--entrypoint" or a.startswith("--entrypoint=") for a in s.create_args
+        ):
+            raise BackendError(
+                f"task {task.name}: {_redirect_tags(task)} cannot be combined with --entrypoint in the "
+                "job's container arguments (the redirects run the image's command under /bin/sh); name "
+                "the program in <application> instead"
+            )
         if not task.stdin:
             return
-        s = self.settings
         share = self._share
         where = f"the shared folder {task.share}"
-        if any(a == "--entrypoint" or a.startswith("--entrypoint=") for a in s.create_args):
-            raise BackendError(
-                f"task {task.name}: <stdin_filename>{task.stdin}</stdin_filename> cannot be combined with "
-                "--entrypoint in the job's container arguments (the stdin redirect runs the image's "
-                "command under /bin/sh); name the program in <application> instead"
-            )
         try:
             if share is None:
                 raise FileNotFoundError(task.stdin)
