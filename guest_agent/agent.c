@@ -1,10 +1,11 @@
 /*
  * boinc-agent: the in-VM agent of the QEMU backend (boinc-vm-bridge). Static, libc only.
  *
- * Started by the image's /init as PID 1 with the mounted share as its argument (and optionally a second
- * one: a root folder, e.g. the read-only Python root, with the share bind-mounted at the same path inside;
- * the app then runs chrooted into it; with a third one, "disk", the agent itself mounts the image's root
- * disk /dev/vda there first: mount_root_disk). It
+ * It is the image's /init: the kernel starts it as PID 1 without arguments, and boot.c does the early boot
+ * (modules, the share, the network) and chooses the app's root: the image's root disk, which the agent
+ * mounts (mount_root_disk), a host tree over 9p, or none. An image whose own /init mounts the share can
+ * start it as `boinc-agent SHARE [ROOT [disk]]` instead (ROOT: a folder the app runs chrooted into, the
+ * share bound into it at the same path; "disk": the agent mounts the root disk there first). It
  *   1. reads the task description the host wrote into the share, boinc_task.json:
  *        {"v": 1, "argv": ["prog", "arg", ...], "stdin": "in.txt" | null,
  *         "stdout": "out.txt" | null, "stderr": "err.txt" | null, "env": {"NAME": "value", ...}}
@@ -375,7 +376,6 @@ static void fail(const char *fmt, ...) {
     power_off();
 }
 
-/* Like mkdir -p (no error if it exists). */
 static void mount_in(const char *src, const char *root_, const char *sub, const char *type, unsigned long fl,
                      const char *opts) {
     char target[4200];
@@ -514,7 +514,7 @@ int main(int argc, char **argv) {
     signal(SIGHUP, SIG_IGN);
     if (getpid() == 1 && argc <= 1) {
         boot_init(&root, &how); /* the kernel started the agent as /init (boot.c) */
-    } else { /* started by an older image's /init script: SHARE [ROOT [disk]], its root already mounted */
+    } else { /* started by an image's own /init: SHARE [ROOT [disk]] (see the top of this file) */
         if (argc > 1) share = hostdir = argv[1];
         if (argc > 2 && argv[2][0]) root = argv[2];
         if (root && argc > 3) how = argv[3];

@@ -53,6 +53,7 @@ void sleep_ms(long ms) {
     }
 }
 
+/* Like mkdir -p (no error if it exists). */
 void mkdirs(const char *path) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s", path);
