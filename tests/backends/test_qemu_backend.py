@@ -275,6 +275,48 @@ def test_a_host_tree_as_the_root_vm_pyroot(tmp_path: Path, image: VMImage, backe
     assert (tree / "marker").read_text() == "the tree's own file\n"
 
 
+OWN_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /lib/modules/boot.list); do insmod /lib/modules/$m.ko; done
+mkdir -p /boinc/shared
+i=0
+until mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 shared /boinc/shared; do
+  i=$((i+1)); [ $i -gt 100 ] && poweroff -f; usleep 50000
+done
+echo "own init ran" > /boinc/shared/own_init.txt
+exec /sbin/boinc-agent /boinc/shared
+"""
+
+
+def test_an_images_own_init_can_start_the_agent_with_the_share(
+    tmp_path: Path, image: VMImage, backends: Made
+):
+    """An image whose own /init mounts the share starts the agent as ``boinc-agent SHARE`` (docs/qemu.md):
+    the test image's initramfs with a second cpio archive on top whose /init is such a script (the
+    kernel unpacks both, the later entry replacing the agent's link)."""
+    import gzip
+
+    from host_bridge.images import parts
+
+    initrd = tmp_path / "own-init.cpio.gz"
+    extra = gzip.compress(parts._cpio_newc([("init", 0o100755, OWN_INIT.encode())]), mtime=0)
+    initrd.write_bytes(image.initrd.read_bytes() + extra)
+    share = tmp_path / "share"
+    share.mkdir()
+    task = make_task(
+        image, share, ("/bin/sh", "-c", "echo ran > out.txt; exit 5"), "owninit", settings={"initrd": initrd}
+    )
+    b = new_backend(backends, task)
+    b.start()
+    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    assert s.state is VMState.EXITED and s.exit_code == 5, s
+    assert (share / "own_init.txt").read_text() == "own init ran\n"
+    assert (share / "out.txt").read_text() == "ran\n"
+
+
 def test_the_console_stays_within_bounds_on_the_hosts_disk(
     tmp_path: Path, image: VMImage, backends: Made, monkeypatch: pytest.MonkeyPatch, caplog
 ):
