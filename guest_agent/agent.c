@@ -393,7 +393,7 @@ static void mount_root_disk(void) {
     mkdirs("/lower");
     mkdirs("/rw");
     mkdirs(root);
-    for (int i = 0; i < 100 && access("/dev/vda", F_OK) != 0; i++) sleep_ms(20);
+    for (int i = 0; i < 500 && access("/dev/vda", F_OK) != 0; i++) sleep_ms(20); /* up to 10 s */
     if (mount("/dev/vda", "/lower", "squashfs", MS_RDONLY, NULL) != 0)
         fail("cannot mount the image's root disk /dev/vda (vm_disk_image: a squashfs made by host-bridge image "
              "build): %s", strerror(errno));

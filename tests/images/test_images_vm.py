@@ -72,7 +72,7 @@ def run_in_image(tmp_path):
         finally:
             b.close()
         assert not qemu_of(c.slot_dir)
-        assert (c.slot_dir / "boinc_finish_called").exists()
+        assert (c.slot_dir / "boinc_finish_called").exists(), b.log()
         return proj / "result_out", fractions
 
     yield run

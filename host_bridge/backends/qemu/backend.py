@@ -228,7 +228,7 @@ class QemuBackend(SavingMixin):
                 f"vm_state_dir {state_dir} is inside the shared folder {share_dir}: the guest could tamper "
                 "with the VM's control socket; choose a folder outside the share"
             )
-        if len(str(state_dir / "qmp.sock")) > 100:
+        if len(str(state_dir / "wake.sock")) > 100:  # the longest of its sockets' paths (qmp.sock, wake.sock)
             raise BackendError(
                 f"vm_state_dir {state_dir} is too long for a Unix socket path: choose a shorter one"
             )
