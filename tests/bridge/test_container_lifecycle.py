@@ -13,7 +13,7 @@ import pytest
 
 from host_bridge.backends.container import criu
 from host_bridge.backends.container.orphans import OWNER_LABEL, RESULT_LABEL, SLOT_LABEL, slot_is_stale
-from tests.support.bridge import Bridge, run_bridge_until_quit
+from tests.support.bridge import Bridge, run_bridge, run_bridge_until_quit
 from tests.support.client_shm import SlotClient
 from tests.support.podman import PrivatePodman, counted
 from tests.support.wait import wait_for
@@ -229,12 +229,7 @@ def test_quit_with_a_criu_checkpoint_keeps_the_stdin_offset_and_the_output(podma
         assert rc == 0 and "checkpointed" in log1, log1
         at_quit = counted(slot)
         assert at_quit < lines
-        b2 = Bridge(slot)
-        try:
-            rc2 = b2.wait(90)
-        finally:
-            b2.close()
-        log2 = b2.log()
+        rc2, log2 = run_bridge(slot, timeout=90)
         assert "restored from its checkpoint" in log2, log2
         assert rc2 == 3, log2
         expected = "".join(f"got line {i}\n" for i in range(1, lines + 1)) + f"eof after {lines} lines\n"

@@ -31,7 +31,7 @@ from host_bridge.jobfile import JobFileError, parse_job_file
 from host_bridge.jobfile.docker import parse_docker_text
 from host_bridge.runtime.plan import PlanContext, plan_job
 from host_bridge.share import Share
-from tests.support.bridge import Bridge
+from tests.support.bridge import Bridge, run_bridge
 from tests.support.client_shm import SlotClient
 from tests.support.podman import PrivatePodman, counted
 from tests.support.wait import wait_for
@@ -41,15 +41,6 @@ pytestmark = pytest.mark.timeout(180)
 
 def _owned(pm: PrivatePodman) -> list[dict]:
     return pm.containers(OWNER_LABEL)
-
-
-def _run(slot: Path, timeout: float = 90) -> tuple[int, str]:
-    b = Bridge(slot)
-    try:
-        rc = b.wait(timeout)
-    finally:
-        b.close()
-    return rc, b.log()
 
 
 # ----------------------------------------------------------------------------------- pure parts
@@ -205,7 +196,7 @@ def test_a_large_stdout_file_is_whole_and_unnamed_output_is_bounded(podman, tmp_
     )
     c.start_heartbeats()
     try:
-        rc, log = _run(slot, timeout=150)
+        rc, log = run_bridge(slot, timeout=150)
         assert rc == 0, log
         out = (slot / "out.txt").read_text()
         assert out == "".join(f"line {i} of stdout\n" for i in range(1, n + 1)), (len(out), log[-2000:])
@@ -221,7 +212,7 @@ def test_stdin_file_then_eof_and_the_output_files(podman, tmp_path):
     c.start_heartbeats()
     try:
         t0 = time.monotonic()
-        rc, log = _run(slot)
+        rc, log = run_bridge(slot, timeout=90)
         took = time.monotonic() - t0
         assert rc == 4, log  # the app reached end of file (no wait for more input) and exited
         assert took < 60, took
@@ -246,7 +237,7 @@ def test_stdin_and_output_files_across_a_kill_9_and_a_restart(podman, tmp_path):
             b.close()
         at_kill = counted(slot)
         assert at_kill < lines and len(_owned(podman)) == 1, "the container should outlive the bridge"
-        rc, log = _run(slot)
+        rc, log = run_bridge(slot, timeout=90)
         assert "reattached" in log, log
         assert rc == 0, log
         # one reader went on reading the same open file: every line once, then end of file
@@ -263,7 +254,7 @@ def test_a_missing_stdin_file_fails_the_task_naming_the_file_and_the_tag(podman,
     (slot / "in.txt").unlink()
     c.start_heartbeats()
     try:
-        rc, log = _run(slot)
+        rc, log = run_bridge(slot, timeout=90)
         assert rc == 195, log  # EXIT_CHILD_FAILED, as the local backend and BOINC's wrapper fail it
         assert (
             "the stdin file 'in.txt' (the job file's <stdin_filename>) is not in the shared folder" in log
@@ -282,7 +273,7 @@ def test_stdin_from_a_boinc_link_file_in_the_slot_is_refused_with_the_fix(podman
     (slot / "in.txt").write_text("<soft_link>../projects/in_1</soft_link>\n")
     c.start_heartbeats()
     try:
-        rc, log = _run(slot)
+        rc, log = run_bridge(slot, timeout=90)
         assert rc == 195, log
         assert "is a BOINC link in the slot" in log and "<copy_file_to_VM>in.txt</copy_file_to_VM>" in log, (
             log
@@ -311,7 +302,7 @@ def test_stdin_through_copy_file_to_vm_in_a_shared_folder(podman, tmp_path):
     (slot / "job.xml").write_text(job)
     c.start_heartbeats()
     try:
-        rc, log = _run(slot)
+        rc, log = run_bridge(slot, timeout=90)
         assert rc == 0, log
         assert (slot / "shared" / "out.txt").read_text() == "got alpha\ngot beta\neof after 2 lines\n", log
         assert not _owned(podman)
@@ -339,7 +330,7 @@ def test_stdin_needs_a_shell_in_the_image_and_says_so(podman, tmp_path):
     )
     c.start_heartbeats()
     try:
-        rc, log = _run(slot)
+        rc, log = run_bridge(slot, timeout=90)
         assert rc == 1, log  # the init's status when it cannot exec its child, as for any missing program
         assert "failed to exec pid1" in log, log  # the init's own words (the container's stderr)
         assert "needs /bin/sh in the container image" in log, log
@@ -370,7 +361,7 @@ def test_use_gpu_on_a_host_without_the_gpu_set_up_is_a_temporary_exit(podman, tm
     podman.rootfs_tar(slot / "rootfs.tar")
     c.start_heartbeats()
     try:
-        rc, log = _run(slot)
+        rc, log = run_bridge(slot, timeout=90)
         assert rc == 0, log  # boinc_temporary_exit ends the process with 0
         # BOINC's API writes the delay, the reason and "notice": the Manager shows the volunteer the fix
         assert (slot / "boinc_temporary_exit").read_text().splitlines()[-1] == "notice", log
