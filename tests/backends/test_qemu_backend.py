@@ -140,6 +140,15 @@ def wait_state(b: QemuBackend, states: set[VMState], timeout: float = BOOT):
     return wait_for(check, timeout, f"state in {states}", interval=0.1)
 
 
+ENDED = {VMState.EXITED, VMState.FAILED}
+
+
+def run_to_end(b: QemuBackend, timeout: float = BOOT):
+    """Start the VM and wait until it has ended (the app exited, or the VM failed): its last status."""
+    b.start()
+    return wait_state(b, ENDED, timeout)
+
+
 def test_protocol_and_errors(tmp_path: Path, image: VMImage, backends: Made):
     b = QemuBackend()
     assert isinstance(b, Backend)
@@ -183,8 +192,7 @@ def test_run_exit_code_outputs_copy_and_cleanup(tmp_path: Path, image: VMImage, 
     assert b.share is backends.shares[-1]  # one share per task: the runtime's
     assert b.console() == ConsoleEndpoints()  # nothing forwarded to a QEMU guest
     backends.shares[-1].copy_in(src, "in.dat")  # the runtime copies the inputs
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED, s
     assert s.exit_code == 7
     assert s.cpu_time > 0
@@ -231,8 +239,7 @@ def test_guest_devices_entropy_and_network_only_when_asked(
     task = make_task(image, share, ("/bin/sh", "-c", script), f"dev{int(network)}", network=network)
     b = new_backend(backends, task)
     try:
-        b.start()
-        s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+        s = run_to_end(b)
     finally:
         server.shutdown()
         server.server_close()
@@ -268,8 +275,7 @@ def test_a_host_tree_as_the_root_vm_pyroot(tmp_path: Path, image: VMImage, backe
     )
     task = make_task(image, share, ("/bin/sh", "-c", script), "pyroot", settings={"pyroot": tree})
     b = new_backend(backends, task)
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED and s.exit_code == 0, s
     assert (share / "seen.txt").read_text() == "the tree's own file\nproc\ntmp\nread-only\n"
     assert (tree / "marker").read_text() == "the tree's own file\n"
@@ -310,8 +316,7 @@ def test_an_images_own_init_can_start_the_agent_with_the_share(
         image, share, ("/bin/sh", "-c", "echo ran > out.txt; exit 5"), "owninit", settings={"initrd": initrd}
     )
     b = new_backend(backends, task)
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED and s.exit_code == 5, s
     assert (share / "own_init.txt").read_text() == "own init ran\n"
     assert (share / "out.txt").read_text() == "ran\n"
@@ -344,7 +349,7 @@ def test_the_console_stays_within_bounds_on_the_hosts_disk(
         s = b.poll()
         with contextlib.suppress(OSError):
             sizes.append(b.serial_log.stat().st_size)
-        return s if s.state in (VMState.EXITED, VMState.FAILED) else None
+        return s if s.state in ENDED else None
 
     s = wait_for(ended, BOOT + 60, "the app to end", interval=0.05)
     assert s.state is VMState.EXITED and s.exit_code == 3, s
@@ -391,8 +396,7 @@ def test_missing_program_and_symlinked_task_file(
     (share / "boinc_task.json").symlink_to(secret)
     b = new_backend(backends, make_task(image, share, ("no_such_program",), "missing"))
     caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED and s.exit_code == 127, s
     assert s.app_started
     assert secret.read_text() == "keep"
@@ -418,8 +422,7 @@ def test_app_killed_by_signal_logs_its_console(
     script = "echo 'worker: about to die' >&2; kill -KILL $$"
     b = new_backend(backends, make_task(image, share, ("sh", "-c", script), "signal"))
     caplog.set_level(logging.WARNING, logger="host_bridge.backends.qemu")
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED and s.exit_code == -9, s
     logged = console_records(caplog)
     assert len(logged) == 1 and "killed by signal 9" in logged[0], logged
@@ -465,7 +468,7 @@ def test_pause_quit_and_resume_from_app_checkpoint(tmp_path: Path, image: VMImag
 
     # A fresh VM resumes from the checkpoint.
     b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=BOOT + 30)
+    s = wait_state(b, ENDED, timeout=BOOT + 30)
     assert s.state is VMState.EXITED and s.exit_code == 3, s
     assert (share / "result.txt").read_text() == f"done 60 started_at {ckpt}\n"
 
@@ -590,7 +593,7 @@ def test_sdk_worker_reports_progress_over_the_share(
             st = decode_status(status_file.read_bytes())
             if not seen or st.fraction_done != seen[-1]:
                 seen.append(st.fraction_done)
-        if b.poll().state in (VMState.EXITED, VMState.FAILED):
+        if b.poll().state in ENDED:
             break
         time.sleep(0.05)
     s = b.poll()
@@ -706,7 +709,7 @@ def test_kvm_failure_falls_back_to_tcg(
     task = make_task(image, share, (str(prog), "x", "3"), mode, settings=settings)
     b = new_backend(backends, task)
     b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=BOOT + 10)
+    s = wait_state(b, ENDED, timeout=BOOT + 10)
     assert s.state is VMState.EXITED, s
     assert s.exit_code == 3
     assert b.accel == "tcg"
@@ -727,7 +730,7 @@ def test_vm_accel_kvm_does_not_fall_back(tmp_path: Path, image: VMImage, image_p
     b = new_backend(backends, task)
     with pytest.raises(BackendError, match="failed to set MSR"):
         b.start()
-        s = wait_state(b, {VMState.EXITED, VMState.FAILED}, timeout=20)
+        s = wait_state(b, ENDED, timeout=20)
         raise BackendError(s.error or str(s))
     assert b.accel == "kvm"
 
@@ -757,8 +760,7 @@ def test_kernel_panic_message_leads_with_the_reason(
         )
         b = new_backend(backends, task)
         caplog.clear()
-        b.start()
-        s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+        s = run_to_end(b)
         assert s.state is VMState.FAILED and s.app_started is False, s
         console = s.error.split("before the app finished: ", 1)[1]
         lines = console.split(" | ")
@@ -846,8 +848,7 @@ def test_invalid_exit_file_ends_the_task_as_failed(tmp_path: Path, image: VMImag
     forge = f"printf 'garbage\\n' > forged.tmp && mv forged.tmp {EXIT_FILE}"
     script = f"cd {GUEST_HOST_MOUNT} && {forge}; sleep 600"
     b = new_backend(backends, make_task(image, share, ("sh", "-c", script), "forged"))
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED and s.exit_code == int(ExitCode.EXIT_CHILD_FAILED), s
     assert s.error == f"the guest wrote an invalid {EXIT_FILE}: b'garbage\\n'; refused"
     exit_file = share / EXIT_FILE
@@ -896,8 +897,7 @@ def test_guest_symlinks_and_special_files_are_refused(
     )
     b = new_backend(backends, task)
     assert b.share.virtfs_mapped
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED and s.exit_code == 0, s
     out = share / "out"
     assert not out.is_symlink() and out.read_bytes() == b"/etc/passwd"  # what the host sees
@@ -929,14 +929,13 @@ def test_mapped_file_guest_symlink_at_the_task_file_does_not_break_the_next_star
     script = f"cd {GUEST_HOST_MOUNT} && rm boinc_task.json && ln -s /nowhere boinc_task.json"  # the 9p mount
     task = make_task(image, share, ("sh", "-c", script), "stale", settings={"share_security": "mapped-file"})
     b = new_backend(backends, task)
-    b.start()
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = run_to_end(b)
     assert s.state is VMState.EXITED and s.exit_code == 0, s
     meta = share / ".virtfs_metadata" / "boinc_task.json"
     assert "virtfs.mode=41471" in meta.read_text()  # S_IFLNK | 0777: the guest's symlink
     wait_for(lambda: not own_qemu_processes(name_arg(b.cfg.tag)), 10, what="VM power-off")
     b.start()  # a restart of the same task: the task file is written again
-    s = wait_state(b, {VMState.EXITED, VMState.FAILED})
+    s = wait_state(b, ENDED)
     assert s.state is VMState.EXITED and s.exit_code == 0, s
 
 
