@@ -18,7 +18,7 @@ from typing import Any
 
 from boinc_guest.protocol import Finish, Status, TemporaryExit, TrickleUp, UploadRequest
 
-from .backends.base import BackendStatus, VMState
+from .backends.base import BackendError, BackendStatus, VMState
 from .exitcodes import ExitCode
 from .policy import DEFAULT_POLICY, Policy
 
@@ -67,6 +67,11 @@ class Failure:
     message: str
     temporary: bool = False
     notice: bool = False
+
+    @classmethod
+    def of(cls, e: BackendError) -> Failure:
+        """What the backend's error says, as the core sees it."""
+        return cls(str(e), e.temporary, e.notice)
 
 
 @dataclass(frozen=True)

@@ -269,7 +269,7 @@ class Runtime:
                 # an earlier run (task_started is saved right after the first start)
                 backend.restore()
         except BackendError as e:
-            failure = core.Failure(str(e), e.temporary, e.notice)
+            failure = core.Failure.of(e)
         try:
             if failure is None and (old is not None or st.task_finish is not None):
                 ended = loop.recover(old or P.Status())

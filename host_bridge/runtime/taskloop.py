@@ -174,7 +174,7 @@ class TaskLoop:
                             log.warning("%s", e)
                             continue
                         stop_quietly(self.backend)
-                        failure = core.Failure(str(e), e.temporary, e.notice)
+                        failure = core.Failure.of(e)
                         break
                     if result is not None:
                         return result
@@ -211,7 +211,7 @@ class TaskLoop:
         try:
             self.bstatus = self.backend.poll()  # backends keep this cheap (CPU re-measured less often)
         except BackendError as e:
-            return core.Failure(str(e), e.temporary, e.notice)
+            return core.Failure.of(e)
         if self.compat is not None and self.bstatus.state is VMState.EXITED:
             self._refresh_guest(now, final=True)  # trigger files written just before the end
         if now - self.files_read_at >= policy.report_interval:
