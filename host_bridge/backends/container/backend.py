@@ -307,13 +307,18 @@ class ContainerBackend:
                 return gpu
         low = text.lower()
         if _redirected(task) and SHELL in text and ("not found" in low or "no such file" in low):
-            return BackendError(
-                f"task {task.name}: the job file's {_redirect_tags(task)} needs {SHELL} in the container "
-                f"image (the app runs as {SHELL} -c 'exec APP <IN >>OUT' so that its standard input and "
-                f"output are the files), and the image {self.image_ref} has none: add a shell to the "
-                f"image (e.g. busybox) or have the app open the files by name ({text})"
-            )
+            return BackendError(f"task {task.name}: {self._no_shell(task)} ({text})")
         return e
+
+    def _no_shell(self, task: TaskSpec) -> str:
+        """Why a task with redirected files cannot run in an image without SHELL, and what to do."""
+        image = self.image_ref or "(the task's image)"
+        return (
+            f"the job file's {_redirect_tags(task)} needs {SHELL} in the container image (the app runs as "
+            f"{SHELL} -c 'exec APP <IN >>OUT' so that its standard input and output are the files), and the "
+            f"image {image} has none: add a shell to the image (e.g. busybox) or have the app open the "
+            "files by name"
+        )
 
     def _ensure_image(self) -> str:
         """The image to run, made ready on this host (see ContainerSettings)."""
@@ -525,16 +530,7 @@ class ContainerBackend:
         if _redirected(task) and self._exit_code and b"failed to exec pid1" in p.stderr[-4096:]:
             # the init (catatonit / tini) could not run the redirects' shell: say why it is needed
             log.error(
-                "task %s: the container's init could not start %s: the job file's %s needs %s in the "
-                "container image (the app runs as %s -c 'exec APP <IN >>OUT' so that its standard input "
-                "and output are the files) and the image %s has none; add a shell to the image (e.g. "
-                "busybox) or have the app open the files by name",
-                task.name,
-                SHELL,
-                _redirect_tags(task),
-                SHELL,
-                SHELL,
-                self.image_ref or "(the task's image)",
+                "task %s: the container's init could not start %s: %s", task.name, SHELL, self._no_shell(task)
             )
         # what has no file of its own (a named one was written by the app itself: command.py) goes to
         # the bridge's stderr (stderr.txt), as BOINC's wrapper does with a task's unnamed output

@@ -21,14 +21,11 @@ task's ``<application>`` + ``<command_line>`` (or the image's CMD), as the engin
 
 from __future__ import annotations
 
-import logging
 import shlex
 from collections.abc import Sequence
 from typing import Any
 
 from host_bridge.backends.base import BackendError
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "SHELL",
