@@ -57,8 +57,8 @@ static const char *const AGENT_NAMES[] = {TASK_FILE, EXIT_FILE, STARTED_FILE, RE
 #define MAX_TASK (1 << 20)
 #define MAX_ITEMS 4096
 
-static const char *share = "/boinc/shared"; /* the app's folder (a tmpfs in relay mode) */
-static const char *hostdir = "/boinc/shared"; /* the 9p share: the agent's files (/boinc/.host in relay mode) */
+static const char *share = SHARE_DIR; /* the app's folder (a tmpfs in relay mode) */
+static const char *hostdir = SHARE_DIR; /* the 9p share: the agent's files (/boinc/.host in relay mode) */
 static int relay = 0;
 
 #define V9FS_MAGIC 0x01021997

@@ -40,9 +40,7 @@
 
 #define MODULE_DIR "/lib/modules"
 #define ROOT_DISK_MARK "/boinc/root-disk"
-#define SHARE_DIR "/boinc/shared"
 #define PYROOT_DIR "/pyroot"
-#define V9P_OPTS "trans=virtio,version=9p2000.L,msize=262144"
 #define MOUNT_TRIES 100 /* x 50 ms: the virtio devices can appear after the modules' load returns */
 
 static char net_dns[64] = ""; /* the DNS server of boinc.net, for resolv.conf */
@@ -241,8 +239,8 @@ void boot_init(const char **root, const char **how) {
     mount("dev", "/dev", "devtmpfs", 0, NULL);
     mkdirs("/tmp");
     load_modules("boot.list");
-    if (mount_9p("shared", SHARE_DIR, 0, NULL) != 0) {
-        logmsg("cannot mount the share (9p tag shared) at %s: %s", SHARE_DIR, strerror(errno));
+    if (mount_9p(SHARE_TAG, SHARE_DIR, 0, NULL) != 0) {
+        logmsg("cannot mount the share (9p tag %s) at %s: %s", SHARE_TAG, SHARE_DIR, strerror(errno));
         sync();
         reboot(RB_POWER_OFF);
         reboot(RB_AUTOBOOT);

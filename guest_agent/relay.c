@@ -28,12 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "boot.h"
+
 #define MAX_REC 4096
 #define MAX_DEPTH 8
 #define BIG_FILE (1L << 20)
 #define BIG_EVERY_NS 2000000000LL
-#define SHARE_TAG "shared"
-#define SHARE_OPTS "trans=virtio,version=9p2000.L,msize=262144"
 
 typedef struct {
     int exists;
@@ -293,7 +293,7 @@ void relay_unmount(void) {
 
 void relay_try_mount(void) {
     if (mounted || (!woken && now_ns() - unmounted_at < REMOUNT_AFTER_NS)) return;
-    if (mount(SHARE_TAG, host_dir, "9p", 0, SHARE_OPTS) == 0) {
+    if (mount(SHARE_TAG, host_dir, "9p", 0, V9P_OPTS) == 0) {
         mounted = 1;
         fprintf(stderr, "boinc-agent: share mounted again (%s)\n", woken ? "wake-up line" : "after the delay");
         woken = 0;

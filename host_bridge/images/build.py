@@ -4,8 +4,8 @@ backend (docs/images.md).
 The output folder receives
 
 - ``vmlinux-RELEASE-HASH``: Debian's kernel, uncompressed (PVH boot, fastest under TCG; ``<gzip/>``);
-- ``initramfs-KEY.cpio.gz``: busybox, the virtio / 9p / squashfs / overlay modules, the guest agent as
-  PID 1 and an ``/init`` that mounts the share and the root disk;
+- ``initramfs-KEY.cpio.gz``: busybox, the virtio / 9p / squashfs / overlay modules and the guest agent,
+  which is the ``/init``: it loads them and mounts the share and the root disk (guest_agent/boot.c);
 - ``root-HASH.squashfs``: the app's root file system, read-only and shared by all tasks of a host
   (the VM boots it through the backend's per-task qcow2 overlay, and the guest puts a tmpfs overlay on
   top: a task's writes stay in its VM); compressed (lz4 by default: the fastest boot; zstd: the smallest

@@ -113,6 +113,10 @@ GUEST_ADDR = "10.0.2.15/24"
 GUEST_GATEWAY = "10.0.2.2"  # also the host's loopback, as the guest reaches it
 GUEST_DNS = "10.0.2.3"
 
+# The VM's control sockets in its state folder: QMP, and the agent's wake-up line (saving.py)
+QMP_SOCKET = "qmp.sock"
+WAKE_SOCKET = "wake.sock"
+
 GUEST_SHARE = "/boinc/shared"  # where the image mounts the share (docs/protocol.md, docs/qemu.md)
 
 # ------------------------------------------------------------------------------------------------ backend
@@ -163,13 +167,13 @@ class QemuBackend(SavingMixin):
 
     @property
     def qmp_socket(self) -> Path:
-        return self.cfg.state_dir / "qmp.sock"
+        return self.cfg.state_dir / QMP_SOCKET
 
     @property
     def wake_socket(self) -> Path:
         """The agent's wake-up line (the VM's second serial port): saving.py writes on it once a save's
         migration is over, so that the agent mounts the share again at once (guest_agent/relay.c)."""
-        return self.cfg.state_dir / "wake.sock"
+        return self.cfg.state_dir / WAKE_SOCKET
 
     @property
     def pidfile(self) -> Path:
@@ -228,7 +232,7 @@ class QemuBackend(SavingMixin):
                 f"vm_state_dir {state_dir} is inside the shared folder {share_dir}: the guest could tamper "
                 "with the VM's control socket; choose a folder outside the share"
             )
-        if len(str(state_dir / "wake.sock")) > 100:  # the longest of its sockets' paths (qmp.sock, wake.sock)
+        if max(len(str(state_dir / n)) for n in (QMP_SOCKET, WAKE_SOCKET)) > 100:
             raise BackendError(
                 f"vm_state_dir {state_dir} is too long for a Unix socket path: choose a shorter one"
             )
